@@ -1,0 +1,3 @@
+//! The tool's subcommands, one module each.
+
+pub mod proofs;
