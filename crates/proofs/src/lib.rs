@@ -1,13 +1,27 @@
 //! Filecoin proofs for Nelumbo, around `filecoin-proofs-api` (CPU only): the Groth16 parameter
 //! cache and its seeded generation, sealing, WindowPoSt and WinningPoSt, unsealing.
 //!
-//! Everything here is blocking and CPU-heavy (seconds to minutes); async callers use the
-//! wrappers that run the work on blocking threads.
+//! Everything that proves or verifies is a method of [`Prover`], which can only be had once the
+//! proofs library is configured for the process, and which checks the parameter files an
+//! operation needs before the library reads them. Those methods block for seconds to minutes:
+//! async callers go through [`Prover::run`], which moves the work to blocking threads.
 
 mod env;
+mod error;
 pub mod params;
+mod post;
+mod prover;
 mod registry;
+mod seal;
+mod unseal;
 
-pub use env::{default_cache_root, init, current, InitError, ProofsConfig};
+pub use env::{InitError, ProofsConfig, current, default_cache_root, init};
+pub use error::ProofError;
 pub use params::{ParamCache, ParamError, ParamEvent, ParamSeed, ParamStatus};
+pub use post::{PostKind, ProvenSector, ProvingSector};
+pub use prover::{Prover, prover_id};
 pub use registry::{Circuit, CircuitKind, SectorProofs};
+pub use seal::{
+    AddedPiece, Commit1Output, PreCommit1Output, Replica, SealProof, SealedCommitments,
+    SectorPaths, fill_sector,
+};

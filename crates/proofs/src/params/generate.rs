@@ -76,6 +76,7 @@ impl ParamCache {
             let reason = match self.verify_files(&files) {
                 Ok(()) => {
                     remember_verified(&files.params);
+                    remember_verified(&files.vk);
                     progress(ParamEvent::Ready { circuit, index, total });
                     report.already_ready.push(circuit);
                     continue;
@@ -87,12 +88,14 @@ impl ParamCache {
                 Err(e) => return Err(e),
             };
             forget_verified(&files.params);
+            forget_verified(&files.vk);
             progress(ParamEvent::Generating { circuit, index, total, reason });
             let started = Instant::now();
             let bytes = generate_into(&files, self.seed().for_circuit(&files.id), &self.seed().fingerprint(), |rng| {
                 generate_parameters(circuit, rng).map_err(|source| ParamError::Library { circuit, source })
             })?;
             remember_verified(&files.params);
+            remember_verified(&files.vk);
             progress(ParamEvent::Generated {
                 circuit,
                 index,

@@ -213,6 +213,19 @@ impl ParamCache {
         }
         self.verify_files(&files)?;
         remember_verified(&files.params);
+        remember_verified(&files.vk);
+        Ok(())
+    }
+
+    /// Checks only the verifying key of one circuit: all a verifier reads.
+    pub fn verify_key(&self, circuit: Circuit) -> Result<(), ParamError> {
+        let files = self.files(circuit)?;
+        if was_verified(&files.vk) && files.vk.exists() {
+            return Ok(());
+        }
+        let record = self.read_record(&files)?;
+        check_file(circuit, &files.vk, &record.vk)?;
+        remember_verified(&files.vk);
         Ok(())
     }
 
@@ -236,25 +249,40 @@ impl ParamCache {
     }
 
     fn verify_files(&self, files: &CircuitFiles) -> Result<(), ParamError> {
+        if !files.params.exists() {
+            return Err(ParamError::Missing {
+                circuit: files.circuit,
+                path: files.params.clone(),
+            });
+        }
+        let record = self.read_record(files)?;
+        check_file(files.circuit, &files.params, &record.params)?;
+        check_file(files.circuit, &files.vk, &record.vk)?;
+        Ok(())
+    }
+
+    /// Reads a circuit's digest record and checks it belongs to this circuit and seed.
+    fn read_record(&self, files: &CircuitFiles) -> Result<DigestRecord, ParamError> {
         let circuit = files.circuit;
         let invalid = |path: &Path, detail: String| ParamError::Invalid {
             circuit,
             path: path.to_path_buf(),
             detail,
         };
-        if !files.params.exists() {
-            return Err(ParamError::Missing {
-                circuit,
-                path: files.params.clone(),
-            });
-        }
         let record = match DigestRecord::read(&files.record) {
             Ok(record) => record,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(invalid(
-                    &files.params,
-                    "no digest record, so the file cannot be checked".into(),
-                ));
+                return Err(if files.params.exists() {
+                    invalid(
+                        &files.params,
+                        "no digest record, so the file cannot be checked".into(),
+                    )
+                } else {
+                    ParamError::Missing {
+                        circuit,
+                        path: files.params.clone(),
+                    }
+                });
             }
             Err(e) => return Err(invalid(&files.record, format!("unreadable digest record: {e}"))),
         };
@@ -274,35 +302,37 @@ impl ParamCache {
                 ),
             ));
         }
-        for (path, expected) in [(&files.params, &record.params), (&files.vk, &record.vk)] {
-            let found = match record::digest_file(path) {
-                Ok(found) => found,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(invalid(path, "file is missing".into()));
-                }
-                Err(e) => return Err(ParamError::io("read parameter file", path, e)),
-            };
-            if found.bytes != expected.bytes {
-                return Err(invalid(
-                    path,
-                    format!(
-                        "{} bytes where {} were written (truncated or replaced)",
-                        found.bytes, expected.bytes
-                    ),
-                ));
-            }
-            if found.blake2b256 != expected.blake2b256 {
-                return Err(invalid(
-                    path,
-                    format!(
-                        "BLAKE2b digest {} where {} was written (corrupted)",
-                        found.blake2b256, expected.blake2b256
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        Ok(record)
     }
+}
+
+/// Checks one file against its recorded size and digest.
+fn check_file(circuit: Circuit, path: &Path, expected: &FileDigest) -> Result<(), ParamError> {
+    let invalid = |detail: String| ParamError::Invalid {
+        circuit,
+        path: path.to_path_buf(),
+        detail,
+    };
+    let found = match record::digest_file(path) {
+        Ok(found) => found,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(invalid("file is missing".into()));
+        }
+        Err(e) => return Err(ParamError::io("read parameter file", path, e)),
+    };
+    if found.bytes != expected.bytes {
+        return Err(invalid(format!(
+            "{} bytes where {} were written (truncated or replaced)",
+            found.bytes, expected.bytes
+        )));
+    }
+    if found.blake2b256 != expected.blake2b256 {
+        return Err(invalid(format!(
+            "BLAKE2b digest {} where {} was written (corrupted)",
+            found.blake2b256, expected.blake2b256
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
