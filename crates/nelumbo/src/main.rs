@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Compute the piece commitment (piece CID) of a file, or of standard input with `-`.
+    Commp(cmd::commp::CommpArgs),
     /// Proof parameters.
     #[command(subcommand)]
     Proofs(cmd::proofs::ProofsCommand),
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
+        Command::Commp(args) => cmd::commp::run(args),
         Command::Proofs(command) => cmd::proofs::run(command),
     };
     match result {
@@ -45,6 +48,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -24,16 +24,21 @@ impl Activity {
         Self::start(message, None)
     }
 
-    /// A step of `total` bytes: shows bytes done, rate and time left.
-    pub fn bytes(message: String, total: u64) -> Self {
+    /// A step over bytes: shows bytes done and the rate, and with a known `total` the time left.
+    pub fn bytes(message: String, total: Option<u64>) -> Self {
         Self::start(message, Some(total))
     }
 
-    fn start(message: String, total: Option<u64>) -> Self {
+    /// `total`: `None` for a step of unknown kind, `Some(None)` for bytes of unknown count.
+    fn start(message: String, total: Option<Option<u64>>) -> Self {
         let done = Arc::new(AtomicU64::new(0));
         if std::io::stderr().is_terminal() {
             let bar = match total {
-                Some(total) => ProgressBar::new(total).with_style(
+                Some(None) => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+                Some(Some(total)) => ProgressBar::new(total).with_style(
                     ProgressStyle::with_template(
                         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
                     )
@@ -67,15 +72,12 @@ impl Activity {
                     }
                     last = Instant::now();
                     let elapsed = HumanDuration(started.elapsed());
+                    let n = HumanBytes(done.load(Ordering::Relaxed));
                     match total {
-                        Some(total) => {
-                            let n = done.load(Ordering::Relaxed);
-                            tracing::info!(
-                                "{message}: {} of {} after {elapsed}",
-                                HumanBytes(n),
-                                HumanBytes(total)
-                            );
+                        Some(Some(total)) => {
+                            tracing::info!("{message}: {n} of {} after {elapsed}", HumanBytes(total));
                         }
+                        Some(None) => tracing::info!("{message}: {n} after {elapsed}"),
                         None => tracing::info!("{message}: still running after {elapsed}"),
                     }
                 }

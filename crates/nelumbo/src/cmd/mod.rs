@@ -1,3 +1,4 @@
 //! The tool's subcommands, one module each.
 
+pub mod commp;
 pub mod proofs;
