@@ -20,7 +20,10 @@ pub enum CommDError {
     #[error(
         "the pieces need {needed} bytes with alignment padding, more than the {sector_size} sector holds"
     )]
-    DoesNotFit { needed: u64, sector_size: SectorSize },
+    DoesNotFit {
+        needed: u64,
+        sector_size: SectorSize,
+    },
 }
 
 /// Where each piece lands, as padded byte offsets, once aligned.
@@ -82,7 +85,11 @@ impl AlignedTree {
     /// Appends the largest aligned zero subtrees up to `target`.
     fn pad_to(&mut self, target: u64) {
         while self.len < target {
-            let align = if self.len == 0 { u64::MAX } else { 1 << self.len.trailing_zeros() };
+            let align = if self.len == 0 {
+                u64::MAX
+            } else {
+                1 << self.len.trailing_zeros()
+            };
             let gap = target - self.len;
             let size = align.min(1 << (63 - gap.leading_zeros()));
             let height = (size / 32).trailing_zeros();

@@ -53,8 +53,16 @@ fn window(input: &[u8; UNPADDED_QUAD], offset: usize) -> [u64; 5] {
 /// # Panics
 /// If the lengths do not match; callers size the buffers.
 pub fn pad(input: &[u8], out: &mut [u8]) {
-    assert_eq!(input.len() % UNPADDED_QUAD, 0, "fr32 input must be whole quads");
-    assert_eq!(out.len(), input.len() / UNPADDED_QUAD * PADDED_QUAD, "fr32 output size");
+    assert_eq!(
+        input.len() % UNPADDED_QUAD,
+        0,
+        "fr32 input must be whole quads"
+    );
+    assert_eq!(
+        out.len(),
+        input.len() / UNPADDED_QUAD * PADDED_QUAD,
+        "fr32 output size"
+    );
     for (quad, padded) in input
         .chunks_exact(UNPADDED_QUAD)
         .zip(out.chunks_exact_mut(PADDED_QUAD))
@@ -101,8 +109,16 @@ pub fn unpad_quad(input: &[u8; PADDED_QUAD], out: &mut [u8; UNPADDED_QUAD]) {
 /// # Panics
 /// If the lengths do not match.
 pub fn unpad(input: &[u8], out: &mut [u8]) {
-    assert_eq!(input.len() % PADDED_QUAD, 0, "fr32 padded input must be whole quads");
-    assert_eq!(out.len(), input.len() / PADDED_QUAD * UNPADDED_QUAD, "fr32 output size");
+    assert_eq!(
+        input.len() % PADDED_QUAD,
+        0,
+        "fr32 padded input must be whole quads"
+    );
+    assert_eq!(
+        out.len(),
+        input.len() / PADDED_QUAD * UNPADDED_QUAD,
+        "fr32 output size"
+    );
     for (padded, quad) in input
         .chunks_exact(PADDED_QUAD)
         .zip(out.chunks_exact_mut(UNPADDED_QUAD))

@@ -1,8 +1,11 @@
 //! The streaming piece-commitment hasher.
 //!
-//! Payload is cut into chunks of 2048 quads (260,096 bytes, 256 KiB once padded). Each chunk is
-//! fr32-padded into a per-thread scratch buffer that stays in the core's L2 cache and hashed
-//! level by level in place down to one node; batches of chunks are hashed on several threads.
+//! Payload is cut into chunks of 8192 quads (1,040,384 bytes, 1 MiB once padded); whole chunks
+//! are hashed on several threads, straight from the caller's buffer. Within a chunk, small
+//! groups of quads are fr32-padded on the stack and hashed into the chunk's second level in a
+//! per-thread scratch buffer, which is then hashed in place down to one node. (Chunks of 1 MiB
+//! measured best on the 2-core development machines: 1.7 to 2.0 times the bound with two
+//! threads, against 1.5 to 1.6 for 256 KiB and 2 MiB chunks.)
 //! Chunk roots are merged in order like a binary counter. At the end the partial last chunk and
 //! the rest of the tree are filled with zeros, as go-fil-commp-hashhash and the proofs library
 //! do, up to the smallest piece that holds the payload.
@@ -15,18 +18,19 @@ use nelumbo_types::{PaddedPieceSize, SectorSize};
 use rayon::prelude::*;
 
 use crate::fr32::{self, PADDED_QUAD, UNPADDED_QUAD};
-use crate::sha256::{Node, hash_level_in_place, hash_node};
+use crate::sha256::{Node, hash_level, hash_level_in_place, hash_node};
 use crate::zero::{MAX_HEIGHT, zero_node};
 use crate::{Commitment, PieceDigest};
 
-const CHUNK_QUADS: usize = 2048;
+const CHUNK_QUADS: usize = 8192;
 const CHUNK_PAYLOAD: usize = CHUNK_QUADS * UNPADDED_QUAD;
 const CHUNK_PADDED: usize = CHUNK_QUADS * PADDED_QUAD;
-/// Height of a chunk's subtree: 256 KiB / 32-byte leaves = 2^13 leaves.
+/// Height of a chunk's subtree: 1 MiB / 32-byte leaves = 2^15 leaves.
 const CHUNK_HEIGHT: u32 = (CHUNK_PADDED / 32).trailing_zeros();
-/// Chunks handed to the thread pool at once (4 MiB of payload).
-const BATCH_CHUNKS: usize = 16;
-const BATCH_PAYLOAD: usize = BATCH_CHUNKS * CHUNK_PAYLOAD;
+/// Writes smaller than this many chunks (about 4 MiB) are buffered until there are enough
+/// chunks to share out between threads.
+const MIN_BATCH_CHUNKS: usize = 4;
+const MIN_BATCH_PAYLOAD: usize = MIN_BATCH_CHUNKS * CHUNK_PAYLOAD;
 
 /// The most payload one piece can carry: the capacity of the largest sector.
 pub const MAX_PAYLOAD: u64 = SectorSize::LARGEST.unpadded().bytes();
@@ -59,7 +63,7 @@ pub enum Parallelism {
 #[derive(Debug)]
 pub struct CommPHasher {
     parallelism: Parallelism,
-    /// Payload not yet hashed, always shorter than a batch.
+    /// Payload not yet hashed: less than a minimum batch.
     pending: Vec<u8>,
     payload: u64,
     /// Roots of complete subtrees, by height: a binary counter of chunks.
@@ -98,7 +102,7 @@ impl CommPHasher {
 
     /// Feeds payload bytes. Fails once the payload outgrows the largest sector; the hasher then
     /// refuses everything after.
-    pub fn update(&mut self, mut data: &[u8]) -> Result<(), CommPError> {
+    pub fn update(&mut self, data: &[u8]) -> Result<(), CommPError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -108,26 +112,27 @@ impl CommPHasher {
         }
         self.payload += data.len() as u64;
 
-        if !self.pending.is_empty() {
-            let take = (BATCH_PAYLOAD - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.pending.len() < BATCH_PAYLOAD {
-                return Ok(());
-            }
-            let batch = std::mem::take(&mut self.pending);
-            self.hash_chunks(&batch);
-            self.pending = batch;
-            self.pending.clear();
+        if self.pending.len() + data.len() < MIN_BATCH_PAYLOAD {
+            // Small writes accumulate until there is enough to share out.
+            self.pending.extend_from_slice(data);
+            return Ok(());
         }
-        let whole = data.len() / BATCH_PAYLOAD * BATCH_PAYLOAD;
-        if whole > 0 {
-            self.hash_chunks(&data[..whole]);
-        }
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(BATCH_PAYLOAD);
-        }
-        self.pending.extend_from_slice(&data[whole..]);
+        // Complete the pending partial chunk from the front of `data`, then hash every whole
+        // chunk, pending and new, in one parallel batch, straight from the caller's buffer.
+        let fill = (CHUNK_PAYLOAD - self.pending.len() % CHUNK_PAYLOAD) % CHUNK_PAYLOAD;
+        let (head, rest) = data.split_at(fill.min(data.len()));
+        self.pending.extend_from_slice(head);
+        let pending_whole = self.pending.len() / CHUNK_PAYLOAD * CHUNK_PAYLOAD;
+        let data_whole = rest.len() / CHUNK_PAYLOAD * CHUNK_PAYLOAD;
+        let pending = std::mem::take(&mut self.pending);
+        let jobs: Vec<&[u8]> = pending[..pending_whole]
+            .chunks_exact(CHUNK_PAYLOAD)
+            .chain(rest[..data_whole].chunks_exact(CHUNK_PAYLOAD))
+            .collect();
+        self.hash_chunks(&jobs);
+        self.pending = pending;
+        self.pending.drain(..pending_whole);
+        self.pending.extend_from_slice(&rest[data_whole..]);
         Ok(())
     }
 
@@ -144,7 +149,8 @@ impl CommPHasher {
 
         let pending = std::mem::take(&mut self.pending);
         let whole = pending.len() / CHUNK_PAYLOAD * CHUNK_PAYLOAD;
-        self.hash_chunks(&pending[..whole]);
+        let jobs: Vec<&[u8]> = pending[..whole].chunks_exact(CHUNK_PAYLOAD).collect();
+        self.hash_chunks(&jobs);
         let partial = &pending[whole..];
 
         let root = if self.chunks == 0 {
@@ -163,15 +169,11 @@ impl CommPHasher {
     }
 
     /// Hashes whole chunks and pushes their roots in order.
-    fn hash_chunks(&mut self, data: &[u8]) {
-        debug_assert_eq!(data.len() % CHUNK_PAYLOAD, 0);
-        if data.is_empty() {
-            return;
-        }
+    fn hash_chunks(&mut self, chunks: &[&[u8]]) {
         let roots: Vec<Node> = match &self.parallelism {
-            Parallelism::Sequential => data.chunks_exact(CHUNK_PAYLOAD).map(chunk_root).collect(),
-            Parallelism::Global => parallel_roots(data),
-            Parallelism::Pool(pool) => pool.install(|| parallel_roots(data)),
+            Parallelism::Sequential => chunks.iter().map(|c| chunk_root(c)).collect(),
+            Parallelism::Global => parallel_roots(chunks),
+            Parallelism::Pool(pool) => pool.install(|| parallel_roots(chunks)),
         };
         for root in roots {
             self.push(root);
@@ -208,20 +210,36 @@ impl CommPHasher {
     }
 }
 
-fn parallel_roots(data: &[u8]) -> Vec<Node> {
-    data.par_chunks_exact(CHUNK_PAYLOAD).map(chunk_root).collect()
+fn parallel_roots(chunks: &[&[u8]]) -> Vec<Node> {
+    if chunks.len() < 2 {
+        return chunks.iter().map(|c| chunk_root(c)).collect();
+    }
+    chunks.par_iter().map(|c| chunk_root(c)).collect()
 }
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The root of one full chunk.
+/// Quads padded and hashed together on the stack: 32 quads = 4 KiB = 64 pairs, in L1.
+const GROUP_QUADS: usize = 32;
+
+/// The root of one full chunk. The bottom level is hashed straight from small fr32-padded
+/// groups on the stack, so the padded chunk is never materialised.
 fn chunk_root(chunk: &[u8]) -> Node {
     SCRATCH.with_borrow_mut(|scratch| {
-        scratch.resize(CHUNK_PADDED, 0);
-        fr32::pad(chunk, scratch);
-        let mut len = CHUNK_PADDED;
+        let level1 = CHUNK_PADDED / 2;
+        scratch.resize(level1, 0);
+        let mut group = [0u8; GROUP_QUADS * PADDED_QUAD];
+        for (i, quads) in chunk.chunks_exact(GROUP_QUADS * UNPADDED_QUAD).enumerate() {
+            fr32::pad(quads, &mut group);
+            let out = i * GROUP_QUADS * PADDED_QUAD / 2;
+            hash_level(
+                &group,
+                &mut scratch[out..out + GROUP_QUADS * PADDED_QUAD / 2],
+            );
+        }
+        let mut len = level1;
         while len > 32 {
             hash_level_in_place(&mut scratch[..len]);
             len /= 2;
@@ -291,7 +309,11 @@ mod tests {
         let err = hasher.update(&[1]).expect_err("one byte over accepted");
         assert_eq!(err, CommPError::TooLarge);
         assert!(err.to_string().contains("64GiB"), "{err}");
-        assert_eq!(hasher.update(&[]), Err(CommPError::TooLarge), "a failed hasher recovered");
+        assert_eq!(
+            hasher.update(&[]),
+            Err(CommPError::TooLarge),
+            "a failed hasher recovered"
+        );
         assert_eq!(hasher.finish(), Err(CommPError::TooLarge));
     }
 

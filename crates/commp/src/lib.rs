@@ -2,22 +2,22 @@
 //! commitments, a streaming and multi-threaded piece-commitment hasher, piece CIDs v1 and v2,
 //! and the unsealed sector commitment (CommD) of an ordered list of pieces.
 
-mod piece_cid;
 mod commd;
 pub mod fr32;
 mod hasher;
+mod piece_cid;
 pub mod sha256;
 mod zero;
 
 use std::fmt;
 
+pub use commd::{CommDError, SectorPiece, commd, piece_offsets};
+pub use hasher::{CommPError, CommPHasher, MAX_PAYLOAD, Parallelism, commp};
+pub use nelumbo_types::{PaddedPieceSize, SectorSize, UnpaddedPieceSize};
 pub use piece_cid::{
     PieceCidError, PieceCidInfo, PieceSizes, parse_piece_cid, parse_piece_cid_str, piece_cid_v1,
     piece_cid_v2,
 };
-pub use commd::{CommDError, SectorPiece, commd, piece_offsets};
-pub use hasher::{CommPError, CommPHasher, MAX_PAYLOAD, Parallelism, commp};
-pub use nelumbo_types::{PaddedPieceSize, SectorSize, UnpaddedPieceSize};
 pub use zero::{zero_node, zero_piece_commitment};
 
 /// A 32-byte piece or sector commitment (the root of a sha2-256-trunc254-padded tree).

@@ -107,11 +107,11 @@ pub fn parse_piece_cid(cid: &Cid) -> Result<PieceCidInfo, PieceCidError> {
             let (&height, root) = rest
                 .split_first()
                 .ok_or_else(|| malformed("the tree height is missing"))?;
-            let commitment =
-                Commitment::from_slice(root).ok_or_else(|| malformed("the root is not 32 bytes"))?;
+            let commitment = Commitment::from_slice(root)
+                .ok_or_else(|| malformed("the root is not 32 bytes"))?;
             let piece_size = 32u64
                 .checked_shl(u32::from(height))
-                .filter(|_| height >= 2 && height < 59)
+                .filter(|_| (2..59).contains(&height))
                 .and_then(|bytes| PaddedPieceSize::new(bytes).ok())
                 .ok_or_else(|| malformed("the tree height is out of range"))?;
             let payload = piece_size
@@ -170,7 +170,11 @@ impl fmt::Display for PieceCidInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", piece_cid_v1(&self.commitment))?;
         if let Some(sizes) = self.sizes {
-            write!(f, " ({} payload bytes in {})", sizes.payload, sizes.piece_size)?;
+            write!(
+                f,
+                " ({} payload bytes in {})",
+                sizes.payload, sizes.piece_size
+            )?;
         }
         Ok(())
     }
@@ -254,8 +258,9 @@ mod tests {
 
     #[test]
     fn other_cids_are_refused_with_a_reason() {
-        let err = parse_piece_cid_str("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
-            .expect_err("raw sha256 is not a piece CID");
+        let err =
+            parse_piece_cid_str("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+                .expect_err("raw sha256 is not a piece CID");
         assert!(err.to_string().contains("not a piece CID"), "{err}");
         let err = parse_piece_cid_str("not-a-cid").expect_err("garbage");
         assert!(err.to_string().contains("cannot parse"), "{err}");

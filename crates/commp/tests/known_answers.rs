@@ -32,8 +32,15 @@ fn check_file(name: &str, byte: u8) {
         }
         let streamed = hasher.finish().expect("finish");
 
-        assert_eq!(digest, streamed, "{name}: {payload} bytes streamed differently");
-        assert_eq!(digest.cid_v1().to_string(), expected, "{name}: {payload} bytes");
+        assert_eq!(
+            digest, streamed,
+            "{name}: {payload} bytes streamed differently"
+        );
+        assert_eq!(
+            digest.cid_v1().to_string(),
+            expected,
+            "{name}: {payload} bytes"
+        );
         assert_eq!(digest.piece_size.bytes(), padded, "{name}: {payload} bytes");
         assert_eq!(digest.payload_size, payload as u64);
         rows += 1;
@@ -87,7 +94,8 @@ fn frc_0069_data_cases() {
 
 #[test]
 fn empty_and_oversized_payloads_are_refused() {
-    let err = CommPHasher::new().finish().expect_err("empty payload accepted");
+    let err = CommPHasher::new()
+        .finish()
+        .expect_err("empty payload accepted");
     assert!(err.to_string().contains("empty"), "{err}");
-
 }

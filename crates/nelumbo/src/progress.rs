@@ -35,8 +35,10 @@ impl Activity {
         if std::io::stderr().is_terminal() {
             let bar = match total {
                 Some(None) => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} ({elapsed})")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{spinner} {msg} {bytes} {bytes_per_sec} ({elapsed})",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 ),
                 Some(Some(total)) => ProgressBar::new(total).with_style(
                     ProgressStyle::with_template(
@@ -75,7 +77,10 @@ impl Activity {
                     let n = HumanBytes(done.load(Ordering::Relaxed));
                     match total {
                         Some(Some(total)) => {
-                            tracing::info!("{message}: {n} of {} after {elapsed}", HumanBytes(total));
+                            tracing::info!(
+                                "{message}: {n} of {} after {elapsed}",
+                                HumanBytes(total)
+                            );
                         }
                         Some(None) => tracing::info!("{message}: {n} after {elapsed}"),
                         None => tracing::info!("{message}: still running after {elapsed}"),

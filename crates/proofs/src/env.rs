@@ -113,7 +113,10 @@ fn describe(config: &ProofsConfig) -> String {
 fn set_library_env(config: &ProofsConfig) {
     let vars = [
         ("FIL_PROOFS_PARAMETER_CACHE", config.param_dir.as_os_str()),
-        ("FIL_PROOFS_PARENT_CACHE", config.parent_cache_dir.as_os_str()),
+        (
+            "FIL_PROOFS_PARENT_CACHE",
+            config.parent_cache_dir.as_os_str(),
+        ),
         // Pre-commit 1 and unsealing are about 8 times faster with the multicore SDR.
         ("FIL_PROOFS_USE_MULTICORE_SDR", "1".as_ref()),
     ];

@@ -74,14 +74,21 @@ impl Prover {
         sectors: &[ProvingSector],
     ) -> Result<Vec<u8>, ProofError> {
         if sectors.is_empty() {
-            return Err(ProofError::Invalid("a PoSt needs at least one sector".into()));
+            return Err(ProofError::Invalid(
+                "a PoSt needs at least one sector".into(),
+            ));
         }
         self.check(kind.circuit(sector_size), Need::Prove)?;
         let registered = kind.registered(sector_size);
         let replicas: BTreeMap<SectorId, PrivateReplicaInfo> = sectors
             .iter()
             .map(|s| {
-                let info = PrivateReplicaInfo::new(registered, s.comm_r, s.cache.clone(), s.sealed.clone());
+                let info = PrivateReplicaInfo::new(
+                    registered,
+                    s.comm_r,
+                    s.cache.clone(),
+                    s.sealed.clone(),
+                );
                 (SectorId::from(s.number.0), info)
             })
             .collect();
@@ -94,7 +101,10 @@ impl Prover {
                 .map_err(ProofError::library("generate WinningPoSt"))?,
         };
         let [(_, proof)] = <[_; 1]>::try_from(proofs).map_err(|p: Vec<_>| {
-            ProofError::Invalid(format!("expected one PoSt proof, the library made {}", p.len()))
+            ProofError::Invalid(format!(
+                "expected one PoSt proof, the library made {}",
+                p.len()
+            ))
         })?;
         Ok(proof)
     }
@@ -111,13 +121,20 @@ impl Prover {
         proof: &[u8],
     ) -> Result<bool, ProofError> {
         if sectors.is_empty() {
-            return Err(ProofError::Invalid("a PoSt covers at least one sector".into()));
+            return Err(ProofError::Invalid(
+                "a PoSt covers at least one sector".into(),
+            ));
         }
         self.check(kind.circuit(sector_size), Need::Verify)?;
         let registered = kind.registered(sector_size);
         let replicas: BTreeMap<SectorId, PublicReplicaInfo> = sectors
             .iter()
-            .map(|s| (SectorId::from(s.number.0), PublicReplicaInfo::new(registered, s.comm_r)))
+            .map(|s| {
+                (
+                    SectorId::from(s.number.0),
+                    PublicReplicaInfo::new(registered, s.comm_r),
+                )
+            })
             .collect();
         let randomness = post_randomness(randomness);
         let prover = prover_id(miner);
@@ -141,7 +158,9 @@ impl Prover {
         sector_count: u64,
     ) -> Result<Vec<u64>, ProofError> {
         if sector_count == 0 {
-            return Err(ProofError::Invalid("a miner without sectors cannot be challenged".into()));
+            return Err(ProofError::Invalid(
+                "a miner without sectors cannot be challenged".into(),
+            ));
         }
         post::generate_winning_post_sector_challenge(
             PostKind::Winning.registered(sector_size),

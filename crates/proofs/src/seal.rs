@@ -9,7 +9,9 @@ use filecoin_proofs_api::seal::{
 };
 use filecoin_proofs_api::{PieceInfo, SectorId, UnpaddedBytesAmount};
 use nelumbo_commp::{Commitment, SectorPiece, zero_piece_commitment};
-use nelumbo_types::{ActorId, PaddedPieceSize, Randomness, SectorNumber, SectorSize, UnpaddedPieceSize};
+use nelumbo_types::{
+    ActorId, PaddedPieceSize, Randomness, SectorNumber, SectorSize, UnpaddedPieceSize,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProofError;
@@ -82,7 +84,11 @@ pub fn fill_sector(sector_size: SectorSize, pieces: &[SectorPiece]) -> Vec<Secto
         .map(|(offset, piece)| offset + piece.size.bytes())
         .unwrap_or(0);
     while end < sector_size.bytes() {
-        let align = if end == 0 { sector_size.bytes() } else { 1 << end.trailing_zeros() };
+        let align = if end == 0 {
+            sector_size.bytes()
+        } else {
+            1 << end.trailing_zeros()
+        };
         let size = align.min(sector_size.bytes() - end);
         let size = PaddedPieceSize::new(size).unwrap_or(PaddedPieceSize::MIN);
         filled.push(SectorPiece {
@@ -98,8 +104,11 @@ fn piece_infos(pieces: &[SectorPiece]) -> Result<Vec<PieceInfo>, ProofError> {
     pieces
         .iter()
         .map(|p| {
-            PieceInfo::new(p.commitment.0, UnpaddedBytesAmount(p.size.unpadded().bytes()))
-                .map_err(ProofError::library("describe piece"))
+            PieceInfo::new(
+                p.commitment.0,
+                UnpaddedBytesAmount(p.size.unpadded().bytes()),
+            )
+            .map_err(ProofError::library("describe piece"))
         })
         .collect()
 }
@@ -131,8 +140,10 @@ impl Prover {
                 size.padded()
             )));
         }
-        let lengths: Vec<UnpaddedBytesAmount> =
-            existing.iter().map(|p| UnpaddedBytesAmount(p.bytes())).collect();
+        let lengths: Vec<UnpaddedBytesAmount> = existing
+            .iter()
+            .map(|p| UnpaddedBytesAmount(p.bytes()))
+            .collect();
         let (info, written) = seal::add_piece(
             SectorProofs::for_size(sector_size).seal,
             source,
@@ -159,15 +170,24 @@ impl Prover {
         pieces: &[SectorPiece],
     ) -> Result<PreCommit1Output, ProofError> {
         let infos = piece_infos(&fill_sector(replica.sector_size, pieces))?;
-        std::fs::create_dir_all(&paths.cache)
-            .map_err(|e| ProofError::Invalid(format!("create cache directory {}: {e}", paths.cache.display())))?;
+        std::fs::create_dir_all(&paths.cache).map_err(|e| {
+            ProofError::Invalid(format!(
+                "create cache directory {}: {e}",
+                paths.cache.display()
+            ))
+        })?;
         // The library wants the sealed file to exist.
         std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&paths.sealed)
-            .map_err(|e| ProofError::Invalid(format!("create sealed file {}: {e}", paths.sealed.display())))?;
+            .map_err(|e| {
+                ProofError::Invalid(format!(
+                    "create sealed file {}: {e}",
+                    paths.sealed.display()
+                ))
+            })?;
         let output = seal::seal_pre_commit_phase1(
             replica.proofs().seal,
             &paths.cache,
@@ -227,10 +247,21 @@ impl Prover {
     }
 
     /// Commit 2: the SNARK. Uses both cores and several GB of memory for about a minute.
-    pub fn commit2(&self, replica: &Replica, phase1: Commit1Output) -> Result<SealProof, ProofError> {
-        self.check(Circuit::new(CircuitKind::Porep, replica.sector_size), Need::Prove)?;
-        let output = seal::seal_commit_phase2(phase1.0, prover_id(replica.miner), sector_id(replica.number))
-            .map_err(ProofError::library("commit phase 2"))?;
+    pub fn commit2(
+        &self,
+        replica: &Replica,
+        phase1: Commit1Output,
+    ) -> Result<SealProof, ProofError> {
+        self.check(
+            Circuit::new(CircuitKind::Porep, replica.sector_size),
+            Need::Prove,
+        )?;
+        let output = seal::seal_commit_phase2(
+            phase1.0,
+            prover_id(replica.miner),
+            sector_id(replica.number),
+        )
+        .map_err(ProofError::library("commit phase 2"))?;
         Ok(SealProof(output.proof))
     }
 
@@ -243,7 +274,10 @@ impl Prover {
         seed: Randomness,
         proof: &[u8],
     ) -> Result<bool, ProofError> {
-        self.check(Circuit::new(CircuitKind::Porep, replica.sector_size), Need::Verify)?;
+        self.check(
+            Circuit::new(CircuitKind::Porep, replica.sector_size),
+            Need::Verify,
+        )?;
         seal::verify_seal(
             replica.proofs().seal,
             sealed.comm_r,

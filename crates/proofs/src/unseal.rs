@@ -8,8 +8,8 @@ use nelumbo_commp::Commitment;
 
 use crate::error::ProofError;
 use crate::prover::{Prover, prover_id};
-use crate::seal::{Replica, SectorPaths};
 use crate::registry::SectorProofs;
+use crate::seal::{Replica, SectorPaths};
 
 impl Prover {
     /// Writes `len` unsealed (payload) bytes starting at unsealed byte `offset` of the sector to

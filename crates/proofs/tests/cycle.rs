@@ -65,7 +65,13 @@ async fn full_2kib_cycle() {
     for data in [&first, &second] {
         let piece_size = UnpaddedPieceSize::new(data.len() as u64).expect("piece size");
         let added = prover
-            .add_piece(size, Cursor::new(data), piece_size, &existing, &mut unsealed)
+            .add_piece(
+                size,
+                Cursor::new(data),
+                piece_size,
+                &existing,
+                &mut unsealed,
+            )
             .expect("add piece");
         assert_eq!(
             added.piece.commitment,
@@ -83,7 +89,9 @@ async fn full_2kib_cycle() {
         number: SectorNumber(7),
         ticket: randomness(3),
     };
-    let phase1 = prover.pre_commit1(&replica, &paths, &pieces).expect("pre-commit 1");
+    let phase1 = prover
+        .pre_commit1(&replica, &paths, &pieces)
+        .expect("pre-commit 1");
     let sealed = prover.pre_commit2(phase1, &paths).expect("pre-commit 2");
     assert_eq!(
         sealed.comm_d,
@@ -104,14 +112,19 @@ async fn full_2kib_cycle() {
             .expect("commit 2")
     };
     assert!(
-        prover.verify_seal(&replica, &sealed, seed, &proof.0).expect("verify"),
+        prover
+            .verify_seal(&replica, &sealed, seed, &proof.0)
+            .expect("verify"),
         "a valid seal proof did not verify"
     );
 
     // Tampered proof, wrong seed, wrong CommR: none verifies.
     let mut tampered = proof.0.clone();
     tampered[40] ^= 0x01;
-    assert_rejected(prover.verify_seal(&replica, &sealed, seed, &tampered), "tampered proof");
+    assert_rejected(
+        prover.verify_seal(&replica, &sealed, seed, &tampered),
+        "tampered proof",
+    );
     assert_rejected(
         prover.verify_seal(&replica, &sealed, randomness(5), &proof.0),
         "wrong seed",
@@ -148,15 +161,35 @@ async fn full_2kib_cycle() {
 
     let window_randomness = randomness(9);
     let window = prover
-        .generate_post(PostKind::Window, size, replica.miner, window_randomness, &proving)
+        .generate_post(
+            PostKind::Window,
+            size,
+            replica.miner,
+            window_randomness,
+            &proving,
+        )
         .expect("WindowPoSt");
     assert!(
         prover
-            .verify_post(PostKind::Window, size, replica.miner, window_randomness, &proven, &window)
+            .verify_post(
+                PostKind::Window,
+                size,
+                replica.miner,
+                window_randomness,
+                &proven,
+                &window
+            )
             .expect("verify WindowPoSt")
     );
     assert_rejected(
-        prover.verify_post(PostKind::Window, size, replica.miner, randomness(10), &proven, &window),
+        prover.verify_post(
+            PostKind::Window,
+            size,
+            replica.miner,
+            randomness(10),
+            &proven,
+            &window,
+        ),
         "WindowPoSt with other randomness",
     );
     // WindowPoSt challenges do not depend on the prover id (CommR already binds the replica to
@@ -166,7 +199,14 @@ async fn full_2kib_cycle() {
         ..proven[0]
     }];
     assert_rejected(
-        prover.verify_post(PostKind::Window, size, replica.miner, window_randomness, &other_replica, &window),
+        prover.verify_post(
+            PostKind::Window,
+            size,
+            replica.miner,
+            window_randomness,
+            &other_replica,
+            &window,
+        ),
         "WindowPoSt against another CommR",
     );
 
@@ -176,17 +216,37 @@ async fn full_2kib_cycle() {
         .expect("challenges");
     assert_eq!(challenged, vec![0], "one sector: it is the one challenged");
     let winning = prover
-        .generate_post(PostKind::Winning, size, replica.miner, winning_randomness, &proving)
+        .generate_post(
+            PostKind::Winning,
+            size,
+            replica.miner,
+            winning_randomness,
+            &proving,
+        )
         .expect("WinningPoSt");
     assert!(
         prover
-            .verify_post(PostKind::Winning, size, replica.miner, winning_randomness, &proven, &winning)
+            .verify_post(
+                PostKind::Winning,
+                size,
+                replica.miner,
+                winning_randomness,
+                &proven,
+                &winning
+            )
             .expect("verify WinningPoSt")
     );
     let mut tampered = winning.clone();
     tampered[100] ^= 0x01;
     assert_rejected(
-        prover.verify_post(PostKind::Winning, size, replica.miner, winning_randomness, &proven, &tampered),
+        prover.verify_post(
+            PostKind::Winning,
+            size,
+            replica.miner,
+            winning_randomness,
+            &proven,
+            &tampered,
+        ),
         "tampered WinningPoSt",
     );
 
@@ -195,7 +255,14 @@ async fn full_2kib_cycle() {
     for (data, offset) in [(&first, 0u64), (&second, 1016)] {
         let mut out = Vec::new();
         let written = prover
-            .unseal_range(&replica, &paths, &comm_d, offset, data.len() as u64, &mut out)
+            .unseal_range(
+                &replica,
+                &paths,
+                &comm_d,
+                offset,
+                data.len() as u64,
+                &mut out,
+            )
             .expect("unseal");
         assert_eq!(written, data.len() as u64);
         assert_eq!(&out, data, "unsealed bytes at {offset} differ");
@@ -233,8 +300,13 @@ fn pieces_that_do_not_fit_are_refused_before_any_work() {
         .expect_err("overfull sector accepted");
     assert!(err.to_string().contains("does not fit"), "{err}");
     let err = prover
-        .generate_post(PostKind::Window, SectorSize::KIB_2, ActorId(1), randomness(1), &[])
+        .generate_post(
+            PostKind::Window,
+            SectorSize::KIB_2,
+            ActorId(1),
+            randomness(1),
+            &[],
+        )
         .expect_err("empty PoSt accepted");
     assert!(err.to_string().contains("at least one sector"), "{err}");
 }
-

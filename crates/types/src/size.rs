@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Why a size was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
-    #[error(
-        "unsupported sector size {0}: use one of 2KiB, 8MiB, 512MiB, 32GiB, 64GiB"
-    )]
+    #[error("unsupported sector size {0}: use one of 2KiB, 8MiB, 512MiB, 32GiB, 64GiB")]
     UnsupportedSectorSize(String),
     #[error("padded piece size {0} is invalid: it must be a power of two of at least 128 bytes")]
     InvalidPadded(u64),
@@ -88,7 +86,7 @@ impl fmt::Display for SectorSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
         for (unit, shift) in UNITS {
-            if self.0 >= 1 << shift && self.0 % (1 << shift) == 0 {
+            if self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
@@ -192,7 +190,7 @@ pub struct UnpaddedPieceSize(u64);
 
 impl UnpaddedPieceSize {
     pub fn new(bytes: u64) -> Result<Self, SizeError> {
-        if bytes < 127 || bytes % 127 != 0 || !(bytes / 127).is_power_of_two() {
+        if bytes < 127 || !bytes.is_multiple_of(127) || !(bytes / 127).is_power_of_two() {
             return Err(SizeError::InvalidUnpadded(bytes));
         }
         Ok(Self(bytes))
@@ -254,7 +252,15 @@ mod tests {
 
     #[test]
     fn unsupported_sector_sizes_name_the_valid_ones() {
-        for bad in ["4KiB", "1GiB", "", "KiB", "2XB", "99999999999999999999G", "-2KiB"] {
+        for bad in [
+            "4KiB",
+            "1GiB",
+            "",
+            "KiB",
+            "2XB",
+            "99999999999999999999G",
+            "-2KiB",
+        ] {
             let err = bad.parse::<SectorSize>().expect_err(bad);
             assert!(err.to_string().contains("2KiB, 8MiB"), "{err}");
         }
@@ -262,8 +268,14 @@ mod tests {
 
     #[test]
     fn piece_sizes() {
-        assert_eq!(PaddedPieceSize::new(128).map(|p| p.unpadded().bytes()), Ok(127));
-        assert_eq!(UnpaddedPieceSize::new(1016).map(|u| u.padded().bytes()), Ok(1024));
+        assert_eq!(
+            PaddedPieceSize::new(128).map(|p| p.unpadded().bytes()),
+            Ok(127)
+        );
+        assert_eq!(
+            UnpaddedPieceSize::new(1016).map(|u| u.padded().bytes()),
+            Ok(1024)
+        );
         assert!(PaddedPieceSize::new(64).is_err());
         assert!(PaddedPieceSize::new(384).is_err());
         assert!(UnpaddedPieceSize::new(128).is_err());
@@ -274,7 +286,14 @@ mod tests {
 
     #[test]
     fn payload_fits_smallest_piece() {
-        let table = [(0, 128), (1, 128), (127, 128), (128, 256), (254, 256), (255, 512)];
+        let table = [
+            (0, 128),
+            (1, 128),
+            (127, 128),
+            (128, 256),
+            (254, 256),
+            (255, 512),
+        ];
         for (payload, padded) in table {
             assert_eq!(
                 PaddedPieceSize::for_payload(payload).map(u64::from),

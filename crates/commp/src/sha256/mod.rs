@@ -87,32 +87,58 @@ pub fn hash_node(left: &Node, right: &Node) -> Node {
 /// If `buf.len()` is not a multiple of 64.
 pub fn hash_level_in_place(buf: &mut [u8]) {
     assert_eq!(buf.len() % 64, 0, "a tree level is whole pairs of nodes");
+    let pairs = buf.len() / 64;
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
-        // SAFETY: the CPU has the SHA extensions and SSE4.1 (checked just above).
-        unsafe { x86::hash_level_in_place(buf) };
+        let at = buf.as_mut_ptr();
+        // SAFETY: the CPU has the SHA extensions and SSE4.1 (checked just above); `buf` holds
+        // `pairs` pairs and their parents are written from its start.
+        unsafe { x86::hash_level(at, at, pairs) };
         return;
     }
-    hash_level_in_place_portable(buf);
+    for i in 0..pairs {
+        let mut pair = [0u8; 64];
+        pair.copy_from_slice(&buf[64 * i..64 * i + 64]);
+        let parent = hash_pair_portable(&pair);
+        buf[32 * i..32 * i + 32].copy_from_slice(&parent);
+    }
+}
+
+/// Hashes the pairs of children in `input` into their parents in `output`.
+///
+/// # Panics
+/// If `input` is not whole pairs or `output` is not half its size.
+pub fn hash_level(input: &[u8], output: &mut [u8]) {
+    assert_eq!(input.len() % 64, 0, "a tree level is whole pairs of nodes");
+    assert_eq!(
+        output.len() * 2,
+        input.len(),
+        "a level of parents is half its children"
+    );
+    let pairs = input.len() / 64;
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: CPU features checked; the slices have the sizes `hash_level` needs and, being
+        // a shared and an exclusive borrow, do not overlap.
+        unsafe { x86::hash_level(input.as_ptr(), output.as_mut_ptr(), pairs) };
+        return;
+    }
+    for (pair, parent) in input.chunks_exact(64).zip(output.chunks_exact_mut(32)) {
+        let pair: &[u8; 64] = pair.try_into().unwrap_or_else(|_| unreachable!());
+        parent.copy_from_slice(&hash_pair_portable(pair));
+    }
 }
 
 /// The portable path, also the reference the SIMD path is tested against.
-fn hash_level_in_place_portable(buf: &mut [u8]) {
-    let pairs = buf.len() / 64;
-    for i in 0..pairs {
-        let mut block = [0u8; 64];
-        block.copy_from_slice(&buf[64 * i..64 * i + 64]);
-        let mut state = INITIAL_STATE;
-        sha2::compress256(
-            &mut state,
-            &[block.into(), PADDING_BLOCK.into()],
-        );
-        let out = &mut buf[32 * i..32 * i + 32];
-        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        out[31] &= 0x3f;
+fn hash_pair_portable(pair: &[u8; 64]) -> Node {
+    let mut state = INITIAL_STATE;
+    sha2::compress256(&mut state, &[(*pair).into(), PADDING_BLOCK.into()]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
+    out[31] &= 0x3f;
+    out
 }
 
 /// Whether the fast SIMD path is in use on this machine (shown in benchmarks).
@@ -163,9 +189,14 @@ mod tests {
                 .map(|i| (seed.wrapping_mul(i as u64 + 1) >> 13) as u8)
                 .collect();
             let expected = reference(&level);
-            let mut portable = level.clone();
-            hash_level_in_place_portable(&mut portable);
-            prop_assert_eq!(&portable[..pairs * 32], &expected[..]);
+            let portable: Vec<u8> = level
+                .chunks_exact(64)
+                .flat_map(|p| hash_pair_portable(p.try_into().expect("64 bytes")))
+                .collect();
+            prop_assert_eq!(&portable[..], &expected[..]);
+            let mut parents = vec![0u8; pairs * 32];
+            hash_level(&level, &mut parents);
+            prop_assert_eq!(&parents[..], &expected[..]);
             hash_level_in_place(&mut level);
             prop_assert_eq!(&level[..pairs * 32], &expected[..]);
         }

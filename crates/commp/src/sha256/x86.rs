@@ -17,36 +17,39 @@ pub fn available() -> bool {
         && is_x86_feature_detected!("ssse3")
 }
 
-/// See [`super::hash_level_in_place`].
+/// See [`super::hash_level`]: hashes the `output.len() / 32` pairs at `input` into `output`,
+/// which may be `input` itself.
 ///
 /// # Safety
-/// The CPU must support `sha`, `sse4.1` and `ssse3` ([`available`]).
+/// The CPU must support `sha`, `sse4.1` and `ssse3` ([`available`]); `input` must be valid for
+/// reads of `64 * pairs` bytes and `output` for writes of `32 * pairs` bytes; if they overlap,
+/// `output` must start at `input`.
 #[target_feature(enable = "sha,sse4.1,ssse3")]
-pub unsafe fn hash_level_in_place(buf: &mut [u8]) {
-    let pairs = buf.len() / 64;
-    let base = buf.as_mut_ptr();
+pub unsafe fn hash_level(input: *const u8, output: *mut u8, pairs: usize) {
     let mut i = 0;
     while i + LANES <= pairs {
         // SAFETY: pairs i..i+LANES are in bounds; `hash_lanes` reads all of them before it
-        // writes parents i..i+LANES, which land on bytes at or before the pairs just read.
-        unsafe { hash_lanes::<LANES>(base, i) };
+        // writes parents i..i+LANES, which land on bytes at or before the pairs just read
+        // when the level is hashed in place.
+        unsafe { hash_lanes::<LANES>(input, output, i) };
         i += LANES;
     }
     while i < pairs {
         // SAFETY: as above, one pair at a time.
-        unsafe { hash_lanes::<1>(base, i) };
+        unsafe { hash_lanes::<1>(input, output, i) };
         i += 1;
     }
 }
 
-/// Hashes pairs `first .. first + N` of the level at `base` and writes their parents.
+/// Hashes pairs `first .. first + N` at `input` and writes their parents to `output`.
 ///
 /// # Safety
-/// `base` must be valid for reads of `64 * (first + N)` bytes; CPU features as above.
+/// `input` valid for reads of `64 * (first + N)` bytes, `output` for writes of
+/// `32 * (first + N)`; CPU features as above.
 #[inline(always)]
-unsafe fn hash_lanes<const N: usize>(base: *mut u8, first: usize) {
+unsafe fn hash_lanes<const N: usize>(input: *const u8, output: *mut u8, first: usize) {
     // SAFETY: the caller guarantees the bounds and the CPU features; every load and store
-    // below is unaligned and within `base[..64 * (first + N)]`.
+    // below is unaligned and within those bounds.
     unsafe {
         let byte_swap = _mm_set_epi64x(0x0c0d0e0f_08090a0b, 0x04050607_00010203);
         let (initial_abef, initial_cdgh) = initial_state();
@@ -54,7 +57,7 @@ unsafe fn hash_lanes<const N: usize>(base: *mut u8, first: usize) {
         // The message schedule, four words per register, loaded big-endian.
         let mut w = [[_mm_setzero_si128(); 16]; N];
         for (n, schedule) in w.iter_mut().enumerate() {
-            let message = base.add(64 * (first + n)) as *const __m128i;
+            let message = input.add(64 * (first + n)) as *const __m128i;
             for (j, words) in schedule.iter_mut().take(4).enumerate() {
                 *words = _mm_shuffle_epi8(_mm_loadu_si128(message.add(j)), byte_swap);
             }
@@ -102,7 +105,7 @@ unsafe fn hash_lanes<const N: usize>(base: *mut u8, first: usize) {
             let dchg = _mm_shuffle_epi32(cdgh, 0xb1);
             let dcba = _mm_blend_epi16(feba, dchg, 0xf0);
             let hgfe = _mm_alignr_epi8(dchg, feba, 8);
-            let out = base.add(32 * (first + n)) as *mut __m128i;
+            let out = output.add(32 * (first + n)) as *mut __m128i;
             _mm_storeu_si128(out, _mm_shuffle_epi8(dcba, byte_swap));
             let high = _mm_and_si128(_mm_shuffle_epi8(hgfe, byte_swap), truncate);
             _mm_storeu_si128(out.add(1), high);

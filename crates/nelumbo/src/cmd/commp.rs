@@ -44,7 +44,9 @@ pub fn run(args: CommpArgs) -> anyhow::Result<()> {
         (Box::new(io::stdin().lock()), None)
     } else {
         let file = File::open(&args.file).with_context(|| format!("open {name}"))?;
-        let metadata = file.metadata().with_context(|| format!("read metadata of {name}"))?;
+        let metadata = file
+            .metadata()
+            .with_context(|| format!("read metadata of {name}"))?;
         if metadata.is_dir() {
             bail!("{name} is a directory: give a file, or - for standard input");
         }
@@ -99,7 +101,9 @@ pub fn run(args: CommpArgs) -> anyhow::Result<()> {
 
 fn describe(error: CommPError, name: &str) -> anyhow::Error {
     match error {
-        CommPError::Empty => anyhow::anyhow!("{name} is empty: a piece commitment needs at least one byte of data"),
+        CommPError::Empty => {
+            anyhow::anyhow!("{name} is empty: a piece commitment needs at least one byte of data")
+        }
         CommPError::TooLarge => anyhow::anyhow!("{name}: {error}"),
     }
 }

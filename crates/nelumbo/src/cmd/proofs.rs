@@ -31,7 +31,8 @@ pub enum ProofsCommand {
 }
 
 fn parse_sector_size(text: &str) -> Result<SectorSize, String> {
-    text.parse().map_err(|e: nelumbo_types::SizeError| e.to_string())
+    text.parse()
+        .map_err(|e: nelumbo_types::SizeError| e.to_string())
 }
 
 pub fn run(command: ProofsCommand) -> anyhow::Result<()> {

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use bellperson::groth16;
 use blstrs::Bls12;
 use filecoin_proofs::constants::DefaultPieceHasher;
-use filecoin_proofs::parameters::{public_params, window_post_public_params, winning_post_public_params};
-use filecoin_proofs::{with_shape, PoRepConfig, PoStConfig};
+use filecoin_proofs::parameters::{
+    public_params, window_post_public_params, winning_post_public_params,
+};
+use filecoin_proofs::{PoRepConfig, PoStConfig, with_shape};
 use nelumbo_types::SectorSize;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -20,16 +22,24 @@ use storage_proofs_porep::stacked::{StackedCompound, StackedDrg};
 use storage_proofs_post::fallback::{FallbackPoSt, FallbackPoStCircuit, FallbackPoStCompound};
 
 use super::record::{DigestRecord, HashingWriter};
-use super::{remember_verified, forget_verified, CircuitFiles, ParamCache, ParamError};
+use super::{CircuitFiles, ParamCache, ParamError, forget_verified, remember_verified};
 use crate::registry::{Circuit, CircuitKind, SectorProofs};
 
 /// Progress of [`ParamCache::ensure`], one event per step of each circuit.
 #[derive(Debug, Clone)]
 pub enum ParamEvent {
     /// Another process holds the circuit's lock (it is probably generating the same files).
-    WaitingForLock { circuit: Circuit, index: usize, total: usize },
+    WaitingForLock {
+        circuit: Circuit,
+        index: usize,
+        total: usize,
+    },
     /// The files are present and match their digests.
-    Ready { circuit: Circuit, index: usize, total: usize },
+    Ready {
+        circuit: Circuit,
+        index: usize,
+        total: usize,
+    },
     /// Generation started; it takes minutes and reports nothing until it ends.
     Generating {
         circuit: Circuit,
@@ -62,7 +72,8 @@ impl ParamCache {
         size: SectorSize,
         progress: &dyn Fn(ParamEvent),
     ) -> Result<GenerationReport, ParamError> {
-        fs::create_dir_all(self.dir()).map_err(|e| ParamError::io("create parameter directory", self.dir(), e))?;
+        fs::create_dir_all(self.dir())
+            .map_err(|e| ParamError::io("create parameter directory", self.dir(), e))?;
         let circuits = SectorProofs::for_size(size).circuits();
         let total = circuits.len();
         let mut report = GenerationReport::default();
@@ -70,14 +81,22 @@ impl ParamCache {
             let index = i + 1;
             let files = self.files(circuit)?;
             let _lock = lock_exclusive(&files.lock, || {
-                progress(ParamEvent::WaitingForLock { circuit, index, total })
+                progress(ParamEvent::WaitingForLock {
+                    circuit,
+                    index,
+                    total,
+                })
             })?;
             // Checked under the lock: another process may have just finished these files.
             let reason = match self.verify_files(&files) {
                 Ok(()) => {
                     remember_verified(&files.params);
                     remember_verified(&files.vk);
-                    progress(ParamEvent::Ready { circuit, index, total });
+                    progress(ParamEvent::Ready {
+                        circuit,
+                        index,
+                        total,
+                    });
                     report.already_ready.push(circuit);
                     continue;
                 }
@@ -89,11 +108,22 @@ impl ParamCache {
             };
             forget_verified(&files.params);
             forget_verified(&files.vk);
-            progress(ParamEvent::Generating { circuit, index, total, reason });
+            progress(ParamEvent::Generating {
+                circuit,
+                index,
+                total,
+                reason,
+            });
             let started = Instant::now();
-            let bytes = generate_into(&files, self.seed().for_circuit(&files.id), &self.seed().fingerprint(), |rng| {
-                generate_parameters(circuit, rng).map_err(|source| ParamError::Library { circuit, source })
-            })?;
+            let bytes = generate_into(
+                &files,
+                self.seed().for_circuit(&files.id),
+                &self.seed().fingerprint(),
+                |rng| {
+                    generate_parameters(circuit, rng)
+                        .map_err(|source| ParamError::Library { circuit, source })
+                },
+            )?;
             remember_verified(&files.params);
             remember_verified(&files.vk);
             progress(ParamEvent::Generated {
@@ -179,7 +209,8 @@ pub(super) fn generate_into(
         (&vk_tmp, &files.vk),
         (&meta_tmp, &files.meta),
     ] {
-        fs::rename(tmp, path).map_err(|e| ParamError::io("move parameter file into place", path, e))?;
+        fs::rename(tmp, path)
+            .map_err(|e| ParamError::io("move parameter file into place", path, e))?;
     }
     if let Some(dir) = files.params.parent() {
         File::open(dir)
@@ -242,7 +273,9 @@ fn porep_parameters<Tree: 'static + MerkleTreeTrait>(
         StackedDrg<'_, Tree, DefaultPieceHasher>,
         _,
     >>::blank_circuit(&public_params);
-    Ok(groth16::generate_random_parameters::<Bls12, _, _>(circuit, rng)?)
+    Ok(groth16::generate_random_parameters::<Bls12, _, _>(
+        circuit, rng,
+    )?)
 }
 
 fn window_post_parameters<Tree: 'static + MerkleTreeTrait>(
@@ -269,7 +302,9 @@ fn post_parameters<Tree: 'static + MerkleTreeTrait>(
         FallbackPoSt<'_, Tree>,
         FallbackPoStCircuit<Tree>,
     >>::blank_circuit(public_params);
-    Ok(groth16::generate_random_parameters::<Bls12, _, _>(circuit, rng)?)
+    Ok(groth16::generate_random_parameters::<Bls12, _, _>(
+        circuit, rng,
+    )?)
 }
 
 #[cfg(test)]
@@ -305,16 +340,27 @@ mod tests {
 
     fn generate_toy(cache: &ParamCache, seed: ParamSeed) -> Vec<u8> {
         let files = toy(cache);
-        generate_into(&files, seed.for_circuit(&files.id), &seed.fingerprint(), |rng| {
-            Ok(groth16::generate_random_parameters::<Bls12, _, _>(Square, rng).expect("generate"))
-        })
+        generate_into(
+            &files,
+            seed.for_circuit(&files.id),
+            &seed.fingerprint(),
+            |rng| {
+                Ok(
+                    groth16::generate_random_parameters::<Bls12, _, _>(Square, rng)
+                        .expect("generate"),
+                )
+            },
+        )
         .expect("write");
         fs::read(&files.params).expect("read back")
     }
 
     #[test]
     fn same_seed_gives_identical_files_and_other_seeds_do_not() {
-        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
         let seed = ParamSeed::devnet_default();
         let first = generate_toy(&ParamCache::new(a.path(), seed), seed);
         let second = generate_toy(&ParamCache::new(b.path(), seed), seed);
@@ -322,7 +368,10 @@ mod tests {
         assert_eq!(first, second, "same seed, different bytes");
         let other = ParamSeed::from_bytes([1; 32]);
         let third = generate_toy(&ParamCache::new(b.path(), other), other);
-        assert_ne!(first, third, "a different seed must give different parameters");
+        assert_ne!(
+            first, third,
+            "a different seed must give different parameters"
+        );
     }
 
     #[test]
@@ -336,24 +385,38 @@ mod tests {
 
         let bytes = fs::read(&files.params).expect("read");
         fs::write(&files.params, &bytes[..bytes.len() / 2]).expect("truncate");
-        let err = cache.verify_files(&files).expect_err("truncated file accepted");
+        let err = cache
+            .verify_files(&files)
+            .expect_err("truncated file accepted");
         let text = err.to_string();
         assert!(text.contains("truncated"), "{text}");
-        assert!(text.contains("nelumbo proofs params --sector-size 2KiB"), "{text}");
+        assert!(
+            text.contains("nelumbo proofs params --sector-size 2KiB"),
+            "{text}"
+        );
 
         let mut flipped = bytes.clone();
         flipped[100] ^= 1;
         fs::write(&files.params, &flipped).expect("corrupt");
-        let text = cache.verify_files(&files).expect_err("corrupt file accepted").to_string();
+        let text = cache
+            .verify_files(&files)
+            .expect_err("corrupt file accepted")
+            .to_string();
         assert!(text.contains("corrupted"), "{text}");
 
         fs::write(&files.params, &bytes).expect("restore");
         let other_seed = ParamCache::new(dir.path(), ParamSeed::from_bytes([9; 32]));
-        let text = other_seed.verify_files(&files).expect_err("wrong seed accepted").to_string();
+        let text = other_seed
+            .verify_files(&files)
+            .expect_err("wrong seed accepted")
+            .to_string();
         assert!(text.contains("seed"), "{text}");
 
         fs::remove_file(&files.params).expect("remove");
-        assert!(matches!(cache.verify_files(&files), Err(ParamError::Missing { .. })));
+        assert!(matches!(
+            cache.verify_files(&files),
+            Err(ParamError::Missing { .. })
+        ));
     }
 
     #[test]

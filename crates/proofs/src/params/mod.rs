@@ -284,7 +284,12 @@ impl ParamCache {
                     }
                 });
             }
-            Err(e) => return Err(invalid(&files.record, format!("unreadable digest record: {e}"))),
+            Err(e) => {
+                return Err(invalid(
+                    &files.record,
+                    format!("unreadable digest record: {e}"),
+                ));
+            }
         };
         if record.circuit_id != files.id {
             return Err(invalid(
