@@ -78,8 +78,14 @@ fn commp_bad_input_gets_clear_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let empty = dir.path().join("empty.car");
     std::fs::write(&empty, b"").expect("write");
+    // One byte more than the largest sector holds, as a sparse file: refused before hashing.
+    let huge = dir.path().join("huge.car");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(nelumbo_commp::MAX_PAYLOAD + 1))
+        .expect("sparse file");
     let cases = [
         (path(&empty).to_string(), "is empty"),
+        (path(&huge).to_string(), "capacity of the largest sector"),
         (
             path(&dir.path().join("missing.car")).to_string(),
             "No such file",
