@@ -1,0 +1,49 @@
+//! JSON-RPC 2.0 plumbing shared by Nelumbo's daemons, compatible with Lotus's go-jsonrpc:
+//! positional parameters, `Filecoin.*` method names, channel methods over WebSocket, and
+//! Lotus's token permissions (`read`, `write`, `sign`, `admin`).
+//!
+//! Every method is defined once as a type implementing [`RpcMethod`] (name, parameter names,
+//! permission, description, typed parameters and result); the server's registry, the typed
+//! [`RpcClient`] and the OpenRPC document (`rpc.discover`) are all built from those
+//! definitions.
+
+mod client;
+mod error;
+mod method;
+mod permission;
+mod server;
+mod token;
+
+pub use client::{ApiInfo, ClientError, RpcClient};
+pub use error::RpcError;
+pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
+pub use permission::{Permission, Permissions};
+pub use server::{RpcModule, ServerConfig, rpc_router};
+pub use token::{TokenError, TokenSecret};
+
+/// Declares a method type:
+///
+/// ```ignore
+/// rpc_method!(ChainHead, "Filecoin.ChainHead", Read, "The heaviest tipset.", [] () -> TipSet);
+/// rpc_method!(WalletBalance, "Filecoin.WalletBalance", Read, "An address's balance.",
+///     ["address"] (Address) -> TokenAmount);
+/// ```
+#[macro_export]
+macro_rules! rpc_method {
+    (
+        $name:ident, $wire:literal, $perm:ident, $desc:literal,
+        [$($param:literal),* $(,)?] ($($pty:ty),* $(,)?) -> $ok:ty
+    ) => {
+        #[doc = $desc]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl $crate::RpcMethod for $name {
+            const NAME: &'static str = $wire;
+            const PARAMS: &'static [&'static str] = &[$($param),*];
+            const PERMISSION: $crate::Permission = $crate::Permission::$perm;
+            const DESCRIPTION: &'static str = $desc;
+            type Params = ($($pty,)*);
+            type Ok = $ok;
+        }
+    };
+}

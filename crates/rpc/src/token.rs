@@ -1,0 +1,145 @@
+//! API tokens as Lotus makes them: HS256 JWTs whose `Allow` claim lists permissions, signed
+//! with a secret kept in the daemon's repo.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::permission::{Permission, Permissions};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    #[serde(rename = "Allow")]
+    allow: Vec<Permission>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the API token is invalid: {0}")]
+    Invalid(String),
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The secret that signs a daemon's tokens.
+#[derive(Clone)]
+pub struct TokenSecret([u8; 32]);
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecret(..)")
+    }
+}
+
+impl TokenSecret {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Reads the secret at `path`, creating it (mode 0600) if it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, TokenError> {
+        let io = |context, source| TokenError::Io {
+            context,
+            path: path.display().to_string(),
+            source,
+        };
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim()).map_err(|e| {
+                    TokenError::Invalid(format!("token secret {} is not hex: {e}", path.display()))
+                })?;
+                let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+                    TokenError::Invalid(format!("token secret {} is not 32 bytes", path.display()))
+                })?;
+                Ok(Self(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = Self::generate();
+                let mut options = fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options
+                    .open(path)
+                    .map_err(|e| io("create token secret", e))?;
+                file.write_all(hex::encode(secret.0).as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io("write token secret", e))?;
+                Ok(secret)
+            }
+            Err(e) => Err(io("read token secret", e)),
+        }
+    }
+
+    /// A token granting `permission` and every permission below it.
+    pub fn create_token(&self, permission: Permission) -> String {
+        let claims = Claims {
+            allow: permission.with_lower(),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.0),
+        )
+        .unwrap_or_default()
+    }
+
+    /// The permissions a token grants, if this secret signed it.
+    pub fn verify(&self, token: &str) -> Result<Permissions, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Lotus tokens carry no expiry or audience.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<Claims>(
+            token.trim(),
+            &DecodingKey::from_secret(&self.0),
+            &validation,
+        )
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(Permissions::new(data.claims.allow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_grant_their_permission_and_below() {
+        let secret = TokenSecret::generate();
+        let token = secret.create_token(Permission::Write);
+        let perms = secret.verify(&token).expect("valid");
+        assert!(perms.allows(Permission::Read));
+        assert!(perms.allows(Permission::Write));
+        assert!(!perms.allows(Permission::Sign));
+        assert!(TokenSecret::generate().verify(&token).is_err(), "another secret accepted it");
+        assert!(secret.verify("not-a-token").is_err());
+    }
+
+    #[test]
+    fn the_secret_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token-secret");
+        let first = TokenSecret::load_or_create(&path).expect("create");
+        let token = first.create_token(Permission::Admin);
+        let second = TokenSecret::load_or_create(&path).expect("load");
+        assert!(second.verify(&token).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
