@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+mod mode;
 pub mod params;
 mod post;
 mod prover;
@@ -17,6 +18,10 @@ mod unseal;
 
 pub use env::{InitError, ProofsConfig, current, default_cache_root, init};
 pub use error::ProofError;
+pub use mode::{
+    INSECURE_PROOF_TAG, ProofMode, ProofVerifier, insecure_post_proof, insecure_seal_proof,
+    is_insecure_proof,
+};
 pub use params::{ParamCache, ParamError, ParamEvent, ParamSeed, ParamStatus};
 pub use post::{PostKind, ProvenSector, ProvingSector};
 pub use prover::{Prover, prover_id};
