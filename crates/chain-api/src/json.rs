@@ -214,7 +214,8 @@ pub mod cid_obj {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cid, D::Error> {
         let object = CidObject::deserialize(d)?;
-        Cid::try_from(object.cid.as_str()).map_err(|e| D::Error::custom(format!("invalid CID {:?}: {e}", object.cid)))
+        Cid::try_from(object.cid.as_str())
+            .map_err(|e| D::Error::custom(format!("invalid CID {:?}: {e}", object.cid)))
     }
 }
 
@@ -243,7 +244,10 @@ pub mod cids {
     use super::*;
 
     pub fn serialize<S: Serializer>(list: &[Cid], s: S) -> Result<S::Ok, S::Error> {
-        let objects: Vec<CidObject> = list.iter().map(|c| CidObject { cid: c.to_string() }).collect();
+        let objects: Vec<CidObject> = list
+            .iter()
+            .map(|c| CidObject { cid: c.to_string() })
+            .collect();
         objects.serialize(s)
     }
 
@@ -300,7 +304,9 @@ pub mod bitfield {
             }
             at = end;
         }
-        Ok(BitField::from_ranges(fvm_ipld_bitfield::iter::Ranges::new(set)))
+        Ok(BitField::from_ranges(fvm_ipld_bitfield::iter::Ranges::new(
+            set,
+        )))
     }
 }
 
@@ -318,7 +324,9 @@ pub mod opt_bitfield {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BitField>, D::Error> {
         match Option::<Vec<u64>>::deserialize(d)? {
             None => Ok(None),
-            Some(runs) => bitfield::from_runs(&runs).map(Some).map_err(D::Error::custom),
+            Some(runs) => bitfield::from_runs(&runs)
+                .map(Some)
+                .map_err(D::Error::custom),
         }
     }
 }
@@ -350,10 +358,16 @@ pub mod nullable_vec {
     use super::*;
 
     pub fn serialize<S: Serializer, T: Serialize>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-        if v.is_empty() { s.serialize_none() } else { v.serialize(s) }
+        if v.is_empty() {
+            s.serialize_none()
+        } else {
+            v.serialize(s)
+        }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
         Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
     }
 }
@@ -380,7 +394,12 @@ mod tests {
             assert_eq!(back.iter().collect::<Vec<_>>(), set.to_vec());
         }
         assert!(bitfield::from_runs(&[1, 0, 2]).is_err());
-        assert_eq!(bitfield::from_runs(&[5, 1, 3]).expect("trailing unset run").len(), 1);
+        assert_eq!(
+            bitfield::from_runs(&[5, 1, 3])
+                .expect("trailing unset run")
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub use commd::{CommDError, SectorPiece, commd, piece_offsets};
 pub use hasher::{CommPError, CommPHasher, MAX_PAYLOAD, Parallelism, commp};
 pub use nelumbo_types::{PaddedPieceSize, SectorSize, UnpaddedPieceSize};
 pub use piece_cid::{
-    PieceCidError, PieceCidInfo, PieceSizes, parse_piece_cid, parse_piece_cid_str, piece_cid_v1,
+    FIL_COMMITMENT_UNSEALED, FR32_SHA256_TRUNC254_PADBINTREE, PieceCidError, PieceCidInfo,
+    PieceSizes, RAW, SHA2_256_TRUNC254_PADDED, parse_piece_cid, parse_piece_cid_str, piece_cid_v1,
     piece_cid_v2,
 };
 pub use zero::{zero_node, zero_piece_commitment};

@@ -23,7 +23,7 @@ pub use mode::{
     is_insecure_proof,
 };
 pub use params::{ParamCache, ParamError, ParamEvent, ParamSeed, ParamStatus};
-pub use post::{PostKind, ProvenSector, ProvingSector};
+pub use post::{PostKind, ProvenSector, ProvingSector, winning_post_challenges};
 pub use prover::{Prover, prover_id};
 pub use registry::{Circuit, CircuitKind, SectorProofs};
 pub use seal::{

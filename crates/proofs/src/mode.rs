@@ -72,7 +72,11 @@ fn tagged(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// The insecure testing seal proof of a replica.
-pub fn insecure_seal_proof(replica: &Replica, sealed: &SealedCommitments, seed: Randomness) -> Vec<u8> {
+pub fn insecure_seal_proof(
+    replica: &Replica,
+    sealed: &SealedCommitments,
+    seed: Randomness,
+) -> Vec<u8> {
     tagged(
         "seal",
         &[
@@ -175,8 +179,9 @@ impl ProofVerifier {
             Self::Real(prover) => {
                 prover.verify_post(kind, sector_size, miner, randomness, sectors, proof)
             }
-            Self::InsecureTesting => Ok(proof
-                == insecure_post_proof(kind, sector_size, miner, randomness, sectors)),
+            Self::InsecureTesting => {
+                Ok(proof == insecure_post_proof(kind, sector_size, miner, randomness, sectors))
+            }
         }
     }
 }
@@ -203,13 +208,26 @@ mod tests {
         let proof = insecure_seal_proof(&replica, &sealed, Randomness([4; 32]));
         assert!(is_insecure_proof(&proof));
         let insecure = ProofVerifier::InsecureTesting;
-        assert_eq!(insecure.verify_seal(&replica, &sealed, Randomness([4; 32]), &proof).ok(), Some(true));
-        assert_eq!(insecure.verify_seal(&replica, &sealed, Randomness([5; 32]), &proof).ok(), Some(false));
+        assert_eq!(
+            insecure
+                .verify_seal(&replica, &sealed, Randomness([4; 32]), &proof)
+                .ok(),
+            Some(true)
+        );
+        assert_eq!(
+            insecure
+                .verify_seal(&replica, &sealed, Randomness([5; 32]), &proof)
+                .ok(),
+            Some(false)
+        );
         let err = insecure
             .verify_seal(&replica, &sealed, Randomness([4; 32]), &[0xa0; 192])
             .expect_err("a real-looking proof was accepted in insecure mode");
         assert!(err.to_string().contains("insecure testing mode"), "{err}");
-        assert_eq!("insecure-testing".parse::<ProofMode>(), Ok(ProofMode::InsecureTesting));
+        assert_eq!(
+            "insecure-testing".parse::<ProofMode>(),
+            Ok(ProofMode::InsecureTesting)
+        );
         assert!("fake".parse::<ProofMode>().is_err());
     }
 }

@@ -148,8 +148,7 @@ impl Prover {
         }
     }
 
-    /// Which of a miner's `sector_count` proving sectors (indexes into the sorted sector set) a
-    /// WinningPoSt with this randomness must prove.
+    /// See [`winning_post_challenges`].
     pub fn winning_post_challenges(
         &self,
         sector_size: SectorSize,
@@ -157,17 +156,29 @@ impl Prover {
         randomness: Randomness,
         sector_count: u64,
     ) -> Result<Vec<u64>, ProofError> {
-        if sector_count == 0 {
-            return Err(ProofError::Invalid(
-                "a miner without sectors cannot be challenged".into(),
-            ));
-        }
-        post::generate_winning_post_sector_challenge(
-            PostKind::Winning.registered(sector_size),
-            &post_randomness(randomness),
-            sector_count,
-            prover_id(miner),
-        )
-        .map_err(ProofError::library("derive WinningPoSt challenges"))
+        winning_post_challenges(sector_size, miner, randomness, sector_count)
     }
+}
+
+/// Which of a miner's `sector_count` proving sectors (indexes into its sector set sorted by
+/// number) a WinningPoSt with this randomness must prove. Needs no parameters: the chain and the
+/// miner both compute it.
+pub fn winning_post_challenges(
+    sector_size: SectorSize,
+    miner: ActorId,
+    randomness: Randomness,
+    sector_count: u64,
+) -> Result<Vec<u64>, ProofError> {
+    if sector_count == 0 {
+        return Err(ProofError::Invalid(
+            "a miner without sectors cannot be challenged".into(),
+        ));
+    }
+    post::generate_winning_post_sector_challenge(
+        PostKind::Winning.registered(sector_size),
+        &post_randomness(randomness),
+        sector_count,
+        prover_id(miner),
+    )
+    .map_err(ProofError::library("derive WinningPoSt challenges"))
 }

@@ -21,10 +21,16 @@ pub enum ClientError {
     Unreachable { url: String, message: String },
     /// The server answered with a JSON-RPC error.
     #[error("{method}: {error}")]
-    Rpc { method: &'static str, error: RpcError },
+    Rpc {
+        method: &'static str,
+        error: RpcError,
+    },
     /// The server answered something that is not the expected result.
     #[error("{method}: unexpected answer: {message}")]
-    Decode { method: &'static str, message: String },
+    Decode {
+        method: &'static str,
+        message: String,
+    },
     /// The connection string is not of the form `TOKEN:/ip4/HOST/tcp/PORT/http`.
     #[error("invalid API info {0:?}: expected TOKEN:/ip4/127.0.0.1/tcp/1234/http")]
     ApiInfo(String),
@@ -52,7 +58,10 @@ impl ApiInfo {
         let invalid = || ClientError::ApiInfo(text.to_string());
         let text = text.trim();
         let (token, addr) = match text.split_once(":/") {
-            Some((token, rest)) => (Some(token.to_string()).filter(|t| !t.is_empty()), format!("/{rest}")),
+            Some((token, rest)) => (
+                Some(token.to_string()).filter(|t| !t.is_empty()),
+                format!("/{rest}"),
+            ),
             None if text.starts_with('/') => (None, text.to_string()),
             None => return Err(invalid()),
         };
@@ -79,7 +88,11 @@ impl ApiInfo {
 
     /// The connection string for a base URL like `http://127.0.0.1:1234` and a token.
     pub fn format(token: &str, host: &str, port: u16) -> String {
-        let proto = if host.parse::<std::net::Ipv6Addr>().is_ok() { "ip6" } else { "ip4" };
+        let proto = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            "ip6"
+        } else {
+            "ip4"
+        };
         format!("{token}:/{proto}/{host}/tcp/{port}/http")
     }
 }
@@ -123,7 +136,8 @@ impl RpcClient {
             method: M::NAME,
             error,
         })?;
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": M::NAME, "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": M::NAME, "params": params});
         let mut request = self.http.post(&self.url).json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -137,7 +151,10 @@ impl RpcClient {
         let text = response.text().await.map_err(unreachable)?;
         let value: Value = serde_json::from_str(&text).map_err(|_| ClientError::Decode {
             method: M::NAME,
-            message: format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()),
+            message: format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
         })?;
         decode_response::<M::Ok>(M::NAME, value)
     }
@@ -170,7 +187,8 @@ impl RpcClient {
             method: M::NAME,
             error,
         })?;
-        let open = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": M::NAME, "params": params});
+        let open =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": M::NAME, "params": params});
         socket
             .send(Message::Text(open.to_string().into()))
             .await
@@ -179,10 +197,11 @@ impl RpcClient {
         let channel: Value = loop {
             match socket.next().await {
                 Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text).map_err(|e| ClientError::Decode {
-                        method: M::NAME,
-                        message: e.to_string(),
-                    })?;
+                    let value: Value =
+                        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+                            method: M::NAME,
+                            message: e.to_string(),
+                        })?;
                     if value.get("id").is_some_and(|id| *id == 1) {
                         break decode_response::<Value>(M::NAME, value)?;
                     }
@@ -209,7 +228,9 @@ impl RpcClient {
                             return Some((Err(error), None));
                         }
                     };
-                    let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
+                    let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                        continue;
+                    };
                     let method = value.get("method").and_then(Value::as_str);
                     let params = value.get("params").and_then(Value::as_array);
                     match (method, params) {
@@ -240,12 +261,14 @@ fn decode_response<T: serde::de::DeserializeOwned>(
     mut value: Value,
 ) -> Result<T, ClientError> {
     if let Some(error) = value.get_mut("error").filter(|e| !e.is_null()) {
-        let error: RpcError = serde_json::from_value(error.take()).unwrap_or_else(|_| {
-            RpcError::internal("malformed error object")
-        });
+        let error: RpcError = serde_json::from_value(error.take())
+            .unwrap_or_else(|_| RpcError::internal("malformed error object"));
         return Err(ClientError::Rpc { method, error });
     }
-    let result = value.get_mut("result").map(Value::take).unwrap_or(Value::Null);
+    let result = value
+        .get_mut("result")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
     serde_json::from_value(result).map_err(|e| ClientError::Decode {
         method,
         message: e.to_string(),

@@ -38,7 +38,10 @@ impl RpcError {
     }
 
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(Self::METHOD_NOT_FOUND, format!("method '{method}' not found"))
+        Self::new(
+            Self::METHOD_NOT_FOUND,
+            format!("method '{method}' not found"),
+        )
     }
 
     pub fn invalid_params(message: impl Into<String>) -> Self {

@@ -48,9 +48,8 @@ pub fn decode_params<M: RpcMethod>(raw: Option<&RawValue>) -> Result<M::Params, 
         )));
     }
     let text = if expected == 0 { "null" } else { text };
-    serde_json::from_str(text).map_err(|e| {
-        RpcError::invalid_params(format!("invalid params of '{}': {e}", M::NAME))
-    })
+    serde_json::from_str(text)
+        .map_err(|e| RpcError::invalid_params(format!("invalid params of '{}': {e}", M::NAME)))
 }
 
 /// Encodes parameters as the positional array the wire carries.

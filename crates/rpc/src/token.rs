@@ -123,7 +123,10 @@ mod tests {
         assert!(perms.allows(Permission::Read));
         assert!(perms.allows(Permission::Write));
         assert!(!perms.allows(Permission::Sign));
-        assert!(TokenSecret::generate().verify(&token).is_err(), "another secret accepted it");
+        assert!(
+            TokenSecret::generate().verify(&token).is_err(),
+            "another secret accepted it"
+        );
         assert!(secret.verify("not-a-token").is_err());
     }
 

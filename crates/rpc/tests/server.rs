@@ -35,13 +35,19 @@ async fn start(secret: TokenSecret) -> String {
             max_request_bytes: LIMIT,
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://{addr}/rpc/v1")
 }
 
-async fn raw(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+async fn raw(
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
         .post(url)
         .header("content-type", content_type)
@@ -66,14 +72,27 @@ async fn calls_permissions_and_malformed_requests() {
     assert_eq!(anonymous.call::<Add>((2, 3)).await.expect("add"), 5);
 
     // Permission: anonymous callers read only; a sign token may call Secret.
-    let err = anonymous.call::<Secret>(()).await.expect_err("anonymous signed");
-    assert!(err.to_string().contains("missing permission to invoke 'Test.Secret' (need 'sign')"), "{err}");
+    let err = anonymous
+        .call::<Secret>(())
+        .await
+        .expect_err("anonymous signed");
+    assert!(
+        err.to_string()
+            .contains("missing permission to invoke 'Test.Secret' (need 'sign')"),
+        "{err}"
+    );
     let signer = RpcClient::new(&url, Some(secret.create_token(Permission::Sign)));
     assert_eq!(signer.call::<Secret>(()).await.expect("secret"), "s3cret");
     let writer = RpcClient::new(&url, Some(secret.create_token(Permission::Write)));
     assert!(writer.call::<Secret>(()).await.is_err());
-    let forged = RpcClient::new(&url, Some(TokenSecret::generate().create_token(Permission::Admin)));
-    assert!(forged.call::<Add>((1, 1)).await.is_err(), "a token of another secret was accepted");
+    let forged = RpcClient::new(
+        &url,
+        Some(TokenSecret::generate().create_token(Permission::Admin)),
+    );
+    assert!(
+        forged.call::<Add>((1, 1)).await.is_err(),
+        "a token of another secret was accepted"
+    );
 
     // Handler errors reach the caller.
     match anonymous.call::<Add>((i64::MAX, 1)).await {
@@ -82,16 +101,42 @@ async fn calls_permissions_and_malformed_requests() {
     }
 
     // Lotus clients may send text/plain.
-    let (status, value) = raw(&url, "text/plain", r#"{"jsonrpc":"2.0","id":7,"method":"Test.Add","params":[1,2]}"#).await;
-    assert_eq!((status, value["result"].as_i64(), value["id"].as_i64()), (200, Some(3), Some(7)));
+    let (status, value) = raw(
+        &url,
+        "text/plain",
+        r#"{"jsonrpc":"2.0","id":7,"method":"Test.Add","params":[1,2]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, value["result"].as_i64(), value["id"].as_i64()),
+        (200, Some(3), Some(7))
+    );
 
     let cases = [
-        (r#"{"jsonrpc":"2.0","id":1,"method":"Test.Nope","params":[]}"#, RpcError::METHOD_NOT_FOUND),
-        (r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1]}"#, RpcError::INVALID_PARAMS),
-        (r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1,2,3]}"#, RpcError::INVALID_PARAMS),
-        (r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":["x",2]}"#, RpcError::INVALID_PARAMS),
-        (r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":{"a":1}}"#, RpcError::INVALID_PARAMS),
-        (r#"{"jsonrpc":"2.0","id":1,"method":"#, RpcError::PARSE_ERROR),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Test.Nope","params":[]}"#,
+            RpcError::METHOD_NOT_FOUND,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1]}"#,
+            RpcError::INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1,2,3]}"#,
+            RpcError::INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":["x",2]}"#,
+            RpcError::INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":{"a":1}}"#,
+            RpcError::INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"#,
+            RpcError::PARSE_ERROR,
+        ),
         (r#"[1,2]"#, RpcError::INVALID_REQUEST),
         (r#""just a string""#, RpcError::INVALID_REQUEST),
     ];
@@ -105,18 +150,44 @@ async fn calls_permissions_and_malformed_requests() {
         assert_eq!(got, expected, "{body}: {value}");
     }
     // A wrong-arity error names the method and the counts, as go-jsonrpc's does.
-    let (_, value) = raw(&url, "application/json", r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1]}"#).await;
-    assert!(value["error"]["message"].as_str().is_some_and(|m| m.contains("1 != 2")), "{value}");
+    let (_, value) = raw(
+        &url,
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1]}"#,
+    )
+    .await;
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 != 2")),
+        "{value}"
+    );
 
     // A huge body is refused with a JSON-RPC error, and the server keeps serving.
-    let huge = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1,"{}"]}}"#, "x".repeat(LIMIT * 2));
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1,"{}"]}}"#,
+        "x".repeat(LIMIT * 2)
+    );
     let (status, value) = raw(&url, "application/json", huge).await;
     assert_eq!(status, 413);
-    assert!(value["error"]["message"].as_str().is_some_and(|m| m.contains("too large")), "{value}");
-    assert_eq!(anonymous.call::<Add>((1, 1)).await.expect("still serving"), 2);
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too large")),
+        "{value}"
+    );
+    assert_eq!(
+        anonymous.call::<Add>((1, 1)).await.expect("still serving"),
+        2
+    );
 
     // Channels need a websocket.
-    let (_, value) = raw(&url, "application/json", r#"{"jsonrpc":"2.0","id":1,"method":"Test.Ticks","params":[3]}"#).await;
+    let (_, value) = raw(
+        &url,
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"Test.Ticks","params":[3]}"#,
+    )
+    .await;
     assert_eq!(code(&value), RpcError::INVALID_REQUEST, "{value}");
 }
 
@@ -140,10 +211,17 @@ async fn channels_stream_over_websocket() {
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     for id in 1..=3 {
-        let request = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"Test.Add","params":[{id},{id}]}}"#);
-        socket.send(Message::Text(request.into())).await.expect("send");
+        let request =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"Test.Add","params":[{id},{id}]}}"#);
+        socket
+            .send(Message::Text(request.into()))
+            .await
+            .expect("send");
     }
-    socket.send(Message::Text("garbage".into())).await.expect("send");
+    socket
+        .send(Message::Text("garbage".into()))
+        .await
+        .expect("send");
     let mut answers = Vec::new();
     while answers.len() < 4 {
         let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
@@ -155,7 +233,10 @@ async fn channels_stream_over_websocket() {
             answers.push(serde_json::from_str::<serde_json::Value>(&text).expect("json"));
         }
     }
-    let mut sums: Vec<i64> = answers.iter().filter_map(|a| a["result"].as_i64()).collect();
+    let mut sums: Vec<i64> = answers
+        .iter()
+        .filter_map(|a| a["result"].as_i64())
+        .collect();
     sums.sort();
     assert_eq!(sums, vec![2, 4, 6]);
     assert!(answers.iter().any(|a| code(a) == RpcError::PARSE_ERROR));

@@ -91,7 +91,9 @@ pub fn ops_router(health: Health, registry: Registry) -> Router {
                             buf,
                         )
                             .into_response(),
-                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
                     }
                 }
             }),
@@ -113,12 +115,23 @@ mod tests {
         health.not_ready("chain", "connection refused");
         let router = ops_router(health.clone(), Registry::new());
         let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
-        let response = router.clone().oneshot(get("/health/ready")).await.expect("response");
+        let response = router
+            .clone()
+            .oneshot(get("/health/ready"))
+            .await
+            .expect("response");
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let response = router.clone().oneshot(get("/health/live")).await.expect("response");
+        let response = router
+            .clone()
+            .oneshot(get("/health/live"))
+            .await
+            .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
         health.ready("chain");
-        let response = router.oneshot(get("/health/ready")).await.expect("response");
+        let response = router
+            .oneshot(get("/health/ready"))
+            .await
+            .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
     }
 }

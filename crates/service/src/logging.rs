@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is unset, for
 /// example `"info"` or `"warn,nelumbo_chain=info"`. Calling it twice keeps the first.
 pub fn init_logging(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("NELUMBO_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -21,6 +22,8 @@ pub fn init_logging(default_filter: &str) {
     let _ = if json {
         builder.json().try_init()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
 }

@@ -62,6 +62,39 @@ impl SectorSize {
         PaddedPieceSize(self.0)
     }
 
+    fn index(self) -> i64 {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or(0) as i64
+    }
+
+    /// The on-chain `RegisteredSealProof` number of its interactive PoRep (`StackedDrg*V1_1`).
+    pub fn seal_proof_number(self) -> i64 {
+        5 + self.index()
+    }
+
+    /// The on-chain `RegisteredPoStProof` number of its WindowPoSt (`StackedDrgWindow*V1_1`).
+    pub fn window_post_proof_number(self) -> i64 {
+        10 + self.index()
+    }
+
+    /// The on-chain `RegisteredPoStProof` number of its WinningPoSt (`StackedDrgWinning*V1`).
+    pub fn winning_post_proof_number(self) -> i64 {
+        self.index()
+    }
+
+    /// The sector size of an on-chain `RegisteredSealProof` number (any PoRep variant).
+    pub fn from_seal_proof_number(number: i64) -> Option<Self> {
+        (0..20)
+            .contains(&number)
+            .then(|| Self::ALL[(number % 5) as usize])
+    }
+
+    /// The sector size of an on-chain `RegisteredPoStProof` number.
+    pub fn from_post_proof_number(number: i64) -> Option<Self> {
+        (0..15)
+            .contains(&number)
+            .then(|| Self::ALL[(number % 5) as usize])
+    }
+
     /// The payload bytes a sector can hold once fr32 padding is accounted for.
     pub const fn unpadded(self) -> UnpaddedPieceSize {
         self.padded().unpadded()
@@ -264,6 +297,23 @@ mod tests {
             let err = bad.parse::<SectorSize>().expect_err(bad);
             assert!(err.to_string().contains("2KiB, 8MiB"), "{err}");
         }
+    }
+
+    #[test]
+    fn proof_numbers_match_the_chain() {
+        assert_eq!(SectorSize::KIB_2.seal_proof_number(), 5);
+        assert_eq!(SectorSize::GIB_32.seal_proof_number(), 8);
+        assert_eq!(SectorSize::GIB_32.window_post_proof_number(), 13);
+        assert_eq!(SectorSize::GIB_32.winning_post_proof_number(), 3);
+        assert_eq!(
+            SectorSize::from_seal_proof_number(8),
+            Some(SectorSize::GIB_32)
+        );
+        assert_eq!(
+            SectorSize::from_post_proof_number(10),
+            Some(SectorSize::KIB_2)
+        );
+        assert_eq!(SectorSize::from_post_proof_number(15), None);
     }
 
     #[test]

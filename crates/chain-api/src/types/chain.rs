@@ -92,7 +92,11 @@ impl Signature {
         let sig_type = match self.sig_type {
             Self::SECP256K1 => SignatureType::Secp256k1,
             Self::BLS => SignatureType::BLS,
-            other => return Err(format!("unsupported signature type {other}: use 1 (secp256k1) or 2 (BLS)")),
+            other => {
+                return Err(format!(
+                    "unsupported signature type {other}: use 1 (secp256k1) or 2 (BLS)"
+                ));
+            }
         };
         Ok(FvmSignature {
             sig_type,

@@ -59,7 +59,10 @@ mod tests {
         let json = serde_json::to_value(&message).expect("json");
         assert_eq!(json["Params"], "Ynl0ZSBhcnJheQ==");
         assert_eq!(json["Value"], "0");
-        assert_eq!(json["CID"]["/"], "bafy2bzacebbpdegvr3i4cosewthysg5xkxpqfn2wfcz6mv2hmoktwbdxkax4s");
+        assert_eq!(
+            json["CID"]["/"],
+            "bafy2bzacebbpdegvr3i4cosewthysg5xkxpqfn2wfcz6mv2hmoktwbdxkax4s"
+        );
         let back: Message = serde_json::from_value(json).expect("parse back");
         assert_eq!(back, message);
     }
@@ -72,7 +75,10 @@ mod tests {
         assert_eq!(message.0.gas_limit, 0);
         assert!(message.0.params.is_empty());
         let bad = r#"{"To":"t01000","From":"t01001","Value":5}"#;
-        assert!(serde_json::from_str::<Message>(bad).is_err(), "a number accepted as a big int");
+        assert!(
+            serde_json::from_str::<Message>(bad).is_err(),
+            "a number accepted as a big int"
+        );
     }
 
     #[test]

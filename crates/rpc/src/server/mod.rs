@@ -56,7 +56,13 @@ impl<S> Shared<S> {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+            .map(|v| {
+                v.trim()
+                    .strip_prefix("Bearer ")
+                    .unwrap_or(v)
+                    .trim()
+                    .to_string()
+            });
         let query = uri.query().and_then(|q| {
             q.split('&')
                 .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
@@ -92,7 +98,10 @@ async fn http_call<S: Clone + Send + Sync + 'static>(
             let error = RpcError::invalid_request(format!(
                 "request body too large: the limit is {limit} bytes"
             ));
-            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_response(error)))
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(error_response(error)),
+            )
                 .into_response();
         }
     };
@@ -127,7 +136,11 @@ async fn answer_text<S: Clone + Send + Sync + 'static>(
 ) -> Option<Value> {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
-        Err(e) => return Some(error_response(RpcError::parse(format!("invalid JSON: {e}")))),
+        Err(e) => {
+            return Some(error_response(RpcError::parse(format!(
+                "invalid JSON: {e}"
+            ))));
+        }
     };
     match value {
         Value::Array(items) if items.is_empty() => {

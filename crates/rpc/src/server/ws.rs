@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::module::{Outcome, Request, error_response, response};
 use super::Shared;
+use super::module::{Outcome, Request, error_response, response};
 use crate::error::RpcError;
 use crate::permission::Permissions;
 
@@ -33,7 +33,11 @@ pub(super) async fn serve<S: Clone + Send + Sync + 'static>(
         let connection = connection.clone();
         tokio::spawn(async move {
             while let Some(value) = rx.recv().await {
-                if sink.send(Message::Text(value.to_string().into())).await.is_err() {
+                if sink
+                    .send(Message::Text(value.to_string().into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
