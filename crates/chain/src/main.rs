@@ -80,6 +80,13 @@ struct GenesisArgs {
     /// Epochs per deadline (Filecoin: 60).
     #[arg(long)]
     challenge_window: Option<i64>,
+    /// Epochs before a deadline opens at which its challenge is drawn (Filecoin: 20).
+    #[arg(long)]
+    challenge_lookback: Option<i64>,
+    /// Epochs before a deadline opens after which faults and recoveries for it are refused
+    /// (Filecoin: 70).
+    #[arg(long)]
+    fault_cutoff: Option<i64>,
     /// Epochs between a pre-commit and its seed (Filecoin: 150).
     #[arg(long)]
     pre_commit_delay: Option<i64>,
@@ -237,6 +244,12 @@ fn genesis(repo: &Repo, args: GenesisArgs) -> anyhow::Result<()> {
     }
     if let Some(window) = args.challenge_window {
         policy.wpost_challenge_window = window;
+    }
+    if let Some(lookback) = args.challenge_lookback {
+        policy.wpost_challenge_lookback = lookback;
+    }
+    if let Some(cutoff) = args.fault_cutoff {
+        policy.fault_declaration_cutoff = cutoff;
     }
     if let Some(delay) = args.pre_commit_delay {
         policy.pre_commit_challenge_delay = delay;
