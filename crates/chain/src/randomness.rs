@@ -98,7 +98,7 @@ pub trait RandomnessSource {
     fn ticket_digest(&self, round: ChainEpoch) -> Result<[u8; 32], String>;
     fn beacon_digest(&self, round: ChainEpoch) -> [u8; 32];
 
-    fn from_tickets(
+    fn chain_randomness(
         &self,
         tag: i64,
         round: ChainEpoch,
@@ -107,7 +107,7 @@ pub trait RandomnessSource {
         Ok(draw(&self.ticket_digest(round)?, tag, round, entropy))
     }
 
-    fn from_beacon(&self, tag: i64, round: ChainEpoch, entropy: &[u8]) -> [u8; 32] {
+    fn beacon_randomness(&self, tag: i64, round: ChainEpoch, entropy: &[u8]) -> [u8; 32] {
         draw(&self.beacon_digest(round), tag, round, entropy)
     }
 }

@@ -138,7 +138,7 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
             let r = api
                 .chain
                 .randomness()
-                .from_tickets(tag, epoch, &entropy)
+                .chain_randomness(tag, epoch, &entropy)
                 .map_err(failed)?;
             Ok(Base64(r.to_vec()))
         },
@@ -156,7 +156,7 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
             Ok(Base64(
                 api.chain
                     .randomness()
-                    .from_beacon(tag, epoch, &entropy)
+                    .beacon_randomness(tag, epoch, &entropy)
                     .to_vec(),
             ))
         },

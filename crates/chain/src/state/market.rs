@@ -18,7 +18,7 @@ pub struct DealState {
     pub slash_epoch: ChainEpoch,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MarketState {
     pub next_deal_id: u64,
     /// Proposals with client and provider as id addresses.
@@ -29,19 +29,6 @@ pub struct MarketState {
     pub pending: BTreeSet<Vec<u8>>,
     pub escrow: BTreeMap<ActorId, TokenAmount>,
     pub locked: BTreeMap<ActorId, TokenAmount>,
-}
-
-impl Default for MarketState {
-    fn default() -> Self {
-        Self {
-            next_deal_id: 0,
-            proposals: BTreeMap::new(),
-            states: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            escrow: BTreeMap::new(),
-            locked: BTreeMap::new(),
-        }
-    }
 }
 
 impl MarketState {

@@ -52,7 +52,8 @@ pub fn rpc_router<S: Clone + Send + Sync + 'static>(
 
 impl<S> Shared<S> {
     /// The caller's permissions, from `Authorization: Bearer` or a `token` query parameter.
-    fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Permissions, Response> {
+    /// A bad token is refused with the error to send back (HTTP 401).
+    fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Permissions, RpcError> {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -68,10 +69,11 @@ impl<S> Shared<S> {
                 .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
         });
         match header.or(query).filter(|t| !t.is_empty()) {
-            Some(token) => self.config.secret.verify(&token).map_err(|e| {
-                let body = error_response(RpcError::invalid_request(e.to_string()));
-                (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
-            }),
+            Some(token) => self
+                .config
+                .secret
+                .verify(&token)
+                .map_err(|e| RpcError::invalid_request(e.to_string())),
             None => Ok(self
                 .config
                 .anonymous
@@ -89,7 +91,7 @@ async fn http_call<S: Clone + Send + Sync + 'static>(
 ) -> Response {
     let permissions = match shared.authenticate(&headers, &uri) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(error) => return unauthorized(error),
     };
     let limit = shared.config.max_request_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
@@ -119,12 +121,16 @@ async fn ws_upgrade<S: Clone + Send + Sync + 'static>(
 ) -> Response {
     let permissions = match shared.authenticate(&headers, &uri) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(error) => return unauthorized(error),
     };
     let limit = shared.config.max_request_bytes;
     upgrade
         .max_message_size(limit)
         .on_upgrade(move |socket| ws::serve(socket, shared, permissions))
+}
+
+fn unauthorized(error: RpcError) -> Response {
+    (StatusCode::UNAUTHORIZED, axum::Json(error_response(error))).into_response()
 }
 
 /// Answers a request body: one request or a batch. `None` when nothing is to be sent back.

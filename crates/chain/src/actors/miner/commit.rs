@@ -297,12 +297,13 @@ fn prove_one(
     let ticket = call
         .env
         .randomness
-        .from_tickets(dst::SEAL_RANDOMNESS, pre.seal_rand_epoch, &entropy)
+        .chain_randomness(dst::SEAL_RANDOMNESS, pre.seal_rand_epoch, &entropy)
         .map_err(ActorError::illegal_state)?;
-    let seed =
-        call.env
-            .randomness
-            .from_beacon(dst::INTERACTIVE_SEAL_CHALLENGE_SEED, seed_epoch, &entropy);
+    let seed = call.env.randomness.beacon_randomness(
+        dst::INTERACTIVE_SEAL_CHALLENGE_SEED,
+        seed_epoch,
+        &entropy,
+    );
     let comm_r: [u8; 32] = pre.sealed_cid.hash().digest().try_into().map_err(|_| {
         ActorError::illegal_argument(format!("sector {n}: sealed CID digest is not 32 bytes"))
     })?;

@@ -59,7 +59,7 @@ pub fn submit_windowed_post(
     let commit_rand = call
         .env
         .randomness
-        .from_tickets(dst::POST_CHAIN_COMMIT, params.chain_commit_epoch, &[])
+        .chain_randomness(dst::POST_CHAIN_COMMIT, params.chain_commit_epoch, &[])
         .map_err(ActorError::illegal_argument)?;
     if params.chain_commit_rand.0.as_slice() != commit_rand.as_slice() {
         return Err(ActorError::illegal_argument(
@@ -113,7 +113,7 @@ pub fn submit_windowed_post(
 
     let sector_size = SectorSize::new(m.info.sector_size)
         .map_err(|e| ActorError::illegal_state(e.to_string()))?;
-    let randomness = call.env.randomness.from_beacon(
+    let randomness = call.env.randomness.beacon_randomness(
         dst::WINDOWED_POST_CHALLENGE_SEED,
         current.challenge,
         &address_entropy(&id_addr(call.receiver)),
