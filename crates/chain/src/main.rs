@@ -220,6 +220,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// FIL the verified registry root starts with, for gas.
+const VERIFREG_ROOT_BALANCE: &str = "100";
+
 fn genesis(repo: &Repo, args: GenesisArgs) -> anyhow::Result<()> {
     if repo.genesis().exists() && !args.force {
         anyhow::bail!(
@@ -258,10 +261,17 @@ fn genesis(repo: &Repo, args: GenesisArgs) -> anyhow::Result<()> {
         policy.election_rate_permille = rate;
     }
     parse_fil(&args.faucet_balance).context("--faucet-balance")?;
-    let mut accounts = vec![GenesisAccount {
-        address: faucet,
-        balance: args.faucet_balance.clone(),
-    }];
+    // The verified registry root signs its own messages, so it needs an account and gas.
+    let mut accounts = vec![
+        GenesisAccount {
+            address: faucet,
+            balance: args.faucet_balance.clone(),
+        },
+        GenesisAccount {
+            address: root,
+            balance: VERIFREG_ROOT_BALANCE.to_string(),
+        },
+    ];
     for spec in &args.accounts {
         let (address, balance) = spec
             .split_once('=')

@@ -7,8 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use cid::Cid;
-use cid::multihash::Multihash;
 use common::*;
 use fil_actor_miner_state::v18::{
     CompactCommD, DeclareFaultsRecoveredParams, PoStPartition, PreCommitSectorBatchParams2,
@@ -22,60 +20,12 @@ use fvm_shared::randomness::Randomness as FvmRandomness;
 use fvm_shared::sector::{PoStProof, RegisteredPoStProof, RegisteredSealProof};
 use nelumbo_chain_api::methods::*;
 use nelumbo_chain_api::types::TipSetKey;
-use nelumbo_chain_api::{Addr, Base64, OptBitField};
+use nelumbo_chain_api::{Addr, OptBitField};
 use nelumbo_proofs::{PostKind, Prover, ProvingSector, Replica, SectorPaths};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 
 const SIZE: SectorSize = SectorSize::KIB_2;
 const SECTOR: u64 = 1;
-/// DomainSeparationTags.
-const SEAL_RANDOMNESS: i64 = 5;
-const INTERACTIVE_SEED: i64 = 6;
-const WINDOW_POST_SEED: i64 = 4;
-const POST_CHAIN_COMMIT: i64 = 9;
-
-fn sealed_cid(comm_r: &[u8; 32]) -> Cid {
-    Cid::new_v1(0xf102, Multihash::wrap(0xb401, comm_r).expect("multihash"))
-}
-
-async fn randomness(
-    devnet: &Devnet,
-    beacon: bool,
-    tag: i64,
-    epoch: i64,
-    entropy: Vec<u8>,
-) -> [u8; 32] {
-    let bytes = if beacon {
-        devnet
-            .client
-            .call::<StateGetRandomnessFromBeacon>((tag, epoch, Base64(entropy), TipSetKey::head()))
-            .await
-    } else {
-        devnet
-            .client
-            .call::<StateGetRandomnessFromTickets>((tag, epoch, Base64(entropy), TipSetKey::head()))
-            .await
-    };
-    bytes.expect("randomness").0.try_into().expect("32 bytes")
-}
-
-/// Finds the deadline and partition a sector was assigned to.
-async fn location(devnet: &Devnet, miner: &TestMiner, sector: u64) -> (u64, u64) {
-    for deadline in 0..48 {
-        let partitions = devnet
-            .client
-            .call::<StateMinerPartitions>((Addr(miner.address), deadline, TipSetKey::head()))
-            .await
-            .expect("partitions");
-        for (index, p) in partitions.iter().enumerate() {
-            if p.all_sectors.get(sector) {
-                return (deadline, index as u64);
-            }
-        }
-    }
-    panic!("sector {sector} is in no partition");
-}
-
 async fn raw_power(devnet: &Devnet, miner: &TestMiner) -> String {
     let power = devnet
         .client

@@ -8,16 +8,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
+use cid::multihash::Multihash;
+use fil_actor_miner_state::v18::{
+    CompactCommD, PieceActivationManifest, PreCommitSectorBatchParams2, ProveCommitSectors3Params,
+    SectorActivationManifest, SectorPreCommitInfo,
+};
 use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
+use fvm_shared::sector::RegisteredSealProof;
 use nelumbo_chain_api::methods::*;
 use nelumbo_chain_api::types::{
     DeadlineInfo, Message, MsgLookup, Signature, SignedMessage, TipSetKey,
 };
-use nelumbo_chain_api::{Addr, CidJson};
+use nelumbo_chain_api::{Addr, Base64, CidJson};
+use nelumbo_commp::{PaddedPieceSize, SectorPiece, SectorSize};
 use nelumbo_keys::{KeyInfo, KeyKind};
+use nelumbo_proofs::{Replica, SealedCommitments};
 use nelumbo_rpc::{ApiInfo, ClientError, RpcClient};
+use nelumbo_types::{ActorId, SectorNumber};
 use serde::Serialize;
 
 pub const CHAIN: &str = env!("CARGO_BIN_EXE_nelumbo-chain");
@@ -28,6 +37,8 @@ pub struct Devnet {
     child: Option<Child>,
     pub client: RpcClient,
     pub url: String,
+    /// The repo's admin token.
+    pub token: String,
 }
 
 impl Devnet {
@@ -52,6 +63,7 @@ impl Devnet {
             child: None,
             client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
             url: String::new(),
+            token: String::new(),
         };
         devnet.run().await;
         devnet
@@ -103,6 +115,7 @@ impl Devnet {
                 let client = RpcClient::from_api_info(&info);
                 if client.call::<Version>(()).await.is_ok() {
                     self.url = client.url().to_string();
+                    self.token = token.trim().to_string();
                     self.client = client;
                     return;
                 }
@@ -128,6 +141,41 @@ impl Devnet {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends one raw JSON-RPC request (a Lotus client's view) with the admin token and returns
+    /// the HTTP status and the response body as JSON.
+    pub async fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let request =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let response = reqwest::Client::new()
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&request)
+            .send()
+            .await
+            .expect("send");
+        response.json().await.expect("JSON response")
+    }
+
+    /// The result of a raw call; panics on a JSON-RPC error.
+    pub async fn raw_ok(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let mut response = self.raw(method, params.clone()).await;
+        assert!(
+            response.get("error").is_none(),
+            "{method}({params}) failed: {response}"
+        );
+        response["result"].take()
+    }
+
+    /// The genesis the chain runs.
+    pub fn genesis(&self) -> nelumbo_chain::genesis::Genesis {
+        nelumbo_chain::genesis::Genesis::read(&self.repo.join("genesis.json")).expect("genesis")
+    }
+
+    /// Epochs between a pre-commit and its interactive seed.
+    pub async fn pre_commit_delay(&self) -> i64 {
+        self.genesis().policy.pre_commit_challenge_delay
     }
 
     pub fn log(&self) -> String {
@@ -334,4 +382,230 @@ pub async fn create_miner(devnet: &Devnet, window_post_proof: i64) -> TestMiner 
 /// The entropy the actors mix into a miner's randomness: CBOR of its address.
 pub fn entropy(address: &Address) -> Vec<u8> {
     cbor(address)
+}
+
+/// Chain or beacon randomness for `tag` at `epoch`.
+pub async fn randomness(
+    devnet: &Devnet,
+    beacon: bool,
+    tag: i64,
+    epoch: i64,
+    entropy: Vec<u8>,
+) -> [u8; 32] {
+    let bytes = if beacon {
+        devnet
+            .client
+            .call::<StateGetRandomnessFromBeacon>((tag, epoch, Base64(entropy), TipSetKey::head()))
+            .await
+    } else {
+        devnet
+            .client
+            .call::<StateGetRandomnessFromTickets>((tag, epoch, Base64(entropy), TipSetKey::head()))
+            .await
+    };
+    bytes.expect("randomness").0.try_into().expect("32 bytes")
+}
+
+/// The CID of a sealed sector commitment (CommR).
+pub fn sealed_cid(comm_r: &[u8; 32]) -> Cid {
+    Cid::new_v1(0xf102, Multihash::wrap(0xb401, comm_r).expect("multihash"))
+}
+
+/// DomainSeparationTags the actors use.
+pub const SEAL_RANDOMNESS: i64 = 5;
+pub const INTERACTIVE_SEED: i64 = 6;
+pub const WINDOW_POST_SEED: i64 = 4;
+pub const POST_CHAIN_COMMIT: i64 = 9;
+
+/// Miner method numbers.
+pub const PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
+pub const PROVE_COMMIT_SECTORS3: u64 = 34;
+pub const SUBMIT_WINDOWED_POST: u64 = 5;
+
+/// A sector pre-committed by [`insecure_pre_commit`], for a chain in insecure testing mode.
+#[derive(Debug, Clone)]
+pub struct PreCommitted {
+    pub number: u64,
+    pub comm_r: [u8; 32],
+    pub ticket_epoch: i64,
+    pub pre_commit_epoch: i64,
+    pub pieces: Vec<PieceActivationManifest>,
+}
+
+/// The pre-commit parameters of sector `number` holding `pieces`, sealed (in insecure mode, by
+/// assertion) with `comm_r` and the ticket at `ticket_epoch`.
+pub fn pre_commit_params(
+    number: u64,
+    comm_r: &[u8; 32],
+    ticket_epoch: i64,
+    expiration: i64,
+    pieces: &[PieceActivationManifest],
+) -> PreCommitSectorBatchParams2 {
+    let unsealed = if pieces.is_empty() {
+        None
+    } else {
+        let sector_pieces: Vec<SectorPiece> = pieces
+            .iter()
+            .map(|p| SectorPiece {
+                commitment: nelumbo_commp::parse_piece_cid(&p.cid)
+                    .expect("piece CID")
+                    .commitment,
+                size: PaddedPieceSize::new(p.size.0).expect("piece size"),
+            })
+            .collect();
+        let comm_d = nelumbo_commp::commd(SectorSize::KIB_2, &sector_pieces).expect("CommD");
+        Some(nelumbo_commp::piece_cid_v1(&comm_d))
+    };
+    PreCommitSectorBatchParams2 {
+        sectors: vec![SectorPreCommitInfo {
+            seal_proof: RegisteredSealProof::from(SectorSize::KIB_2.seal_proof_number()),
+            sector_number: number,
+            sealed_cid: sealed_cid(comm_r),
+            seal_rand_epoch: ticket_epoch,
+            deal_ids: vec![],
+            expiration,
+            unsealed_cid: CompactCommD(unsealed),
+        }],
+    }
+}
+
+/// Pre-commits a 2 KiB sector holding `pieces` with a random CommR and waits for it to land.
+pub async fn insecure_pre_commit(
+    devnet: &Devnet,
+    miner: &TestMiner,
+    number: u64,
+    pieces: Vec<PieceActivationManifest>,
+) -> PreCommitted {
+    let comm_r = random_commitment();
+    let ticket_epoch = devnet.head().await - 1;
+    let params = pre_commit_params(
+        number,
+        &comm_r,
+        ticket_epoch,
+        devnet.head().await + 5000,
+        &pieces,
+    );
+    let lookup = devnet
+        .execute(
+            &miner.worker,
+            miner.address,
+            PRE_COMMIT_SECTOR_BATCH2,
+            cbor(&params),
+            TokenAmount::from_atto(0),
+        )
+        .await;
+    PreCommitted {
+        number,
+        comm_r,
+        ticket_epoch,
+        pre_commit_epoch: lookup.height - 1,
+        pieces,
+    }
+}
+
+/// A 32-byte commitment that is a valid field element.
+pub fn random_commitment() -> [u8; 32] {
+    let mut bytes: [u8; 32] = rand::random();
+    bytes[31] &= 0x3f;
+    bytes
+}
+
+/// The prove-commit parameters of a pre-committed sector with `proof`.
+pub fn prove_commit_params(sector: &PreCommitted, proof: Vec<u8>) -> ProveCommitSectors3Params {
+    ProveCommitSectors3Params {
+        sector_activations: vec![SectorActivationManifest {
+            sector_number: sector.number,
+            pieces: sector.pieces.clone(),
+        }],
+        sector_proofs: vec![RawBytes::new(proof)],
+        aggregate_proof: RawBytes::default(),
+        aggregate_proof_type: None,
+        require_activation_success: true,
+        require_notification_success: true,
+    }
+}
+
+/// The insecure testing seal proof of a pre-committed sector, once its seed exists.
+pub async fn insecure_seal_proof(
+    devnet: &Devnet,
+    miner: &TestMiner,
+    sector: &PreCommitted,
+    seed_epoch: i64,
+) -> Vec<u8> {
+    let ticket = randomness(
+        devnet,
+        false,
+        SEAL_RANDOMNESS,
+        sector.ticket_epoch,
+        entropy(&miner.address),
+    )
+    .await;
+    let seed = randomness(
+        devnet,
+        true,
+        INTERACTIVE_SEED,
+        seed_epoch,
+        entropy(&miner.address),
+    )
+    .await;
+    let comm_d = if sector.pieces.is_empty() {
+        nelumbo_commp::zero_piece_commitment(SectorSize::KIB_2.padded())
+    } else {
+        let params = pre_commit_params(0, &[0; 32], 0, 0, &sector.pieces);
+        let cid = params.sectors[0].unsealed_cid.0.expect("CommD");
+        nelumbo_commp::parse_piece_cid(&cid)
+            .expect("CommD")
+            .commitment
+    };
+    let replica = Replica {
+        sector_size: SectorSize::KIB_2,
+        miner: ActorId(miner.id),
+        number: SectorNumber(sector.number),
+        ticket: nelumbo_types::Randomness(ticket),
+    };
+    let sealed = SealedCommitments {
+        comm_r: sector.comm_r,
+        comm_d,
+    };
+    nelumbo_proofs::insecure_seal_proof(&replica, &sealed, nelumbo_types::Randomness(seed))
+}
+
+/// Pre-commits and prove-commits a 2 KiB sector on an insecure-mode chain.
+pub async fn insecure_commit(
+    devnet: &Devnet,
+    miner: &TestMiner,
+    number: u64,
+    pieces: Vec<PieceActivationManifest>,
+) -> (PreCommitted, MsgLookup) {
+    let sector = insecure_pre_commit(devnet, miner, number, pieces).await;
+    let seed_epoch = sector.pre_commit_epoch + devnet.pre_commit_delay().await;
+    devnet.wait_height(seed_epoch + 1).await;
+    let proof = insecure_seal_proof(devnet, miner, &sector, seed_epoch).await;
+    let lookup = devnet
+        .execute(
+            &miner.worker,
+            miner.address,
+            PROVE_COMMIT_SECTORS3,
+            cbor(&prove_commit_params(&sector, proof)),
+            TokenAmount::from_atto(0),
+        )
+        .await;
+    (sector, lookup)
+}
+
+/// Finds the deadline and partition a sector was assigned to.
+pub async fn location(devnet: &Devnet, miner: &TestMiner, sector: u64) -> (u64, u64) {
+    for deadline in 0..48 {
+        let partitions = devnet
+            .client
+            .call::<StateMinerPartitions>((Addr(miner.address), deadline, TipSetKey::head()))
+            .await
+            .expect("partitions");
+        for (index, p) in partitions.iter().enumerate() {
+            if p.all_sectors.get(sector) {
+                return (deadline, index as u64);
+            }
+        }
+    }
+    panic!("sector {sector} is in no partition");
 }
