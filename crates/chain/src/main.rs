@@ -144,7 +144,10 @@ enum StateCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    nelumbo_service::init_logging("info");
+    // The proofs library logs every circuit step at info; operators want the chain's own story.
+    nelumbo_service::init_logging(
+        "info,storage_proofs_core=warn,storage_proofs_porep=warn,storage_proofs_post=warn,filecoin_proofs=warn,bellperson=warn",
+    );
     use_testnet_addresses();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
