@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use fvm_shared::econ::TokenAmount;
@@ -242,66 +242,14 @@ impl Genesis {
 
 /// Parses an amount of FIL written as a decimal (`"1"`, `"0.25"`, `"1000000"`) into attoFIL.
 pub fn parse_fil(text: &str) -> anyhow::Result<TokenAmount> {
-    let text = text.trim().trim_end_matches("FIL").trim();
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        bail!("{text:?} is not an amount of FIL");
-    }
-    if !whole.chars().all(|c| c.is_ascii_digit()) || !fraction.chars().all(|c| c.is_ascii_digit()) {
-        bail!("{text:?} is not an amount of FIL: write a decimal such as 10 or 0.5");
-    }
-    if fraction.len() > 18 {
-        bail!("{text:?} has more than 18 decimals (1 attoFIL = 1e-18 FIL)");
-    }
-    let digits = format!("{whole}{fraction:0<18}");
-    let atto: num_bigint::BigInt = digits.trim_start_matches('0').parse().unwrap_or_default();
-    Ok(TokenAmount::from_atto(atto))
+    nelumbo_chain_api::fil::parse_fil(text).map_err(anyhow::Error::msg)
 }
 
-/// Prints attoFIL as FIL with up to 18 decimals, trailing zeros removed.
-pub fn format_fil(amount: &TokenAmount) -> String {
-    let atto = amount.atto();
-    let negative = atto.sign() == num_bigint::Sign::Minus;
-    let digits = atto.magnitude().to_string();
-    let padded = format!("{digits:0>19}");
-    let (whole, fraction) = padded.split_at(padded.len() - 18);
-    let fraction = fraction.trim_end_matches('0');
-    let sign = if negative { "-" } else { "" };
-    if fraction.is_empty() {
-        format!("{sign}{whole} FIL")
-    } else {
-        format!("{sign}{whole}.{fraction} FIL")
-    }
-}
+pub use nelumbo_chain_api::fil::format_fil;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fil_amounts_parse_and_print() {
-        assert_eq!(parse_fil("1").expect("1"), TokenAmount::from_whole(1));
-        assert_eq!(
-            parse_fil("0.5").expect("0.5").atto().to_string(),
-            "500000000000000000"
-        );
-        assert_eq!(
-            parse_fil("10 FIL").expect("10"),
-            TokenAmount::from_whole(10)
-        );
-        assert_eq!(
-            format_fil(&TokenAmount::from_atto(1_500_000_000_000_000_000u128)),
-            "1.5 FIL"
-        );
-        assert_eq!(
-            format_fil(&TokenAmount::from_atto(1)),
-            "0.000000000000000001 FIL"
-        );
-        assert_eq!(format_fil(&TokenAmount::from_atto(0)), "0 FIL");
-        for bad in ["", "-1", "1e5", "abc", "0.0000000000000000001"] {
-            assert!(parse_fil(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn devnet_policy_is_valid() {

@@ -1,10 +1,8 @@
 //! The chain's repo directory: genesis, keystore, database, token secret and the files a
 //! running daemon leaves for its CLI (`api`, `token`).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 
 /// Where a chain keeps its files.
 #[derive(Debug, Clone)]
@@ -15,14 +13,7 @@ pub struct Repo {
 impl Repo {
     /// `--repo`, else `NELUMBO_CHAIN_REPO`, else `~/.nelumbo/chain`.
     pub fn locate(flag: Option<PathBuf>) -> anyhow::Result<Self> {
-        let dir = match flag.or_else(|| std::env::var_os("NELUMBO_CHAIN_REPO").map(PathBuf::from)) {
-            Some(dir) => dir,
-            None => {
-                PathBuf::from(std::env::var_os("HOME").context("HOME is not set: give --repo")?)
-                    .join(".nelumbo")
-                    .join("chain")
-            }
-        };
+        let dir = nelumbo_service::locate_repo(flag, "NELUMBO_CHAIN_REPO", "chain")?;
         Ok(Self { dir })
     }
 
@@ -53,33 +44,11 @@ impl Repo {
 
     /// Takes the repo's lock for a daemon; held until the returned file is dropped.
     pub fn lock(&self) -> anyhow::Result<File> {
-        let path = self.dir.join("daemon.lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        file.try_lock().map_err(|_| {
-            anyhow::anyhow!(
-                "another nelumbo-chain is running on {}: stop it first",
-                self.dir.display()
-            )
-        })?;
-        Ok(file)
+        Ok(nelumbo_service::lock_repo(&self.dir, "nelumbo-chain")?)
     }
 
     /// Writes a file readable by its owner only.
     pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(path)
-            .with_context(|| format!("write {}", path.display()))?;
-        std::io::Write::write_all(&mut file, contents.as_bytes())?;
-        file.sync_all()?;
-        Ok(())
+        Ok(nelumbo_service::write_private(path, contents)?)
     }
 }

@@ -26,7 +26,7 @@ async fn insecure_devnet() -> Devnet {
 
 /// A token made by the CLI, as an operator would make one.
 fn token(devnet: &Devnet, perm: &str) -> String {
-    let output = Command::new(CHAIN)
+    let output = Command::new(chain_binary())
         .args(["--repo", devnet.repo.to_str().expect("utf-8")])
         .args(["auth", "create-token", "--perm", perm])
         .output()

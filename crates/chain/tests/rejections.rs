@@ -430,7 +430,7 @@ async fn deals_are_checked_published_and_activated() {
         )
         .await;
     // DataCap: the root makes a notary, the notary a verified client.
-    let root = devnet.genesis().verified_registry_root;
+    let root = devnet.verified_registry_root();
     let notary = KeyInfo::generate(KeyKind::Secp256k1);
     devnet.fund(notary.address().expect("notary"), 10).await;
     let message = plain_message(

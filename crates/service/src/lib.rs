@@ -1,12 +1,14 @@
 //! Process lifecycle shared by Nelumbo's daemons: logging, shutdown on signals, health checks,
-//! Prometheus metrics, and capped backoff for retrying missing peers.
+//! Prometheus metrics, capped backoff for retrying missing peers, and repo directories.
 
 mod backoff;
 mod health;
 mod logging;
+mod repo;
 mod shutdown;
 
 pub use backoff::Backoff;
 pub use health::{Health, HealthState, ops_router};
 pub use logging::init_logging;
+pub use repo::{locate_repo, lock_repo, write_atomic, write_private};
 pub use shutdown::shutdown_on_signals;

@@ -1,0 +1,179 @@
+//! `config.toml`: the operator's settings. `init` writes it with every setting present and
+//! explained; unknown keys are refused, so a typo is an error rather than a silently ignored
+//! setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nelumbo_proofs::ProofMode;
+use nelumbo_rpc::{ApiInfo, RpcClient};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub chain: ChainConfig,
+    pub storage: StorageConfig,
+    pub proofs: ProofsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the hub API listens. Loopback by default: spokes reach the hub over a private
+    /// network, never the internet.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// The chain's connection string, `TOKEN:/ip4/HOST/tcp/PORT/http`, with a `sign` token.
+    /// `FULLNODE_API_INFO` in the environment overrides it.
+    pub api_info: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directories that hold sectors (each gets `sealed/`, `cache/` and `unsealed/`).
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofsConfig {
+    /// `real`, or `insecure-testing` for test chains whose genesis says so.
+    pub mode: ProofMode,
+}
+
+/// Where the API listens unless configured otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2345";
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read {}: run `nelumbo-miner init` first", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.storage.paths.is_empty(),
+            "[storage] paths is empty: name at least one directory for sectors"
+        );
+        if !self.chain.api_info.is_empty() {
+            ApiInfo::parse(&self.chain.api_info)
+                .map_err(|e| anyhow::anyhow!("[chain] api_info: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The chain's client: `FULLNODE_API_INFO` if set, else `[chain] api_info`.
+    pub fn chain_client(&self) -> anyhow::Result<RpcClient> {
+        let info = std::env::var(nelumbo_chain_api::FULLNODE_API_INFO)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.chain.api_info.clone());
+        anyhow::ensure!(
+            !info.is_empty(),
+            "no chain to talk to: set [chain] api_info in config.toml or {}",
+            nelumbo_chain_api::FULLNODE_API_INFO
+        );
+        let info = ApiInfo::parse(&info).map_err(|e| anyhow::anyhow!("chain API info: {e}"))?;
+        Ok(RpcClient::from_api_info(&info))
+    }
+
+    /// The file `init` writes: every setting, each explained.
+    pub fn render(&self) -> String {
+        let paths: Vec<String> = self
+            .storage
+            .paths
+            .iter()
+            .map(|p| toml_string(&p.display().to_string()))
+            .collect();
+        format!(
+            r#"# nelumbo-miner configuration. Restart the hub after changing it.
+
+[api]
+# Where the hub API (JSON-RPC on /rpc/v0 and /rpc/v1, piece upload, /health, /metrics)
+# listens. Keep it on loopback or a private network: every call needs a token, but spokes
+# are the only processes that should face the internet.
+listen = {listen}
+
+[chain]
+# The chain node's connection string, TOKEN:/ip4/HOST/tcp/PORT/http, with a token that may
+# sign (print one with `nelumbo-chain auth api-info --perm sign`, or Lotus's
+# `lotus auth api-info --perm sign`). FULLNODE_API_INFO in the environment overrides it.
+api_info = {api_info}
+
+[storage]
+# Directories that hold sectors; each gets sealed/, cache/ and unsealed/.
+paths = [{paths}]
+
+[proofs]
+# real, or insecure-testing for a test chain whose genesis names that mode. The two never
+# mix: a real chain refuses insecure proofs and the other way round.
+mode = "{mode}"
+"#,
+            listen = toml_string(&self.api.listen.to_string()),
+            api_info = toml_string(&self.chain.api_info),
+            paths = paths.join(", "),
+            mode = self.proofs.mode,
+        )
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config {
+            api: ApiConfig {
+                listen: DEFAULT_LISTEN.parse().expect("addr"),
+            },
+            chain: ChainConfig {
+                api_info: "abc.def:/ip4/127.0.0.1/tcp/1234/http".into(),
+            },
+            storage: StorageConfig {
+                paths: vec![PathBuf::from("/srv/sectors \"one\"")],
+            },
+            proofs: ProofsConfig {
+                mode: ProofMode::Real,
+            },
+        }
+    }
+
+    #[test]
+    fn the_rendered_file_reads_back_the_same() {
+        let config = sample();
+        let text = config.render();
+        assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+        assert!(text.contains("# Where the hub API"));
+    }
+
+    #[test]
+    fn unknown_keys_and_empty_storage_are_refused() {
+        let text = sample()
+            .render()
+            .replace("[proofs]", "[proofs]\nmdoe = \"real\"");
+        let error = toml::from_str::<Config>(&text).expect_err("typo accepted");
+        assert!(error.to_string().contains("mdoe"), "{error}");
+        let mut config = sample();
+        config.storage.paths.clear();
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! The `nelumbo-miner run` process: checks its repo, storage and proof parameters, keeps a
+//! connection to the chain, and serves the hub API until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nelumbo_chain_api::methods::Version;
+use nelumbo_keys::Keystore;
+use nelumbo_proofs::{ProofMode, Prover};
+use nelumbo_rpc::{ApiInfo, Permission, ServerConfig, TokenSecret, rpc_router};
+use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals};
+use nelumbo_types::SectorSize;
+use prometheus::{IntGauge, Registry};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiState, module};
+use crate::chain::ChainClient;
+use crate::config::Config;
+use crate::repo::Repo;
+
+/// The largest API request (a batch of deals is a few hundred KiB).
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// How often the chain connection is checked.
+const CHAIN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+pub async fn run(repo: Repo) -> anyhow::Result<()> {
+    let _lock = nelumbo_service::lock_repo(&repo.dir, "nelumbo-miner")?;
+    let config = Config::load(&repo.config())?;
+    let miner = repo.miner_info()?;
+    let keystore = Keystore::open(&repo.keystore())?;
+    for (role, address) in [("owner", miner.owner), ("worker", miner.worker)] {
+        anyhow::ensure!(
+            keystore.has(&address),
+            "the {role} key {address} is missing from {}",
+            keystore.dir().display()
+        );
+    }
+    let health = Health::default();
+    let registry = Registry::new();
+    let chain_connected = IntGauge::new(
+        "nelumbo_miner_chain_connected",
+        "1 while the chain answers, 0 otherwise",
+    )?;
+    registry.register(Box::new(chain_connected.clone()))?;
+
+    check_storage(&config, &health);
+    let sector_size = SectorSize::new(miner.sector_size)?;
+    check_parameters(config.proofs.mode, sector_size, &health);
+
+    let chain = ChainClient::new(config.chain_client()?, keystore);
+    let secret = TokenSecret::load_or_create(&repo.token_secret())?;
+    nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
+    let router = rpc_router(
+        module(ApiState {
+            miner: Arc::new(miner.clone()),
+            chain: chain.clone(),
+        }),
+        ServerConfig {
+            secret,
+            // Invariant 2: no token, no answer.
+            anonymous: None,
+            max_request_bytes: MAX_REQUEST_BYTES,
+        },
+    )
+    .merge(ops_router(health.clone(), registry.clone()));
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("listen on {} ([api] listen)", config.api.listen))?;
+    let local = listener.local_addr()?;
+    std::fs::write(
+        repo.api(),
+        ApiInfo::format("", &local.ip().to_string(), local.port()).trim_start_matches(':'),
+    )?;
+    tracing::info!(
+        api = %format!("http://{local}/rpc/v1"),
+        miner = %miner.actor,
+        sector_size = %sector_size,
+        proof_mode = %config.proofs.mode,
+        "nelumbo-miner is running"
+    );
+
+    let cancel = CancellationToken::new();
+    shutdown_on_signals(cancel.clone());
+    health.not_ready("chain", "connecting");
+    let watcher = tokio::spawn(watch_chain(
+        chain.clone(),
+        health.clone(),
+        chain_connected,
+        cancel.clone(),
+    ));
+    let shutdown = cancel.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serve the API")?;
+    cancel.cancel();
+    let _ = watcher.await;
+    let _ = std::fs::remove_file(repo.api());
+    tracing::info!("nelumbo-miner stopped");
+    Ok(())
+}
+
+/// Every storage path must exist and be writable.
+fn check_storage(config: &Config, health: &Health) {
+    for path in &config.storage.paths {
+        let probe = path.join(".nelumbo-write-check");
+        match std::fs::create_dir_all(path).and_then(|_| std::fs::write(&probe, b"ok")) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "storage path is not writable");
+                health.not_ready(
+                    "storage",
+                    format!("{} is not writable: {e}", path.display()),
+                );
+                return;
+            }
+        }
+    }
+    health.ready("storage");
+}
+
+/// In real mode, the sector size's parameters must be present and intact.
+fn check_parameters(mode: ProofMode, size: SectorSize, health: &Health) {
+    if mode == ProofMode::InsecureTesting {
+        tracing::warn!("INSECURE TESTING proof mode: this hub's proofs prove nothing");
+        health.ready("proof parameters");
+        return;
+    }
+    let result = Prover::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|prover| Ok(prover.param_cache().verify_sector_size(size)?));
+    match result {
+        Ok(()) => health.ready("proof parameters"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "proof parameters are not usable; generate them with `nelumbo proofs params --sector-size {size}`");
+            health.not_ready("proof parameters", format!("{e:#}"));
+        }
+    }
+}
+
+/// Keeps `chain` in the health report: ready while it answers, retried with capped backoff
+/// while it does not. The hub never exits because the chain is away.
+async fn watch_chain(
+    chain: ChainClient,
+    health: Health,
+    connected: IntGauge,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let delay = match chain.rpc.call::<Version>(()).await {
+            Ok(_) => {
+                if connected.get() == 0 {
+                    tracing::info!(url = %chain.rpc.url(), "chain connected");
+                }
+                connected.set(1);
+                health.ready("chain");
+                backoff.reset();
+                CHAIN_CHECK_INTERVAL
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if connected.get() == 1 || backoff.attempts() == 1 {
+                    tracing::warn!(url = %chain.rpc.url(), error = %e, retry_in = ?delay, "chain unreachable");
+                }
+                connected.set(0);
+                health.not_ready("chain", e.to_string());
+                delay
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `nelumbo-miner init`: the repo, its config, the owner and worker keys, and the miner actor on
+//! chain.
+//!
+//! Init can be interrupted anywhere and run again: the keys are created once and recorded in
+//! `wallet.json`; the `CreateMiner` message is signed and recorded in `init-message.json` before
+//! it is sent, and a later run waits for that same message instead of creating a second miner.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fvm_shared::address::Address;
+use fvm_shared::econ::TokenAmount;
+use nelumbo_chain_api::Addr;
+use nelumbo_chain_api::fil::format_fil;
+use nelumbo_chain_api::methods::{Version, WalletBalance};
+use nelumbo_chain_api::types::SignedMessage;
+use nelumbo_keys::{KeyKind, Keystore};
+use nelumbo_miner_api::types::HubMinerInfo;
+use nelumbo_proofs::ProofMode;
+use nelumbo_types::SectorSize;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::ChainClient;
+use crate::config::{ApiConfig, ChainConfig, Config, DEFAULT_LISTEN, ProofsConfig, StorageConfig};
+use crate::repo::{Repo, write_json};
+
+/// The power actor and its `CreateMiner` method.
+const POWER_ACTOR: u64 = 4;
+const CREATE_MINER: u64 = 2;
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub sector_size: SectorSize,
+    /// The chain's connection string for `config.toml` (`FULLNODE_API_INFO` is used if absent).
+    pub chain_api_info: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub storage: Vec<PathBuf>,
+    pub proof_mode: ProofMode,
+    /// FIL the owner sends to the new miner actor for pre-commit deposits and pledges.
+    pub initial_balance: TokenAmount,
+}
+
+/// The keys init chose, recorded before anything is funded or sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Wallet {
+    #[serde(with = "nelumbo_chain_api::json::address")]
+    owner: Address,
+    #[serde(with = "nelumbo_chain_api::json::address")]
+    worker: Address,
+}
+
+pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerInfo> {
+    if let Ok(info) = repo.miner_info() {
+        anyhow::bail!(
+            "{} is already initialised for miner {}; to start over, move the repo away",
+            repo.dir.display(),
+            info.actor
+        );
+    }
+    std::fs::create_dir_all(&repo.dir).with_context(|| format!("create {}", repo.dir.display()))?;
+    let config = match Config::load(&repo.config()) {
+        Ok(config) => config,
+        Err(_) if !repo.config().exists() => {
+            let config = Config {
+                api: ApiConfig {
+                    listen: options
+                        .listen
+                        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+                },
+                chain: ChainConfig {
+                    api_info: options
+                        .chain_api_info
+                        .clone()
+                        .or_else(|| std::env::var(nelumbo_chain_api::FULLNODE_API_INFO).ok())
+                        .unwrap_or_default(),
+                },
+                storage: StorageConfig {
+                    paths: if options.storage.is_empty() {
+                        vec![repo.dir.join("storage")]
+                    } else {
+                        options.storage.clone()
+                    },
+                },
+                proofs: ProofsConfig {
+                    mode: options.proof_mode,
+                },
+            };
+            config.validate()?;
+            nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
+            config
+        }
+        Err(e) => return Err(e),
+    };
+    for path in &config.storage.paths {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("create storage path {}", path.display()))?;
+    }
+
+    let keystore = Keystore::open(&repo.keystore())?;
+    let wallet_path = repo.dir.join("wallet.json");
+    let wallet: Wallet = match std::fs::read_to_string(&wallet_path) {
+        Ok(text) => serde_json::from_str(&text).context("parse wallet.json")?,
+        Err(_) => {
+            let wallet = Wallet {
+                owner: keystore.generate(KeyKind::Secp256k1)?,
+                // The devnet and Filecoin's own tooling want a BLS worker.
+                worker: keystore.generate(KeyKind::Bls)?,
+            };
+            write_json(&wallet_path, &wallet)?;
+            wallet
+        }
+    };
+    tracing::info!(owner = %wallet.owner, worker = %wallet.worker, "keys");
+
+    let chain = ChainClient::new(config.chain_client()?, keystore);
+    let version = chain.rpc.call::<Version>(()).await.with_context(|| {
+        format!(
+            "cannot reach the chain at {}: is it running, and is the token right?",
+            chain.rpc.url()
+        )
+    })?;
+    tracing::info!(chain = %version.version, "connected to the chain");
+
+    let signed: SignedMessage = match std::fs::read_to_string(repo.init_message()) {
+        Ok(text) => {
+            tracing::info!("resuming: waiting for the CreateMiner message sent before");
+            serde_json::from_str(&text).context("parse init-message.json")?
+        }
+        Err(_) => {
+            let balance = chain
+                .rpc
+                .call::<WalletBalance>((Addr(wallet.owner),))
+                .await?
+                .0;
+            let needed = &options.initial_balance + TokenAmount::from_nano(10_000_000);
+            anyhow::ensure!(
+                balance >= needed,
+                "the owner {owner} holds {balance} and needs at least {needed} (the miner's \
+                 initial balance and gas): fund it, for example with \
+                 `nelumbo-chain faucet {owner} 100` on a devnet, and run init again",
+                owner = wallet.owner,
+                balance = format_fil(&balance),
+                needed = format_fil(&needed),
+            );
+            let params = fil_actor_power_state::v18::CreateMinerParams {
+                owner: wallet.owner,
+                worker: wallet.worker,
+                window_post_proof_type: fvm_shared::sector::RegisteredPoStProof::from(
+                    options.sector_size.window_post_proof_number(),
+                ),
+                peer: Vec::new(),
+                multiaddrs: Vec::new(),
+            };
+            let signed = chain
+                .prepare(
+                    wallet.owner,
+                    Address::new_id(POWER_ACTOR),
+                    CREATE_MINER,
+                    fvm_ipld_encoding::to_vec(&params)?,
+                    options.initial_balance.clone(),
+                )
+                .await
+                .context("prepare CreateMiner")?;
+            // Recorded before it is sent: a crash from here on resumes with this message.
+            write_json(&repo.init_message(), &signed)?;
+            signed
+        }
+    };
+    let cid = chain.push(&signed).await.context("send CreateMiner")?;
+    tracing::info!(message = %cid, "CreateMiner sent; waiting for it to execute");
+    let lookup = chain.wait(cid).await?;
+    anyhow::ensure!(
+        lookup.receipt.exit_code == 0,
+        "CreateMiner failed on chain with exit code {}; remove {} and run init again",
+        lookup.receipt.exit_code,
+        repo.init_message().display()
+    );
+    let created: fil_actor_power_state::v18::CreateMinerReturn =
+        fvm_ipld_encoding::from_slice(&lookup.receipt.r#return)
+            .context("decode CreateMiner's return value")?;
+    let info = HubMinerInfo {
+        actor: created.id_address,
+        owner: wallet.owner,
+        worker: wallet.worker,
+        sector_size: options.sector_size.bytes(),
+        created_at: lookup.height,
+    };
+    repo.write_miner_info(&info)?;
+    let _ = std::fs::remove_file(repo.init_message());
+    Ok(info)
+}
