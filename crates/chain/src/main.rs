@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
 use nelumbo_chain::genesis::{Genesis, GenesisAccount, Policy, format_fil, parse_fil};
 use nelumbo_chain::repo::Repo;
@@ -144,28 +143,9 @@ enum StateCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The proofs library logs every circuit step at info; operators want the chain's own story.
-    nelumbo_service::init_logging(
-        "info,storage_proofs_core=warn,storage_proofs_porep=warn,storage_proofs_post=warn,filecoin_proofs=warn,bellperson=warn",
-    );
+    nelumbo_service::init_logging(nelumbo_service::DAEMON_LOG_FILTER);
     use_testnet_addresses();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    nelumbo_service::block_on_main(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -333,18 +313,7 @@ fn client(repo: &Repo) -> anyhow::Result<RpcClient> {
 async fn send(client: &RpcClient, from: Address, to: &str, amount: &str) -> anyhow::Result<()> {
     let to = parse_address(to).map_err(anyhow::Error::msg)?;
     let value = parse_fil(amount)?;
-    let message = Message(fvm_shared::message::Message {
-        version: 0,
-        from,
-        to,
-        sequence: 0,
-        value: value.clone(),
-        method_num: 0,
-        params: RawBytes::default(),
-        gas_limit: 0,
-        gas_fee_cap: Default::default(),
-        gas_premium: Default::default(),
-    });
+    let message = Message::unpriced(from, to, value.clone(), 0, Vec::new());
     let signed = client.call::<MpoolPushMessage>((message, None)).await?;
     let cid = signed.cid().map_err(anyhow::Error::msg)?;
     println!(

@@ -7,7 +7,6 @@
 //! success, so a retry after a crash never sends a second, different message.
 
 use cid::Cid;
-use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use nelumbo_chain_api::methods::{
@@ -42,21 +41,13 @@ impl ChainClient {
         value: TokenAmount,
     ) -> anyhow::Result<SignedMessage> {
         let key = self.keystore.get(&from)?;
-        let unsigned = fvm_shared::message::Message {
-            version: 0,
-            from,
-            to,
-            sequence: 0,
-            value,
-            method_num: method,
-            params: RawBytes::new(params),
-            gas_limit: 0,
-            gas_fee_cap: TokenAmount::from_atto(0),
-            gas_premium: TokenAmount::from_atto(0),
-        };
         let mut message = self
             .rpc
-            .call::<GasEstimateMessageGas>((Message(unsigned), None, TipSetKey::head()))
+            .call::<GasEstimateMessageGas>((
+                Message::unpriced(from, to, value, method, params),
+                None,
+                TipSetKey::head(),
+            ))
             .await?;
         message.0.sequence = self.rpc.call::<MpoolGetNonce>((Addr(from),)).await?;
         let signature = key.sign(&message.cid().to_bytes())?;

@@ -75,27 +75,9 @@ enum AuthCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    nelumbo_service::init_logging(
-        "info,storage_proofs_core=warn,storage_proofs_porep=warn,storage_proofs_post=warn,filecoin_proofs=warn,bellperson=warn",
-    );
+    nelumbo_service::init_logging(nelumbo_service::DAEMON_LOG_FILTER);
     use_testnet_addresses();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    nelumbo_service::block_on_main(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

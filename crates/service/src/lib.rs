@@ -4,11 +4,13 @@
 mod backoff;
 mod health;
 mod logging;
+mod main_loop;
 mod repo;
 mod shutdown;
 
 pub use backoff::Backoff;
 pub use health::{Health, HealthState, ops_router};
-pub use logging::init_logging;
+pub use logging::{DAEMON_LOG_FILTER, init_logging};
+pub use main_loop::block_on_main;
 pub use repo::{locate_repo, lock_repo, write_atomic, write_private};
 pub use shutdown::shutdown_on_signals;

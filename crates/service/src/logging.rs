@@ -27,3 +27,7 @@ pub fn init_logging(default_filter: &str) {
             .try_init()
     };
 }
+
+/// The default filter for daemons: `info`, with the proofs library's per-step logs quieted so
+/// operators read the process's own story.
+pub const DAEMON_LOG_FILTER: &str = "info,storage_proofs_core=warn,storage_proofs_porep=warn,storage_proofs_post=warn,filecoin_proofs=warn,bellperson=warn";

@@ -323,6 +323,7 @@ impl Drop for Devnet {
     }
 }
 
+/// An fvm message with nonce and gas left at zero.
 pub fn plain_message(
     from: Address,
     to: Address,
@@ -330,18 +331,7 @@ pub fn plain_message(
     method: u64,
     params: Vec<u8>,
 ) -> fvm_shared::message::Message {
-    fvm_shared::message::Message {
-        version: 0,
-        from,
-        to,
-        sequence: 0,
-        value,
-        method_num: method,
-        params: RawBytes::new(params),
-        gas_limit: 0,
-        gas_fee_cap: TokenAmount::from_atto(0),
-        gas_premium: TokenAmount::from_atto(0),
-    }
+    Message::unpriced(from, to, value, method, params).0
 }
 
 pub fn sign(key: &KeyInfo, message: Message) -> SignedMessage {

@@ -16,6 +16,29 @@ use crate::json;
 pub struct Message(pub fvm_shared::message::Message);
 
 impl Message {
+    /// A message with nonce and gas left at zero, for `GasEstimateMessageGas` and
+    /// `MpoolGetNonce` to fill in.
+    pub fn unpriced(
+        from: Address,
+        to: Address,
+        value: TokenAmount,
+        method: u64,
+        params: Vec<u8>,
+    ) -> Self {
+        Self(fvm_shared::message::Message {
+            version: 0,
+            from,
+            to,
+            sequence: 0,
+            value,
+            method_num: method,
+            params: RawBytes::new(params),
+            gas_limit: 0,
+            gas_fee_cap: TokenAmount::from_atto(0),
+            gas_premium: TokenAmount::from_atto(0),
+        })
+    }
+
     pub fn cbor(&self) -> Vec<u8> {
         fvm_ipld_encoding::to_vec(&self.0).unwrap_or_default()
     }
