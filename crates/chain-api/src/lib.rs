@@ -4,6 +4,7 @@
 //!
 //! This crate depends on no daemon.
 
+pub mod election;
 pub mod fil;
 pub mod json;
 pub mod methods;

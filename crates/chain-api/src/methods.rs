@@ -26,6 +26,9 @@ rpc_method!(ChainGetMessage, "Filecoin.ChainGetMessage", Read, "A message by CID
     ["cid"] (CidJson) -> Message);
 rpc_method!(ChainGetBlock, "Filecoin.ChainGetBlock", Read, "A block header by CID.",
     ["cid"] (CidJson) -> BlockHeader);
+rpc_method!(ChainGetBlockMessages, "Filecoin.ChainGetBlockMessages", Read,
+    "The messages a block includes: BLS-signed ones unsigned, secp256k1 ones signed, and all CIDs in order.",
+    ["blockCid"] (CidJson) -> BlockMessages);
 rpc_method!(StateGetRandomnessFromTickets, "Filecoin.StateGetRandomnessFromTickets", Read,
     "Chain randomness drawn from the tickets at an epoch, with a domain separation tag and entropy.",
     ["personalization", "randEpoch", "entropy", "tsk"] (i64, ChainEpoch, Base64, TipSetKey) -> Base64);
@@ -34,6 +37,9 @@ rpc_method!(StateGetRandomnessFromBeacon, "Filecoin.StateGetRandomnessFromBeacon
     ["personalization", "randEpoch", "entropy", "tsk"] (i64, ChainEpoch, Base64, TipSetKey) -> Base64);
 rpc_method!(StateNetworkVersion, "Filecoin.StateNetworkVersion", Read, "The network version.",
     ["tsk"] (TipSetKey) -> u32);
+rpc_method!(StateGetNetworkParams, "Filecoin.StateGetNetworkParams", Read,
+    "The network's name and the parameters miners need (epoch length, pre-commit challenge delay, proof types).",
+    [] () -> NetworkParams);
 rpc_method!(StateLookupID, "Filecoin.StateLookupID", Read, "The ID address of an address.",
     ["address", "tsk"] (Addr, TipSetKey) -> Addr);
 rpc_method!(StateAccountKey, "Filecoin.StateAccountKey", Read, "The public-key address of an account.",

@@ -4,7 +4,11 @@
 use nelumbo_chain_api::Addr;
 use nelumbo_rpc::rpc_method;
 
-use crate::types::{HubMinerInfo, HubVersion};
+use std::collections::BTreeMap;
+
+use crate::types::{
+    self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief, SectorState, SectorStatus,
+};
 
 rpc_method!(Version, "Nelumbo.Version", Read, "The hub's build and API version.",
     [] () -> HubVersion);
@@ -14,3 +18,21 @@ rpc_method!(ActorSectorSize, "Nelumbo.ActorSectorSize", Read, "The sector size o
     ["miner"] (Addr) -> u64);
 rpc_method!(MinerInfo, "Nelumbo.MinerInfo", Read, "The miner this hub operates: actor, owner, worker, sector size.",
     [] () -> HubMinerInfo);
+rpc_method!(SectorsPledge, "Nelumbo.SectorsPledge", Write,
+    "Starts a committed-capacity sector (no deals) and returns its number.",
+    [] () -> u64);
+rpc_method!(SectorsStatus, "Nelumbo.SectorsStatus", Read,
+    "A sector's state, commitments, messages, pieces and history.",
+    ["sector"] (u64) -> SectorStatus);
+rpc_method!(SectorsList, "Nelumbo.SectorsList", Read,
+    "Every sector the hub knows, with its state.",
+    [] () -> Vec<SectorBrief>);
+rpc_method!(SectorsSummary, "Nelumbo.SectorsSummary", Read,
+    "How many sectors are in each state.",
+    [] () -> BTreeMap<SectorState, u64>);
+rpc_method!(ProvingInfo, "Nelumbo.ProvingInfo", Read,
+    "The proving period, the current deadline, sector counts and WindowPoSt and block counters.",
+    [] () -> types::ProvingInfo);
+rpc_method!(ProvingDeadlines, "Nelumbo.ProvingDeadlines", Read,
+    "Every deadline of the proving period with its partitions, faults and whether it was proven.",
+    [] () -> Vec<DeadlineSummary>);

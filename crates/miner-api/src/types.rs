@@ -1,5 +1,6 @@
 //! Types the hub's API exchanges, in Lotus JSON style (PascalCase fields, addresses as strings).
 
+use cid::Cid;
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use nelumbo_chain_api::json;
@@ -29,4 +30,188 @@ pub struct HubMinerInfo {
     pub sector_size: u64,
     /// The epoch at which the miner actor was created.
     pub created_at: ChainEpoch,
+}
+
+/// Where a sector is in the sealing pipeline. Names follow Lotus's sector states where one
+/// exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SectorState {
+    /// Accepting deal pieces until it is full or its wait runs out.
+    WaitDeals,
+    /// Writing pieces (and filler) into the unsealed file.
+    Packing,
+    /// Drawing the sealing ticket from the chain.
+    GetTicket,
+    /// Pre-commit phase 1 (SDR labelling).
+    PreCommit1,
+    /// Pre-commit phase 2 (tree building; yields CommR).
+    PreCommit2,
+    /// Sending the pre-commit message.
+    PreCommitting,
+    /// Waiting for the pre-commit message to execute.
+    PreCommitWait,
+    /// Waiting for the interactive seed epoch.
+    WaitSeed,
+    /// Commit phase 1 (challenge proofs).
+    Commit1,
+    /// Commit phase 2 (the SNARK).
+    Commit2,
+    /// Sending the prove-commit message.
+    Committing,
+    /// Waiting for the prove-commit message to execute.
+    CommitWait,
+    /// Dropping sealing-only cache files.
+    FinalizeSector,
+    /// On chain and proven every proving period.
+    Proving,
+    /// Gave up after repeated failures; `LastError` says why. Needs the operator.
+    Failed,
+}
+
+impl SectorState {
+    pub const ALL: [SectorState; 15] = [
+        Self::WaitDeals,
+        Self::Packing,
+        Self::GetTicket,
+        Self::PreCommit1,
+        Self::PreCommit2,
+        Self::PreCommitting,
+        Self::PreCommitWait,
+        Self::WaitSeed,
+        Self::Commit1,
+        Self::Commit2,
+        Self::Committing,
+        Self::CommitWait,
+        Self::FinalizeSector,
+        Self::Proving,
+        Self::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WaitDeals => "WaitDeals",
+            Self::Packing => "Packing",
+            Self::GetTicket => "GetTicket",
+            Self::PreCommit1 => "PreCommit1",
+            Self::PreCommit2 => "PreCommit2",
+            Self::PreCommitting => "PreCommitting",
+            Self::PreCommitWait => "PreCommitWait",
+            Self::WaitSeed => "WaitSeed",
+            Self::Commit1 => "Commit1",
+            Self::Commit2 => "Commit2",
+            Self::Committing => "Committing",
+            Self::CommitWait => "CommitWait",
+            Self::FinalizeSector => "FinalizeSector",
+            Self::Proving => "Proving",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Whether the pipeline still has work to do for the sector.
+    pub fn is_sealing(self) -> bool {
+        !matches!(self, Self::Proving | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for SectorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One line of a sector's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorLogEntry {
+    /// Unix seconds.
+    pub at: u64,
+    pub state: SectorState,
+    pub message: String,
+}
+
+/// A piece in a sector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorPieceInfo {
+    #[serde(rename = "PieceCID", with = "json::cid_obj")]
+    pub piece_cid: Cid,
+    /// Padded bytes.
+    pub size: u64,
+    /// Padded offset in the sector.
+    pub offset: u64,
+    /// The deal, for deal pieces; none for filler.
+    pub deal_id: Option<u64>,
+}
+
+/// `SectorsStatus`: everything the hub knows about a sector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorStatus {
+    pub number: u64,
+    pub state: SectorState,
+    #[serde(with = "json::nullable_vec")]
+    pub pieces: Vec<SectorPieceInfo>,
+    pub ticket_epoch: Option<ChainEpoch>,
+    #[serde(rename = "CommR", default, with = "json::opt_cid")]
+    pub comm_r: Option<Cid>,
+    #[serde(rename = "CommD", default, with = "json::opt_cid")]
+    pub comm_d: Option<Cid>,
+    #[serde(default, with = "json::opt_cid")]
+    pub pre_commit_message: Option<Cid>,
+    pub pre_commit_epoch: Option<ChainEpoch>,
+    pub seed_epoch: Option<ChainEpoch>,
+    #[serde(default, with = "json::opt_cid")]
+    pub commit_message: Option<Cid>,
+    /// The storage path that holds the sector's files.
+    pub storage: String,
+    /// The latest failure, while the pipeline retries it or after it gave up.
+    pub last_error: Option<String>,
+    pub retries: u32,
+    #[serde(with = "json::nullable_vec")]
+    pub log: Vec<SectorLogEntry>,
+}
+
+/// `SectorsList`: one line per sector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorBrief {
+    pub number: u64,
+    pub state: SectorState,
+    pub last_error: Option<String>,
+}
+
+/// `ProvingInfo`: the miner's proving period as the hub sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProvingInfo {
+    pub current_epoch: ChainEpoch,
+    pub period_start: ChainEpoch,
+    pub deadline_index: u64,
+    pub deadline_open: ChainEpoch,
+    pub deadline_close: ChainEpoch,
+    pub deadlines: u64,
+    pub challenge_window: ChainEpoch,
+    /// Sectors the chain holds for this miner, and how many of them are faulty.
+    pub live_sectors: u64,
+    pub faulty_sectors: u64,
+    pub recovering_sectors: u64,
+    /// Since the hub started.
+    pub window_posts_submitted: u64,
+    pub window_posts_failed: u64,
+    pub blocks_won: u64,
+}
+
+/// `ProvingDeadlines`: one deadline of the proving period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadlineSummary {
+    pub index: u64,
+    pub open: ChainEpoch,
+    pub partitions: u64,
+    pub live_sectors: u64,
+    pub faulty_sectors: u64,
+    pub recovering_sectors: u64,
+    /// Whether this deadline's WindowPoSt landed in its current (or last) window.
+    pub proven: bool,
+    pub current: bool,
 }

@@ -1,21 +1,83 @@
 //! The hub API's handlers: one per method of `nelumbo_miner_api::methods`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nelumbo_chain_api::Addr;
-use nelumbo_chain_api::methods::StateMinerInfo;
+use nelumbo_chain_api::methods::{
+    StateMinerDeadlines, StateMinerInfo, StateMinerPartitions, StateMinerProvingDeadline,
+};
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_miner_api::methods::*;
-use nelumbo_miner_api::types::{HubMinerInfo, HubVersion};
+use nelumbo_miner_api::types::{self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief};
 use nelumbo_rpc::{RpcError, RpcModule};
 
 use crate::chain::ChainClient;
+use crate::db::Db;
+use crate::proving::Proving;
+use crate::sealing::Sealing;
 
 /// What handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub miner: Arc<HubMinerInfo>,
     pub chain: ChainClient,
+    pub db: Arc<Db>,
+    pub sealing: Sealing,
+    pub proving: Proving,
+}
+
+fn internal(e: anyhow::Error) -> RpcError {
+    RpcError::failed(format!("{e:#}"))
+}
+
+fn chain_error(e: nelumbo_rpc::ClientError) -> RpcError {
+    RpcError::failed(format!("ask the chain: {e}"))
+}
+
+/// Every deadline of the miner's proving period, from the chain.
+async fn deadlines(s: &ApiState) -> Result<Vec<DeadlineSummary>, RpcError> {
+    let miner = Addr(s.miner.actor);
+    let current = s
+        .chain
+        .rpc
+        .call::<StateMinerProvingDeadline>((miner.clone(), TipSetKey::head()))
+        .await
+        .map_err(chain_error)?;
+    let posted = s
+        .chain
+        .rpc
+        .call::<StateMinerDeadlines>((miner.clone(), TipSetKey::head()))
+        .await
+        .map_err(chain_error)?;
+    let mut out = Vec::new();
+    for index in 0..current.wpost_period_deadlines {
+        let partitions = s
+            .chain
+            .rpc
+            .call::<StateMinerPartitions>((miner.clone(), index, TipSetKey::head()))
+            .await
+            .map_err(chain_error)?;
+        let count = |f: fn(&nelumbo_chain_api::types::Partition) -> u64| {
+            partitions.iter().map(f).sum::<u64>()
+        };
+        let ahead = (index + current.wpost_period_deadlines - current.index)
+            % current.wpost_period_deadlines;
+        let proven = posted
+            .get(index as usize)
+            .is_some_and(|d| !d.post_submissions.is_empty());
+        out.push(DeadlineSummary {
+            index,
+            open: crate::proving::occurrence(&current, ahead).open,
+            partitions: partitions.len() as u64,
+            live_sectors: count(|p| p.live_sectors.len()),
+            faulty_sectors: count(|p| p.faulty_sectors.len()),
+            recovering_sectors: count(|p| p.recovering_sectors.len()),
+            proven,
+            current: index == current.index,
+        });
+    }
+    Ok(out)
 }
 
 pub fn module(state: ApiState) -> RpcModule<ApiState> {
@@ -40,6 +102,61 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .await
                 .map_err(|e| RpcError::failed(format!("ask the chain: {e}")))?;
             Ok(info.sector_size)
-        });
+        })
+        .register::<SectorsPledge, _, _>(|s, ()| async move {
+            s.sealing.pledge().await.map_err(internal)
+        })
+        .register::<SectorsStatus, _, _>(|s, (number,)| async move {
+            s.sealing
+                .sector(number)
+                .map_err(internal)?
+                .map(|r| r.status())
+                .ok_or_else(|| RpcError::failed(format!("sector {number} is unknown to this hub")))
+        })
+        .register::<SectorsList, _, _>(|s, ()| async move {
+            Ok(s.sealing
+                .sectors()
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| SectorBrief {
+                    number: r.number,
+                    state: r.state,
+                    last_error: r.last_error,
+                })
+                .collect())
+        })
+        .register::<SectorsSummary, _, _>(|s, ()| async move {
+            let mut counts = BTreeMap::new();
+            for r in s.sealing.sectors().map_err(internal)? {
+                *counts.entry(r.state).or_insert(0u64) += 1;
+            }
+            Ok(counts)
+        })
+        .register::<ProvingInfo, _, _>(|s, ()| async move {
+            let current = s
+                .chain
+                .rpc
+                .call::<StateMinerProvingDeadline>((Addr(s.miner.actor), TipSetKey::head()))
+                .await
+                .map_err(chain_error)?;
+            let all = deadlines(&s).await?;
+            let counters = s.proving.counters();
+            Ok(types::ProvingInfo {
+                current_epoch: current.current_epoch,
+                period_start: current.period_start,
+                deadline_index: current.index,
+                deadline_open: current.open,
+                deadline_close: current.close,
+                deadlines: current.wpost_period_deadlines,
+                challenge_window: current.wpost_challenge_window,
+                live_sectors: all.iter().map(|d| d.live_sectors).sum(),
+                faulty_sectors: all.iter().map(|d| d.faulty_sectors).sum(),
+                recovering_sectors: all.iter().map(|d| d.recovering_sectors).sum(),
+                window_posts_submitted: counters.submitted,
+                window_posts_failed: counters.failed,
+                blocks_won: s.db.blocks_won().map_err(internal)?,
+            })
+        })
+        .register::<ProvingDeadlines, _, _>(|s, ()| async move { deadlines(&s).await });
     module
 }

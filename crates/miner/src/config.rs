@@ -17,6 +17,53 @@ pub struct Config {
     pub chain: ChainConfig,
     pub storage: StorageConfig,
     pub proofs: ProofsConfig,
+    #[serde(default)]
+    pub sealing: SealingConfig,
+    #[serde(default)]
+    pub mining: MiningConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealingConfig {
+    /// Sectors sealing at once; `sectors pledge` refuses beyond it.
+    pub max_sealing_sectors: usize,
+    /// Sectors in pre-commit 1 (SDR: one core-heavy, memory-heavy job each) at once.
+    pub max_pre_commit_1: usize,
+    /// Sectors in pre-commit 2 (tree building) at once.
+    pub max_pre_commit_2: usize,
+    /// Sectors in commit 2 (the SNARK: all cores, several GB) at once.
+    pub max_commit_2: usize,
+    /// A sector's committed lifetime, in epochs from its pre-commit.
+    pub sector_lifetime_epochs: i64,
+    /// Attempts at a failing step before the sector is marked Failed.
+    pub max_retries: u32,
+}
+
+impl Default for SealingConfig {
+    fn default() -> Self {
+        Self {
+            max_sealing_sectors: 4,
+            max_pre_commit_1: 1,
+            max_pre_commit_2: 1,
+            max_commit_2: 1,
+            sector_lifetime_epochs: 518_400,
+            max_retries: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MiningConfig {
+    /// Whether the hub takes part in block elections.
+    pub enabled: bool,
+}
+
+impl Default for MiningConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +116,17 @@ impl Config {
         anyhow::ensure!(
             !self.storage.paths.is_empty(),
             "[storage] paths is empty: name at least one directory for sectors"
+        );
+        anyhow::ensure!(
+            self.sealing.max_sealing_sectors > 0
+                && self.sealing.max_pre_commit_1 > 0
+                && self.sealing.max_pre_commit_2 > 0
+                && self.sealing.max_commit_2 > 0,
+            "[sealing] limits must be at least 1"
+        );
+        anyhow::ensure!(
+            self.sealing.sector_lifetime_epochs > 0,
+            "[sealing] sector_lifetime_epochs must be positive"
         );
         if !self.chain.api_info.is_empty() {
             ApiInfo::parse(&self.chain.api_info)
@@ -123,11 +181,36 @@ paths = [{paths}]
 # real, or insecure-testing for a test chain whose genesis names that mode. The two never
 # mix: a real chain refuses insecure proofs and the other way round.
 mode = "{mode}"
+
+[sealing]
+# Sectors sealing at once; `sectors pledge` refuses beyond it.
+max_sealing_sectors = {max_sealing}
+# Sectors in each heavy phase at once. Pre-commit 1 (SDR) takes a core and about 1.1x the
+# sector size in memory; commit 2 (the SNARK) takes every core and several GB. Proving and
+# mining never wait for these slots.
+max_pre_commit_1 = {pc1}
+max_pre_commit_2 = {pc2}
+max_commit_2 = {c2}
+# How long sectors are committed for, in epochs from their pre-commit (the chain bounds it).
+sector_lifetime_epochs = {lifetime}
+# Attempts at a failing step (with backoff from 5 s to 5 min) before a sector is Failed.
+max_retries = {retries}
+
+[mining]
+# Take part in block elections and submit won blocks (WinningPoSt).
+enabled = {mining}
 "#,
             listen = toml_string(&self.api.listen.to_string()),
             api_info = toml_string(&self.chain.api_info),
             paths = paths.join(", "),
             mode = self.proofs.mode,
+            max_sealing = self.sealing.max_sealing_sectors,
+            pc1 = self.sealing.max_pre_commit_1,
+            pc2 = self.sealing.max_pre_commit_2,
+            c2 = self.sealing.max_commit_2,
+            lifetime = self.sealing.sector_lifetime_epochs,
+            retries = self.sealing.max_retries,
+            mining = self.mining.enabled,
         )
     }
 }
@@ -154,6 +237,8 @@ mod tests {
             proofs: ProofsConfig {
                 mode: ProofMode::Real,
             },
+            sealing: SealingConfig::default(),
+            mining: MiningConfig { enabled: false },
         }
     }
 

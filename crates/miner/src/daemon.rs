@@ -17,7 +17,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiState, module};
 use crate::chain::ChainClient;
 use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::mining::Mining;
+use crate::proving::{Proving, ProvingContext};
 use crate::repo::Repo;
+use crate::sealing::{Sealing, SealingContext};
+use crate::storage::SectorStorage;
 
 /// The largest API request (a batch of deals is a few hundred KiB).
 const MAX_REQUEST_BYTES: usize = 16 << 20;
@@ -39,23 +45,58 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     }
     let health = Health::default();
     let registry = Registry::new();
-    let chain_connected = IntGauge::new(
-        "nelumbo_miner_chain_connected",
-        "1 while the chain answers, 0 otherwise",
-    )?;
-    registry.register(Box::new(chain_connected.clone()))?;
+    let metrics = Metrics::new(&registry)?;
 
     check_storage(&config, &health);
     let sector_size = SectorSize::new(miner.sector_size)?;
     check_parameters(config.proofs.mode, sector_size, &health);
 
     let chain = ChainClient::new(config.chain_client()?, keystore);
+    let db = Arc::new(Db::open(&repo.database())?);
+    let storage = Arc::new(SectorStorage::new(
+        config.storage.paths.clone(),
+        miner
+            .actor
+            .id()
+            .context("the miner address in miner.json is not an ID address")?,
+        sector_size,
+    )?);
+    let prover = Prover::from_env().context("set up the proofs library")?;
+    let cancel = CancellationToken::new();
+    let sealing = Sealing::start(SealingContext {
+        db: db.clone(),
+        storage: storage.clone(),
+        chain: chain.clone(),
+        prover: prover.clone(),
+        mode: config.proofs.mode,
+        actor: miner.actor,
+        worker: miner.worker,
+        sector_size,
+        config: config.sealing.clone(),
+        metrics: metrics.clone(),
+        cancel: cancel.clone(),
+    })?;
+    let proving = Proving::new(ProvingContext {
+        db: db.clone(),
+        storage: storage.clone(),
+        chain: chain.clone(),
+        prover: prover.clone(),
+        mode: config.proofs.mode,
+        actor: miner.actor,
+        worker: miner.worker,
+        sector_size,
+        metrics: metrics.clone(),
+    });
+
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
     nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
     let router = rpc_router(
         module(ApiState {
             miner: Arc::new(miner.clone()),
             chain: chain.clone(),
+            db: db.clone(),
+            sealing,
+            proving: proving.clone(),
         }),
         ServerConfig {
             secret,
@@ -81,22 +122,47 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         "nelumbo-miner is running"
     );
 
-    let cancel = CancellationToken::new();
     shutdown_on_signals(cancel.clone());
     health.not_ready("chain", "connecting");
-    let watcher = tokio::spawn(watch_chain(
-        chain.clone(),
-        health.clone(),
-        chain_connected,
-        cancel.clone(),
-    ));
+    let mut tasks = vec![
+        tokio::spawn(watch_chain(
+            chain.clone(),
+            health.clone(),
+            metrics.chain_connected.clone(),
+            cancel.clone(),
+        )),
+        tokio::spawn(watch_storage(
+            storage.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        )),
+        tokio::spawn(proving.run(cancel.clone())),
+    ];
+    if config.mining.enabled {
+        let mining = Mining {
+            db,
+            storage,
+            chain: chain.clone(),
+            prover,
+            mode: config.proofs.mode,
+            actor: miner.actor,
+            worker: miner.worker,
+            sector_size,
+            metrics,
+        };
+        tasks.push(tokio::spawn(mining.run(cancel.clone())));
+    } else {
+        tracing::info!("mining is off ([mining] enabled = false)");
+    }
     let shutdown = cancel.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serve the API")?;
     cancel.cancel();
-    let _ = watcher.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     let _ = std::fs::remove_file(repo.api());
     tracing::info!("nelumbo-miner stopped");
     Ok(())
@@ -138,6 +204,27 @@ fn check_parameters(mode: ProofMode, size: SectorSize, health: &Health) {
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "proof parameters are not usable; generate them with `nelumbo proofs params --sector-size {size}`");
             health.not_ready("proof parameters", format!("{e:#}"));
+        }
+    }
+}
+
+/// Keeps the storage gauges current.
+async fn watch_storage(storage: Arc<SectorStorage>, metrics: Metrics, cancel: CancellationToken) {
+    loop {
+        for (path, free, reserved) in storage.usage() {
+            let label = path.display().to_string();
+            metrics
+                .storage_free_bytes
+                .with_label_values(&[label.as_str()])
+                .set(free.min(i64::MAX as u64) as i64);
+            metrics
+                .storage_reserved_bytes
+                .with_label_values(&[label.as_str()])
+                .set(reserved.min(i64::MAX as u64) as i64);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct InitOptions {
     pub proof_mode: ProofMode,
     /// FIL the owner sends to the new miner actor for pre-commit deposits and pledges.
     pub initial_balance: TokenAmount,
+    /// FIL the owner sends to the worker, which pays the gas of every sealing and proving
+    /// message.
+    pub worker_balance: TokenAmount,
 }
 
 /// The keys init chose, recorded before anything is funded or sent.
@@ -85,6 +88,8 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
                 proofs: ProofsConfig {
                     mode: options.proof_mode,
                 },
+                sealing: Default::default(),
+                mining: Default::default(),
             };
             config.validate()?;
             nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
@@ -133,16 +138,30 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
                 .call::<WalletBalance>((Addr(wallet.owner),))
                 .await?
                 .0;
-            let needed = &options.initial_balance + TokenAmount::from_nano(10_000_000);
+            let worker_balance = chain
+                .rpc
+                .call::<WalletBalance>((Addr(wallet.worker),))
+                .await?
+                .0;
+            let worker_needs = if worker_balance < options.worker_balance {
+                options.worker_balance.clone()
+            } else {
+                TokenAmount::from_atto(0)
+            };
+            let needed =
+                &options.initial_balance + &worker_needs + TokenAmount::from_nano(20_000_000);
             anyhow::ensure!(
                 balance >= needed,
                 "the owner {owner} holds {balance} and needs at least {needed} (the miner's \
-                 initial balance and gas): fund it, for example with \
+                 initial balance, the worker's gas money and gas): fund it, for example with \
                  `nelumbo-chain faucet {owner} 100` on a devnet, and run init again",
                 owner = wallet.owner,
                 balance = format_fil(&balance),
                 needed = format_fil(&needed),
             );
+            if worker_needs.is_positive() {
+                fund_worker(repo, &chain, &wallet, worker_needs).await?;
+            }
             let params = fil_actor_power_state::v18::CreateMinerParams {
                 owner: wallet.owner,
                 worker: wallet.worker,
@@ -189,4 +208,37 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
     repo.write_miner_info(&info)?;
     let _ = std::fs::remove_file(repo.init_message());
     Ok(info)
+}
+
+/// Sends the worker its gas money from the owner; the message is recorded before it is sent so
+/// a crashed init waits for it rather than paying twice.
+async fn fund_worker(
+    repo: &Repo,
+    chain: &ChainClient,
+    wallet: &Wallet,
+    amount: TokenAmount,
+) -> anyhow::Result<()> {
+    let path = repo.dir.join("init-fund-worker.json");
+    let signed: SignedMessage = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).context("parse init-fund-worker.json")?,
+        Err(_) => {
+            let signed = chain
+                .prepare(wallet.owner, wallet.worker, 0, Vec::new(), amount.clone())
+                .await
+                .context("prepare the worker's funding")?;
+            write_json(&path, &signed)?;
+            signed
+        }
+    };
+    let cid = chain.push(&signed).await.context("fund the worker")?;
+    tracing::info!(message = %cid, amount = %format_fil(&amount), worker = %wallet.worker, "funding the worker");
+    let lookup = chain.wait(cid).await?;
+    anyhow::ensure!(
+        lookup.receipt.exit_code == 0,
+        "funding the worker failed on chain with exit code {}; remove {} and run init again",
+        lookup.receipt.exit_code,
+        path.display()
+    );
+    let _ = std::fs::remove_file(&path);
+    Ok(())
 }

@@ -3,11 +3,19 @@
 //!
 //! Layout: [`repo`] (the repo directory and what `init` records), [`config`] (`config.toml`),
 //! [`init`] (keys and the miner actor on chain), [`api`] (the hub API's handlers),
-//! [`daemon`] (the `run` process).
+//! [`daemon`] (the `run` process), [`db`] (redb: sector records, counters), [`storage`]
+//! (sector files and capacity), [`sealing`] (the per-sector state machine), [`proving`]
+//! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`metrics`].
 
 pub mod api;
 pub mod chain;
 pub mod config;
 pub mod daemon;
+pub mod db;
 pub mod init;
+pub mod metrics;
+pub mod mining;
+pub mod proving;
 pub mod repo;
+pub mod sealing;
+pub mod storage;

@@ -10,7 +10,10 @@ use nelumbo_chain_api::json::use_testnet_addresses;
 use nelumbo_miner::init::{InitOptions, init};
 use nelumbo_miner::repo::Repo;
 use nelumbo_miner_api::MINER_API_INFO;
-use nelumbo_miner_api::methods::MinerInfo;
+use nelumbo_miner_api::methods::{
+    MinerInfo, ProvingDeadlines, ProvingInfo, SectorsList, SectorsPledge, SectorsStatus,
+    SectorsSummary,
+};
 use nelumbo_proofs::ProofMode;
 use nelumbo_rpc::{ApiInfo, Permission, RpcClient, TokenSecret};
 use nelumbo_types::SectorSize;
@@ -49,14 +52,46 @@ enum Command {
         /// FIL the owner gives the new miner actor for deposits and pledges.
         #[arg(long, default_value = "10")]
         initial_balance: String,
+        /// FIL the owner gives the worker for the gas of sealing and proving messages.
+        #[arg(long, default_value = "1")]
+        worker_balance: String,
     },
     /// Run the hub.
     Run,
     /// API tokens.
     #[command(subcommand)]
     Auth(AuthCommand),
-    /// The miner: actor, owner, worker, sector size.
+    /// The miner: actor, owner, worker, sector size, power, sectors and blocks won.
     Info,
+    /// Sectors: list, inspect, pledge.
+    #[command(subcommand)]
+    Sectors(SectorsCommand),
+    /// WindowPoSt: the proving period and its deadlines.
+    #[command(subcommand)]
+    Proving(ProvingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SectorsCommand {
+    /// Every sector with its state.
+    List,
+    /// One sector: state, commitments, messages, history.
+    Status {
+        sector: u64,
+        /// Print the full JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal a committed-capacity sector (no deals).
+    Pledge,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProvingCommand {
+    /// The current deadline, sector counts and WindowPoSt counters.
+    Info,
+    /// Every deadline of the proving period.
+    Deadlines,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,9 +125,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             storage,
             proof_mode,
             initial_balance,
+            worker_balance,
         } => {
             let initial_balance = nelumbo_chain_api::fil::parse_fil(&initial_balance)
                 .map_err(|e| anyhow::anyhow!("--initial-balance: {e}"))?;
+            let worker_balance = nelumbo_chain_api::fil::parse_fil(&worker_balance)
+                .map_err(|e| anyhow::anyhow!("--worker-balance: {e}"))?;
             let info = init(
                 &repo,
                 InitOptions {
@@ -102,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     storage,
                     proof_mode,
                     initial_balance,
+                    worker_balance,
                 },
             )
             .await?;
@@ -129,14 +168,172 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Info => {
-            let info = client(&repo)?.call::<MinerInfo>(()).await?;
+            let client = client(&repo)?;
+            let info = client.call::<MinerInfo>(()).await?;
             println!("miner:       {}", info.actor);
             println!("sector size: {}", SectorSize::new(info.sector_size)?);
             println!("owner:       {}", info.owner);
             println!("worker:      {}", info.worker);
             println!("created at:  epoch {}", info.created_at);
+            let proving = client.call::<ProvingInfo>(()).await?;
+            println!(
+                "power:       {} ({} live sectors, {} faulty)",
+                SectorSize::new(info.sector_size)
+                    .map(|s| format_bytes(
+                        s.bytes() * (proving.live_sectors - proving.faulty_sectors)
+                    ))
+                    .unwrap_or_default(),
+                proving.live_sectors,
+                proving.faulty_sectors
+            );
+            println!("blocks won:  {}", proving.blocks_won);
+            let summary = client.call::<SectorsSummary>(()).await?;
+            let states: Vec<String> = summary.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+            println!(
+                "sectors:     {}",
+                if states.is_empty() {
+                    "none".to_string()
+                } else {
+                    states.join(", ")
+                }
+            );
             Ok(())
         }
+        Command::Sectors(SectorsCommand::List) => {
+            let sectors = client(&repo)?.call::<SectorsList>(()).await?;
+            if sectors.is_empty() {
+                println!("no sectors: seal one with `nelumbo-miner sectors pledge`");
+            }
+            println!("{:>8}  {:<16}  LAST ERROR", "SECTOR", "STATE");
+            for s in sectors {
+                println!(
+                    "{:>8}  {:<16}  {}",
+                    s.number,
+                    s.state.name(),
+                    s.last_error.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Sectors(SectorsCommand::Status { sector, json }) => {
+            let status = client(&repo)?.call::<SectorsStatus>((sector,)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            println!("sector:          {}", status.number);
+            println!("state:           {}", status.state);
+            println!("storage:         {}", status.storage);
+            println!(
+                "ticket epoch:    {}",
+                opt(status.ticket_epoch.map(|e| e.to_string()))
+            );
+            println!(
+                "CommR:           {}",
+                opt(status.comm_r.map(|c| c.to_string()))
+            );
+            println!(
+                "CommD:           {}",
+                opt(status.comm_d.map(|c| c.to_string()))
+            );
+            println!(
+                "pre-commit:      {}",
+                opt(status.pre_commit_message.map(|c| c.to_string()))
+            );
+            println!(
+                "pre-commit epoch {}",
+                opt(status.pre_commit_epoch.map(|e| e.to_string()))
+            );
+            println!(
+                "seed epoch:      {}",
+                opt(status.seed_epoch.map(|e| e.to_string()))
+            );
+            println!(
+                "prove-commit:    {}",
+                opt(status.commit_message.map(|c| c.to_string()))
+            );
+            if let Some(error) = &status.last_error {
+                println!("last error:      {error} (attempt {})", status.retries);
+            }
+            println!("history:");
+            for entry in &status.log {
+                println!(
+                    "  {}  {:<16} {}",
+                    entry.at,
+                    entry.state.name(),
+                    entry.message
+                );
+            }
+            Ok(())
+        }
+        Command::Sectors(SectorsCommand::Pledge) => {
+            let number = client(&repo)?.call::<SectorsPledge>(()).await?;
+            println!(
+                "sector {number} pledged; follow it with `nelumbo-miner sectors status {number}`"
+            );
+            Ok(())
+        }
+        Command::Proving(ProvingCommand::Info) => {
+            let info = client(&repo)?.call::<ProvingInfo>(()).await?;
+            println!("current epoch:     {}", info.current_epoch);
+            println!("period start:      {}", info.period_start);
+            println!(
+                "deadline:          {} of {} (open {} to {}, {} epochs each)",
+                info.deadline_index,
+                info.deadlines,
+                info.deadline_open,
+                info.deadline_close,
+                info.challenge_window
+            );
+            println!("live sectors:      {}", info.live_sectors);
+            println!(
+                "faulty sectors:    {} ({} recovering)",
+                info.faulty_sectors, info.recovering_sectors
+            );
+            println!(
+                "WindowPoSts:       {} accepted, {} failed (since the hub started)",
+                info.window_posts_submitted, info.window_posts_failed
+            );
+            println!("blocks won:        {}", info.blocks_won);
+            Ok(())
+        }
+        Command::Proving(ProvingCommand::Deadlines) => {
+            let deadlines = client(&repo)?.call::<ProvingDeadlines>(()).await?;
+            println!(
+                "{:>8}  {:>10}  {:>10}  {:>6}  {:>7}  {:>10}  PROVEN",
+                "DEADLINE", "OPENS", "PARTITIONS", "LIVE", "FAULTY", "RECOVERING"
+            );
+            for d in deadlines {
+                println!(
+                    "{:>8}  {:>10}  {:>10}  {:>6}  {:>7}  {:>10}  {}{}",
+                    d.index,
+                    d.open,
+                    d.partitions,
+                    d.live_sectors,
+                    d.faulty_sectors,
+                    d.recovering_sectors,
+                    if d.proven { "yes" } else { "no" },
+                    if d.current { "  (current)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

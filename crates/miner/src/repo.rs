@@ -7,6 +7,8 @@
 //! init-message.json  the CreateMiner message while init waits for it (resumes a crashed init)
 //! token-secret       the API token key; token: an admin token for the CLI (both owner-only)
 //! api                the running daemon's API address, for the CLI
+//! init-fund-worker.json  the worker's funding message while init waits for it
+//! hub.redb           the database: sector records (the sealing state machine), counters
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,9 @@ impl Repo {
     }
     pub fn api(&self) -> PathBuf {
         self.dir.join("api")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("hub.redb")
     }
 
     /// The miner `init` created; an error that says to run `init` if there is none.

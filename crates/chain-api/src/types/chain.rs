@@ -231,3 +231,37 @@ pub struct Version {
     #[serde(default)]
     pub agent: String,
 }
+
+/// `Filecoin.ChainGetBlockMessages`: what a block includes. BLS-signed messages appear
+/// unsigned (their signatures are aggregated in the header), secp256k1 ones signed; `Cids`
+/// lists every message in execution order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockMessages {
+    #[serde(with = "json::nullable_vec")]
+    pub bls_messages: Vec<super::Message>,
+    #[serde(with = "json::nullable_vec")]
+    pub secpk_messages: Vec<super::SignedMessage>,
+    #[serde(with = "json::cids")]
+    pub cids: Vec<Cid>,
+}
+
+/// `Filecoin.StateGetNetworkParams` (Lotus's `ForkUpgradeParams` are left out: a devnet has no
+/// upgrades).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkParams {
+    pub network_name: String,
+    pub block_delay_secs: u64,
+    #[serde(with = "json::bigint")]
+    pub consensus_miner_min_power: BigInt,
+    #[serde(with = "json::nullable_vec")]
+    pub supported_proof_types: Vec<i64>,
+    pub pre_commit_challenge_delay: ChainEpoch,
+    #[serde(rename = "Eip155ChainID")]
+    pub eip155_chain_id: u64,
+    /// Nelumbo devnets only: the epoch length in milliseconds (`BlockDelaySecs` rounds a
+    /// sub-second devnet epoch down to 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nelumbo_epoch_ms: Option<u64>,
+}

@@ -223,4 +223,9 @@ pub struct MiningBaseInfo {
     #[serde(with = "json::nullable_vec")]
     pub beacon_entries: Vec<BeaconEntry>,
     pub eligible_for_mining: bool,
+    /// Nelumbo devnets only: expected won blocks per epoch for a miner holding all the power,
+    /// in thousandths, for [`crate::election::wins`]. Lotus has no such field (its sortition
+    /// constants are fixed); absent from Lotus answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_rate_permille: Option<u64>,
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use futures::StreamExt;
 use fvm_shared::address::{Address, Payload};
 use nelumbo_chain_api::methods::*;
-use nelumbo_chain_api::types::{HeadChange, MsgLookup, TipSetKey};
+use nelumbo_chain_api::types::{
+    BlockMessages, HeadChange, MsgLookup, NetworkParams, Signature, TipSetKey,
+};
 use nelumbo_chain_api::{Addr, Base64, Big, BitFieldJson, CidJson, KeyType, OptBitField, Token};
 use nelumbo_keys::KeyKind;
 use nelumbo_rpc::{RpcError, RpcModule};
@@ -125,6 +127,32 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
             .map_err(anyhow_failed)?
             .ok_or_else(|| failed(format!("block {} not found", *cid)))
     });
+    m.register::<ChainGetBlockMessages, _, _>(|api, (cid,)| async move {
+        let store = api.chain.store();
+        let header = store
+            .block(&cid)
+            .map_err(anyhow_failed)?
+            .ok_or_else(|| failed(format!("block {} not found", *cid)))?;
+        // Messages travel in the sequencer's block of each tipset; won blocks carry none.
+        let included = match store.tipset(header.height).map_err(anyhow_failed)? {
+            Some(record) if record.tipset.cids.first() == Some(&*cid) => record.messages,
+            _ => Vec::new(),
+        };
+        let mut messages = BlockMessages {
+            bls_messages: Vec::new(),
+            secpk_messages: Vec::new(),
+            cids: Vec::new(),
+        };
+        for signed in included {
+            messages.cids.push(signed.cid().map_err(failed)?);
+            if signed.signature.sig_type == Signature::BLS {
+                messages.bls_messages.push(signed.message);
+            } else {
+                messages.secpk_messages.push(signed);
+            }
+        }
+        Ok(messages)
+    });
     m.register::<StateGetRandomnessFromTickets, _, _>(
         |api, (tag, epoch, entropy, key)| async move {
             let head = api.chain.tipset(&key).map_err(anyhow_failed)?;
@@ -163,6 +191,22 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
     );
     m.register::<StateNetworkVersion, _, _>(|_, (_key,)| async move {
         Ok(nelumbo_chain_api::NETWORK_VERSION)
+    });
+    m.register::<StateGetNetworkParams, _, _>(|api, ()| async move {
+        let genesis = &api.chain.genesis;
+        Ok(NetworkParams {
+            network_name: genesis.network_name.clone(),
+            block_delay_secs: genesis.policy.epoch_duration_ms / 1000,
+            consensus_miner_min_power: BigInt::from(0),
+            supported_proof_types: genesis
+                .sector_sizes
+                .iter()
+                .map(|size| size.seal_proof_number())
+                .collect(),
+            pre_commit_challenge_delay: genesis.policy.pre_commit_challenge_delay,
+            eip155_chain_id: 31415926,
+            nelumbo_epoch_ms: Some(genesis.policy.epoch_duration_ms),
+        })
     });
     m.register::<StateLookupID, _, _>(|api, (address, key)| async move {
         let (_, state) = api.chain.state_at(&key).map_err(anyhow_failed)?;

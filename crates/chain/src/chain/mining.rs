@@ -21,33 +21,14 @@ use fvm_shared::crypto::signature::{Signature, SignatureType};
 use nelumbo_chain_api::types::{BlockMsg, ExtendedSectorInfo, MiningBaseInfo, TipSetKey};
 use nelumbo_proofs::{PostKind, ProvenSector, winning_post_challenges};
 use nelumbo_types::{ActorId as ProofActorId, Randomness, SectorNumber, SectorSize};
-use num_bigint::BigInt;
-use num_traits::{ToPrimitive, Zero};
+use num_traits::Zero;
 
 use super::Chain;
-use crate::randomness::{address_entropy, blake2b256, draw, dst};
+use crate::randomness::{address_entropy, draw, dst};
 use crate::state::{ActorId, SectorStatus, State};
 use crate::store::WonBlock;
 
-/// Whether a VRF output wins an election at `rate_permille` with this share of power.
-pub fn wins(
-    vrf_proof: &[u8],
-    rate_permille: u64,
-    miner_power: &BigInt,
-    network_power: &BigInt,
-) -> bool {
-    if miner_power.is_zero() || network_power.is_zero() {
-        return false;
-    }
-    let h = blake2b256(vrf_proof);
-    let draw = u128::from_be_bytes(h[..16].try_into().unwrap_or([0xff; 16]));
-    let threshold = (BigInt::from(1u8) << 128u32) * BigInt::from(rate_permille) * miner_power
-        / (BigInt::from(1000u32) * network_power);
-    match threshold.to_u128() {
-        Some(t) => draw < t,
-        None => true,
-    }
-}
+pub use nelumbo_chain_api::election::wins;
 
 /// The sectors a WinningPoSt at `epoch` challenges, and the randomness.
 pub fn winning_challenge(
@@ -127,6 +108,7 @@ impl Chain {
             sector_size: m.info.sector_size,
             prev_beacon_entry: self.beacon.entry(epoch - 1),
             beacon_entries: vec![self.beacon.entry(epoch)],
+            election_rate_permille: Some(self.genesis.policy.election_rate_permille),
         }))
     }
 
@@ -277,28 +259,5 @@ fn bls(bytes: &[u8]) -> Signature {
     Signature {
         sig_type: SignatureType::BLS,
         bytes: bytes.to_vec(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn election_odds_follow_power() {
-        let all = BigInt::from(100);
-        let mut won = 0;
-        for i in 0..2000u32 {
-            if wins(&i.to_be_bytes(), 500, &BigInt::from(50), &all) {
-                won += 1;
-            }
-        }
-        // Expected 2000 × 0.5 × 0.5 = 500.
-        assert!((400..600).contains(&won), "won {won} of 2000");
-        assert!(!wins(b"x", 1000, &BigInt::zero(), &all));
-        assert!(
-            wins(b"x", 1000, &all, &all),
-            "all the power at rate 1 always wins"
-        );
     }
 }

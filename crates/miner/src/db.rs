@@ -1,0 +1,107 @@
+//! The hub's database (redb, one file in the repo): sector records and counters. Every write
+//! is a durable transaction, committed before the pipeline acts on it (invariant 6).
+
+use std::path::Path;
+
+use anyhow::Context;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::sealing::SectorRecord;
+
+/// Sector number -> the sector's record (JSON).
+const SECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("sectors");
+/// Counters: the next sector number, blocks won.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_SECTOR: &str = "next_sector";
+const BLOCKS_WON: &str = "blocks_won";
+
+#[derive(Debug)]
+pub struct Db {
+    db: Database,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let db = Database::create(path)
+            .with_context(|| format!("open the hub database {}", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(SECTORS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn sector(&self, number: u64) -> anyhow::Result<Option<SectorRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SECTORS)?;
+        table
+            .get(number)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .with_context(|| format!("sector {number}'s record is corrupt"))
+            })
+            .transpose()
+    }
+
+    pub fn sectors(&self) -> anyhow::Result<Vec<SectorRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SECTORS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (number, value) = entry?;
+            out.push(
+                serde_json::from_slice(value.value())
+                    .with_context(|| format!("sector {}'s record is corrupt", number.value()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn put_sector(&self, record: &SectorRecord) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(record)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(SECTORS)?
+            .insert(record.number, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Takes the next sector number and stores the record `make` builds for it, in one
+    /// transaction: a number is never handed out twice, even across crashes.
+    pub fn allocate_sector(
+        &self,
+        make: impl FnOnce(u64) -> SectorRecord,
+    ) -> anyhow::Result<SectorRecord> {
+        let txn = self.db.begin_write()?;
+        let record = {
+            let mut meta = txn.open_table(META)?;
+            let number = meta.get(NEXT_SECTOR)?.map(|v| v.value()).unwrap_or(1);
+            meta.insert(NEXT_SECTOR, number + 1)?;
+            let record = make(number);
+            let bytes = serde_json::to_vec(&record)?;
+            txn.open_table(SECTORS)?.insert(number, bytes.as_slice())?;
+            record
+        };
+        txn.commit()?;
+        Ok(record)
+    }
+
+    pub fn add_block_won(&self) -> anyhow::Result<u64> {
+        let txn = self.db.begin_write()?;
+        let won = {
+            let mut meta = txn.open_table(META)?;
+            let won = meta.get(BLOCKS_WON)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert(BLOCKS_WON, won)?;
+            won
+        };
+        txn.commit()?;
+        Ok(won)
+    }
+
+    pub fn blocks_won(&self) -> anyhow::Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(BLOCKS_WON)?.map(|v| v.value()).unwrap_or(0))
+    }
+}

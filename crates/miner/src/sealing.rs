@@ -1,0 +1,893 @@
+//! The sealing pipeline: one persisted state machine per sector.
+//!
+//! Each sector is driven by its own task through [`SectorState`]s. A step does its work, then
+//! the new state and everything the next steps need (ticket, PC1 output, CommR, the signed
+//! message, seed, proof) are written to the database in one transaction before anything acts
+//! on them. After a crash every sector resumes at its recorded state: finished work is not
+//! redone, and a chain message is recorded before it is pushed and pushed again (never
+//! re-made) on resume, so the chain sees exactly one pre-commit and one prove-commit per
+//! sector. A failing step is retried with capped exponential backoff; after
+//! `max_retries` the sector is `Failed` with the reason.
+//!
+//! Heavy phases take a permit from their own semaphore (`[sealing]` limits). Proving and
+//! mining never take these permits: they cannot queue behind sealing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cid::Cid;
+use cid::multihash::Multihash;
+use fil_actor_miner_state::v18::{
+    CompactCommD, PreCommitSectorBatchParams2, ProveCommitSectors3Params, SectorActivationManifest,
+    SectorPreCommitInfo,
+};
+use fvm_ipld_encoding::RawBytes;
+use fvm_shared::address::Address;
+use fvm_shared::clock::ChainEpoch;
+use fvm_shared::sector::RegisteredSealProof;
+use nelumbo_chain_api::Addr;
+use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo};
+use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
+use nelumbo_miner_api::types::{SectorLogEntry, SectorState, SectorStatus};
+use nelumbo_proofs::{
+    Commit1Output, PreCommit1Output, ProofMode, Prover, Replica, SealedCommitments,
+};
+use nelumbo_rpc::ClientError;
+use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::{ChainClient, Landed};
+use crate::config::SealingConfig;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::storage::{SectorStorage, sync_sector};
+
+/// Domain separation tags for the randomness sealing draws.
+const SEAL_RANDOMNESS: i64 = 5;
+const INTERACTIVE_SEAL_CHALLENGE_SEED: i64 = 6;
+
+/// Miner actor methods the pipeline calls.
+const PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
+const PROVE_COMMIT_SECTORS3: u64 = 34;
+
+/// Log lines kept per sector.
+const MAX_LOG: usize = 64;
+
+/// Everything the hub keeps about one sector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SectorRecord {
+    pub number: u64,
+    pub state: SectorState,
+    /// The storage path holding the sector's files.
+    pub storage: PathBuf,
+    pub ticket_epoch: Option<ChainEpoch>,
+    pub ticket: Option<[u8; 32]>,
+    /// Kept from pre-commit 1 until pre-commit 2 has recorded CommR.
+    pub pre_commit1: Option<PreCommit1Output>,
+    pub comm_r: Option<[u8; 32]>,
+    pub comm_d: Option<[u8; 32]>,
+    pub expiration: Option<ChainEpoch>,
+    /// Recorded before it is pushed.
+    pub pre_commit_message: Option<SignedMessage>,
+    pub pre_commit_epoch: Option<ChainEpoch>,
+    pub seed_epoch: Option<ChainEpoch>,
+    pub seed: Option<[u8; 32]>,
+    /// Kept from commit 2 until the prove-commit has executed.
+    pub proof: Option<Vec<u8>>,
+    pub commit_message: Option<SignedMessage>,
+    pub last_error: Option<String>,
+    pub retries: u32,
+    pub log: Vec<SectorLogEntry>,
+}
+
+impl SectorRecord {
+    fn new(number: u64, storage: PathBuf, state: SectorState, message: &str) -> Self {
+        let mut record = Self {
+            number,
+            state,
+            storage,
+            ticket_epoch: None,
+            ticket: None,
+            pre_commit1: None,
+            comm_r: None,
+            comm_d: None,
+            expiration: None,
+            pre_commit_message: None,
+            pre_commit_epoch: None,
+            seed_epoch: None,
+            seed: None,
+            proof: None,
+            commit_message: None,
+            last_error: None,
+            retries: 0,
+            log: Vec::new(),
+        };
+        record.note(message.to_string());
+        record
+    }
+
+    fn note(&mut self, message: String) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.log.push(SectorLogEntry {
+            at,
+            state: self.state,
+            message,
+        });
+        if self.log.len() > MAX_LOG {
+            self.log.remove(0);
+        }
+    }
+
+    fn move_to(&mut self, state: SectorState, message: String) {
+        self.state = state;
+        self.note(message);
+    }
+
+    pub fn status(&self) -> SectorStatus {
+        let message_cid = |m: &Option<SignedMessage>| m.as_ref().and_then(|m| m.cid().ok());
+        SectorStatus {
+            number: self.number,
+            state: self.state,
+            pieces: Vec::new(),
+            ticket_epoch: self.ticket_epoch,
+            comm_r: self.comm_r.as_ref().map(sealed_cid),
+            comm_d: self
+                .comm_d
+                .map(|d| nelumbo_commp::piece_cid_v1(&nelumbo_commp::Commitment(d))),
+            pre_commit_message: message_cid(&self.pre_commit_message),
+            pre_commit_epoch: self.pre_commit_epoch,
+            seed_epoch: self.seed_epoch,
+            commit_message: message_cid(&self.commit_message),
+            storage: self.storage.display().to_string(),
+            last_error: self.last_error.clone(),
+            retries: self.retries,
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// The CID of a sealed sector's CommR (Filecoin's sealed-commitment codec and hash).
+pub fn sealed_cid(comm_r: &[u8; 32]) -> Cid {
+    const FIL_COMMITMENT_SEALED: u64 = 0xf102;
+    const POSEIDON_BLS12_381_A1_FC1: u64 = 0xb401;
+    let digest =
+        Multihash::wrap(POSEIDON_BLS12_381_A1_FC1, comm_r).unwrap_or_else(|_| Multihash::default());
+    Cid::new_v1(FIL_COMMITMENT_SEALED, digest)
+}
+
+/// The CBOR of an address: the entropy of every per-miner randomness draw.
+pub fn address_entropy(address: &Address) -> Vec<u8> {
+    fvm_ipld_encoding::to_vec(address).unwrap_or_default()
+}
+
+/// What the pipeline shares with the daemon.
+#[derive(Debug)]
+pub struct SealingContext {
+    pub db: Arc<Db>,
+    pub storage: Arc<SectorStorage>,
+    pub chain: ChainClient,
+    pub prover: Prover,
+    pub mode: ProofMode,
+    pub actor: Address,
+    pub worker: Address,
+    pub sector_size: SectorSize,
+    pub config: SealingConfig,
+    pub metrics: Metrics,
+    pub cancel: CancellationToken,
+}
+
+/// The sealing pipeline.
+#[derive(Debug, Clone)]
+pub struct Sealing {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cx: SealingContext,
+    pre_commit1: Semaphore,
+    pre_commit2: Semaphore,
+    commit2: Semaphore,
+    /// Commit-1 outputs handed to commit 2 in memory (recomputed after a restart).
+    commit1_outputs: Mutex<HashMap<u64, Commit1Output>>,
+    /// A pause after a step's work and before its result is recorded, for crash tests
+    /// (`NELUMBO_MINER_STALL=STATE:MILLISECONDS`).
+    stall: Option<(SectorState, Duration)>,
+    /// Serialises pledges so two cannot both pass the max-sealing check.
+    pledge_lock: tokio::sync::Mutex<()>,
+}
+
+impl Sealing {
+    /// Starts the pipeline and resumes every sector that was sealing when the hub stopped.
+    pub fn start(cx: SealingContext) -> anyhow::Result<Self> {
+        let stall = stall_from_env()?;
+        if let Some((state, pause)) = stall {
+            tracing::warn!(%state, ?pause, "NELUMBO_MINER_STALL is set: sectors pause in this state (crash testing only)");
+        }
+        let limit = |n: usize| Semaphore::new(n.max(1));
+        let inner = Arc::new(Inner {
+            pre_commit1: limit(cx.config.max_pre_commit_1),
+            pre_commit2: limit(cx.config.max_pre_commit_2),
+            commit2: limit(cx.config.max_commit_2),
+            commit1_outputs: Mutex::default(),
+            stall,
+            pledge_lock: tokio::sync::Mutex::new(()),
+            cx,
+        });
+        let sealing = Self { inner };
+        let records = sealing.inner.cx.db.sectors()?;
+        sealing.update_metrics(&records);
+        for record in records {
+            if record.state.is_sealing() {
+                tracing::info!(sector = record.number, state = %record.state, "resuming sector");
+                sealing.inner.cx.storage.reserve_existing(&record.storage);
+                sealing.spawn(record.number);
+            }
+        }
+        Ok(sealing)
+    }
+
+    /// Starts a committed-capacity sector.
+    pub async fn pledge(&self) -> anyhow::Result<u64> {
+        let cx = &self.inner.cx;
+        let _guard = self.inner.pledge_lock.lock().await;
+        let sealing = cx
+            .db
+            .sectors()?
+            .iter()
+            .filter(|r| r.state.is_sealing())
+            .count();
+        anyhow::ensure!(
+            sealing < cx.config.max_sealing_sectors,
+            "{sealing} sectors are sealing already ([sealing] max_sealing_sectors = {}): wait for one to finish or raise the limit",
+            cx.config.max_sealing_sectors
+        );
+        let root = cx.storage.reserve_new()?;
+        let record = cx
+            .db
+            .allocate_sector(|n| {
+                SectorRecord::new(
+                    n,
+                    root.clone(),
+                    SectorState::Packing,
+                    "pledged: a committed-capacity sector",
+                )
+            })
+            .inspect_err(|_| cx.storage.release(&root))?;
+        tracing::info!(sector = record.number, storage = %root.display(), "pledged a committed-capacity sector");
+        self.update_metrics(&cx.db.sectors()?);
+        self.spawn(record.number);
+        Ok(record.number)
+    }
+
+    pub fn sector(&self, number: u64) -> anyhow::Result<Option<SectorRecord>> {
+        self.inner.cx.db.sector(number)
+    }
+
+    pub fn sectors(&self) -> anyhow::Result<Vec<SectorRecord>> {
+        self.inner.cx.db.sectors()
+    }
+
+    fn spawn(&self, number: u64) {
+        let sealing = self.clone();
+        tokio::spawn(async move { sealing.drive(number).await });
+    }
+
+    fn update_metrics(&self, records: &[SectorRecord]) {
+        let mut counts: HashMap<SectorState, i64> = HashMap::new();
+        for r in records {
+            *counts.entry(r.state).or_default() += 1;
+        }
+        for state in SectorState::ALL {
+            self.inner
+                .cx
+                .metrics
+                .sectors
+                .with_label_values(&[state.name()])
+                .set(counts.get(&state).copied().unwrap_or(0));
+        }
+    }
+
+    /// Runs a sector's steps until it is proving, has failed for good, or the hub stops.
+    async fn drive(&self, number: u64) {
+        let cx = &self.inner.cx;
+        loop {
+            let mut record = match cx.db.sector(number) {
+                Ok(Some(record)) => record,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(sector = number, error = %format!("{e:#}"), "cannot read the sector's record; its sealing stops until the hub restarts");
+                    return;
+                }
+            };
+            if !record.state.is_sealing() {
+                return;
+            }
+            let from = record.state;
+            let started = Instant::now();
+            let result = tokio::select! {
+                _ = cx.cancel.cancelled() => return,
+                result = self.step(&mut record) => result,
+            };
+            let delay = match result {
+                Ok((next, message)) => {
+                    tracing::info!(sector = number, from = %from, to = %next, took = ?started.elapsed(), "{message}");
+                    record.retries = 0;
+                    record.last_error = None;
+                    record.move_to(next, message);
+                    None
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    record.retries += 1;
+                    record.last_error = Some(reason.clone());
+                    if record.retries > cx.config.max_retries {
+                        tracing::error!(sector = number, state = %record.state, error = %reason, "sealing failed for good");
+                        cx.storage.release(&record.storage);
+                        record.move_to(
+                            SectorState::Failed,
+                            format!(
+                                "gave up in {} after {} attempts: {reason}",
+                                from, record.retries
+                            ),
+                        );
+                        None
+                    } else {
+                        let delay = retry_delay(record.retries);
+                        tracing::warn!(sector = number, state = %record.state, attempt = record.retries, retry_in = ?delay, error = %reason, "sealing step failed");
+                        record.note(format!("attempt {} failed: {reason}", record.retries));
+                        Some(delay)
+                    }
+                }
+            };
+            if record.state == SectorState::Proving {
+                cx.storage.release(&record.storage);
+            }
+            if let Err(e) = cx.db.put_sector(&record) {
+                tracing::error!(sector = number, error = %format!("{e:#}"), "cannot record the sector's state; its sealing stops until the hub restarts");
+                return;
+            }
+            if let Ok(records) = cx.db.sectors() {
+                self.update_metrics(&records);
+            }
+            if let Some(delay) = delay {
+                tokio::select! {
+                    _ = cx.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    /// One step: the work of `record.state`. Returns the next state and what happened; may
+    /// set fields of `record` for the next steps (saved with the new state).
+    async fn step(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        match record.state {
+            SectorState::WaitDeals | SectorState::Packing => self.pack(record).await,
+            SectorState::GetTicket => self.get_ticket(record).await,
+            SectorState::PreCommit1 => self.pre_commit1(record).await,
+            SectorState::PreCommit2 => self.pre_commit2(record).await,
+            SectorState::PreCommitting => self.pre_commit(record).await,
+            SectorState::PreCommitWait => self.pre_commit_wait(record).await,
+            SectorState::WaitSeed => self.wait_seed(record).await,
+            SectorState::Commit1 => self.commit1(record).await,
+            SectorState::Commit2 => self.commit2(record).await,
+            SectorState::Committing => self.commit(record).await,
+            SectorState::CommitWait => self.commit_wait(record).await,
+            SectorState::FinalizeSector => self.finalize(record).await,
+            SectorState::Proving | SectorState::Failed => {
+                Ok((record.state, "nothing to do".to_string()))
+            }
+        }
+    }
+
+    fn replica(&self, record: &SectorRecord) -> anyhow::Result<Replica> {
+        let cx = &self.inner.cx;
+        Ok(Replica {
+            sector_size: cx.sector_size,
+            miner: ActorId(cx.actor.id().context("the miner address is not an ID")?),
+            number: SectorNumber(record.number),
+            ticket: Randomness(record.ticket.context("no ticket recorded")?),
+        })
+    }
+
+    fn sealed(&self, record: &SectorRecord) -> anyhow::Result<SealedCommitments> {
+        Ok(SealedCommitments {
+            comm_r: record.comm_r.context("no CommR recorded")?,
+            comm_d: nelumbo_commp::Commitment(record.comm_d.context("no CommD recorded")?),
+        })
+    }
+
+    async fn stall(&self, state: SectorState) {
+        if let Some((at, pause)) = self.inner.stall
+            && at == state
+        {
+            tracing::warn!(%state, ?pause, "stalling (NELUMBO_MINER_STALL)");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Committed capacity: an empty unsealed file; pre-commit 1 fills the sector with zeros.
+    async fn pack(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let paths = self
+            .inner
+            .cx
+            .storage
+            .sector_paths(&record.storage, record.number);
+        std::fs::write(&paths.unsealed, [])
+            .with_context(|| format!("create {}", paths.unsealed.display()))?;
+        Ok((
+            SectorState::GetTicket,
+            "packed: committed capacity (zeros)".into(),
+        ))
+    }
+
+    async fn get_ticket(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let epoch = cx.chain.head_height().await? - 1;
+        let ticket = cx
+            .chain
+            .randomness(false, SEAL_RANDOMNESS, epoch, address_entropy(&cx.actor))
+            .await?;
+        record.ticket_epoch = Some(epoch);
+        record.ticket = Some(ticket);
+        Ok((
+            SectorState::PreCommit1,
+            format!("ticket drawn at epoch {epoch}"),
+        ))
+    }
+
+    async fn pre_commit1(
+        &self,
+        record: &mut SectorRecord,
+    ) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let _permit = self.inner.pre_commit1.acquire().await?;
+        let paths = cx.storage.sector_paths(&record.storage, record.number);
+        // Start from clean files: a crash may have left half-written layers.
+        let _ = std::fs::remove_dir_all(&paths.cache);
+        let _ = std::fs::remove_file(&paths.sealed);
+        let replica = self.replica(record)?;
+        let started = Instant::now();
+        let output = cx
+            .prover
+            .run(move |p| p.pre_commit1(&replica, &paths, &[]))
+            .await?;
+        cx.metrics.observe_proof("pre_commit_1", started);
+        record.pre_commit1 = Some(output);
+        Ok((SectorState::PreCommit2, "pre-commit 1 done".into()))
+    }
+
+    async fn pre_commit2(
+        &self,
+        record: &mut SectorRecord,
+    ) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let Some(phase1) = record.pre_commit1.clone() else {
+            return Ok((
+                SectorState::PreCommit1,
+                "no pre-commit 1 output recorded: redoing pre-commit 1".into(),
+            ));
+        };
+        let _permit = self.inner.pre_commit2.acquire().await?;
+        let paths = cx.storage.sector_paths(&record.storage, record.number);
+        let started = Instant::now();
+        let sealed = cx
+            .prover
+            .run({
+                let paths = paths.clone();
+                move |p| p.pre_commit2(phase1, &paths)
+            })
+            .await?;
+        cx.metrics.observe_proof("pre_commit_2", started);
+        tokio::task::spawn_blocking(move || sync_sector(&paths)).await??;
+        self.stall(SectorState::PreCommit2).await;
+        record.comm_r = Some(sealed.comm_r);
+        record.comm_d = Some(sealed.comm_d.0);
+        record.pre_commit1 = None;
+        Ok((
+            SectorState::PreCommitting,
+            format!("sealed: CommR {}", sealed_cid(&sealed.comm_r)),
+        ))
+    }
+
+    /// Sends the pre-commit: the recorded one if there is one (a resumed sector), else a
+    /// new one, recorded before it is pushed.
+    async fn pre_commit(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        if let Some(message) = record.pre_commit_message.clone() {
+            self.push_recorded(&message, record, |r| r.pre_commit_message = None)
+                .await?;
+            return Ok((
+                SectorState::PreCommitWait,
+                format!("recorded pre-commit message {} pushed", cid_of(&message)),
+            ));
+        }
+        let head = cx.chain.head_height().await?;
+        let expiration = head + cx.config.sector_lifetime_epochs;
+        let params = PreCommitSectorBatchParams2 {
+            sectors: vec![SectorPreCommitInfo {
+                seal_proof: RegisteredSealProof::from(cx.sector_size.seal_proof_number()),
+                sector_number: record.number,
+                sealed_cid: sealed_cid(&record.comm_r.context("no CommR recorded")?),
+                seal_rand_epoch: record.ticket_epoch.context("no ticket recorded")?,
+                deal_ids: Vec::new(),
+                expiration,
+                unsealed_cid: CompactCommD(None),
+            }],
+        };
+        let message = self
+            .send_recorded(record, PRE_COMMIT_SECTOR_BATCH2, &params, |r, m| {
+                r.pre_commit_message = Some(m);
+                r.expiration = Some(expiration);
+            })
+            .await?;
+        Ok((
+            SectorState::PreCommitWait,
+            format!("pre-commit message {} sent", cid_of(&message)),
+        ))
+    }
+
+    async fn pre_commit_wait(
+        &self,
+        record: &mut SectorRecord,
+    ) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let Some(message) = record.pre_commit_message.clone() else {
+            return Ok((
+                SectorState::PreCommitting,
+                "no pre-commit message recorded: sending one".into(),
+            ));
+        };
+        self.stall(SectorState::PreCommitWait).await;
+        let lookup = self
+            .landed(record, &message, |r| {
+                r.pre_commit_message = None;
+                r.state = SectorState::PreCommitting;
+            })
+            .await?;
+        let info = cx
+            .chain
+            .rpc
+            .call::<StateSectorPreCommitInfo>((Addr(cx.actor), record.number, TipSetKey::head()))
+            .await?
+            .with_context(|| {
+                format!(
+                    "the pre-commit executed at epoch {} but the chain holds no pre-commit for sector {}",
+                    lookup.height, record.number
+                )
+            })?;
+        let delay = cx
+            .chain
+            .rpc
+            .call::<StateGetNetworkParams>(())
+            .await?
+            .pre_commit_challenge_delay;
+        let seed_epoch = info.pre_commit_epoch + delay;
+        record.pre_commit_epoch = Some(info.pre_commit_epoch);
+        record.seed_epoch = Some(seed_epoch);
+        Ok((
+            SectorState::WaitSeed,
+            format!(
+                "pre-committed at epoch {}; the seed comes at epoch {seed_epoch}",
+                info.pre_commit_epoch
+            ),
+        ))
+    }
+
+    async fn wait_seed(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let seed_epoch = record.seed_epoch.context("no seed epoch recorded")?;
+        while cx.chain.head_height().await? <= seed_epoch {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let seed = cx
+            .chain
+            .randomness(
+                true,
+                INTERACTIVE_SEAL_CHALLENGE_SEED,
+                seed_epoch,
+                address_entropy(&cx.actor),
+            )
+            .await?;
+        record.seed = Some(seed);
+        Ok((
+            SectorState::Commit1,
+            format!("seed drawn at epoch {seed_epoch}"),
+        ))
+    }
+
+    async fn commit1(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        if self.inner.cx.mode == ProofMode::Real {
+            let output = self.run_commit1(record).await?;
+            self.commit1_outputs().insert(record.number, output);
+        }
+        Ok((SectorState::Commit2, "commit 1 done".into()))
+    }
+
+    async fn run_commit1(&self, record: &SectorRecord) -> anyhow::Result<Commit1Output> {
+        let cx = &self.inner.cx;
+        let replica = self.replica(record)?;
+        let sealed = self.sealed(record)?;
+        let seed = Randomness(record.seed.context("no seed recorded")?);
+        let paths = cx.storage.sector_paths(&record.storage, record.number);
+        let started = Instant::now();
+        let output = cx
+            .prover
+            .run(move |p| p.commit1(&replica, &paths, seed, &sealed, &[]))
+            .await?;
+        cx.metrics.observe_proof("commit_1", started);
+        Ok(output)
+    }
+
+    fn commit1_outputs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Commit1Output>> {
+        self.inner
+            .commit1_outputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn commit2(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let replica = self.replica(record)?;
+        let proof = match cx.mode {
+            ProofMode::InsecureTesting => nelumbo_proofs::insecure_seal_proof(
+                &replica,
+                &self.sealed(record)?,
+                Randomness(record.seed.context("no seed recorded")?),
+            ),
+            ProofMode::Real => {
+                let phase1 = self.commit1_outputs().remove(&record.number);
+                let phase1 = match phase1 {
+                    Some(output) => output,
+                    // After a restart: commit 1 again (seconds) rather than keep its output.
+                    None => self.run_commit1(record).await?,
+                };
+                let _permit = self.inner.commit2.acquire().await?;
+                let started = Instant::now();
+                let proof = cx.prover.run(move |p| p.commit2(&replica, phase1)).await?;
+                cx.metrics.observe_proof("commit_2", started);
+                proof.0
+            }
+        };
+        record.proof = Some(proof);
+        Ok((SectorState::Committing, "seal proof made".into()))
+    }
+
+    async fn commit(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        if let Some(message) = record.commit_message.clone() {
+            self.push_recorded(&message, record, |r| r.commit_message = None)
+                .await?;
+            return Ok((
+                SectorState::CommitWait,
+                format!("recorded prove-commit message {} pushed", cid_of(&message)),
+            ));
+        }
+        let Some(proof) = record.proof.clone() else {
+            return Ok((
+                SectorState::Commit1,
+                "no seal proof recorded: proving again".into(),
+            ));
+        };
+        let params = ProveCommitSectors3Params {
+            sector_activations: vec![SectorActivationManifest {
+                sector_number: record.number,
+                pieces: Vec::new(),
+            }],
+            sector_proofs: vec![RawBytes::new(proof)],
+            aggregate_proof: RawBytes::default(),
+            aggregate_proof_type: None,
+            require_activation_success: true,
+            require_notification_success: true,
+        };
+        let message = self
+            .send_recorded(record, PROVE_COMMIT_SECTORS3, &params, |r, m| {
+                r.commit_message = Some(m)
+            })
+            .await?;
+        Ok((
+            SectorState::CommitWait,
+            format!("prove-commit message {} sent", cid_of(&message)),
+        ))
+    }
+
+    async fn commit_wait(
+        &self,
+        record: &mut SectorRecord,
+    ) -> anyhow::Result<(SectorState, String)> {
+        let Some(message) = record.commit_message.clone() else {
+            return Ok((
+                SectorState::Committing,
+                "no prove-commit message recorded: sending one".into(),
+            ));
+        };
+        self.stall(SectorState::CommitWait).await;
+        let lookup = self
+            .landed(record, &message, |r| {
+                r.commit_message = None;
+                r.state = SectorState::Committing;
+            })
+            .await?;
+        record.proof = None;
+        Ok((
+            SectorState::FinalizeSector,
+            format!("prove-committed at epoch {}", lookup.height),
+        ))
+    }
+
+    async fn finalize(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        let paths = cx.storage.sector_paths(&record.storage, record.number);
+        cx.prover
+            .run({
+                let paths = paths.clone();
+                move |p| p.finalize_cache(&paths)
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || sync_sector(&paths)).await??;
+        cx.storage
+            .check_sealed(&record.storage, record.number)
+            .map_err(anyhow::Error::msg)?;
+        Ok((
+            SectorState::Proving,
+            "cache finalised; the sector is proving".into(),
+        ))
+    }
+
+    /// Prepares a message from the worker to the miner actor, records it with `keep` (in the
+    /// database, before it leaves the process) and pushes it.
+    async fn send_recorded<P: Serialize>(
+        &self,
+        record: &mut SectorRecord,
+        method: u64,
+        params: &P,
+        keep: impl FnOnce(&mut SectorRecord, SignedMessage),
+    ) -> anyhow::Result<SignedMessage> {
+        let cx = &self.inner.cx;
+        let params = fvm_ipld_encoding::to_vec(params)?;
+        let db = cx.db.clone();
+        let result = cx
+            .chain
+            .send(cx.worker, cx.actor, method, params, |signed| {
+                keep(record, signed.clone());
+                record.note(format!("message {} recorded", cid_of(signed)));
+                db.put_sector(record)
+            })
+            .await;
+        match result {
+            Ok(message) => Ok(message),
+            Err(e) if is_rejection(&e) => {
+                // The chain refused it outright: it never took the nonce. Forget it.
+                self.forget_message(record, method)?;
+                Err(e.context("the chain refused the message"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pushes a message recorded before a restart again (harmless if the chain has it).
+    async fn push_recorded(
+        &self,
+        message: &SignedMessage,
+        record: &mut SectorRecord,
+        forget: impl FnOnce(&mut SectorRecord),
+    ) -> anyhow::Result<()> {
+        match self.inner.cx.chain.push(message).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_rejection(&e) => {
+                forget(record);
+                self.inner.cx.db.put_sector(record)?;
+                Err(e.context("the chain refused the recorded message; a new one will be made"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn forget_message(&self, record: &mut SectorRecord, method: u64) -> anyhow::Result<()> {
+        match method {
+            PRE_COMMIT_SECTOR_BATCH2 => record.pre_commit_message = None,
+            _ => record.commit_message = None,
+        }
+        self.inner.cx.db.put_sector(record)
+    }
+
+    /// Waits for a sent message; on failure, `back` rewinds the record so the message is
+    /// made again on the next attempt.
+    async fn landed(
+        &self,
+        record: &mut SectorRecord,
+        message: &SignedMessage,
+        back: impl FnOnce(&mut SectorRecord),
+    ) -> anyhow::Result<nelumbo_chain_api::types::MsgLookup> {
+        let cid = cid_of(message);
+        match self.inner.cx.chain.wait_landed(message, None).await? {
+            Some(Landed::Executed(lookup)) if lookup.receipt.exit_code == 0 => Ok(*lookup),
+            Some(Landed::Executed(lookup)) => {
+                back(record);
+                anyhow::bail!(
+                    "message {cid} failed on chain at epoch {} with exit code {}",
+                    lookup.height,
+                    lookup.receipt.exit_code
+                )
+            }
+            Some(Landed::NonceTaken) => {
+                back(record);
+                anyhow::bail!(
+                    "another message from the worker took the nonce of {cid}; a new one will be made"
+                )
+            }
+            None => anyhow::bail!("gave up waiting for {cid}"),
+        }
+    }
+}
+
+fn cid_of(message: &SignedMessage) -> String {
+    message
+        .cid()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|e| format!("(no CID: {e})"))
+}
+
+/// Whether the chain answered with a refusal (as opposed to not answering).
+fn is_rejection(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<ClientError>(),
+        Some(ClientError::Rpc { .. })
+    )
+}
+
+/// 5 s, 10 s, 20 s ... capped at 5 minutes.
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(300))
+}
+
+fn stall_from_env() -> anyhow::Result<Option<(SectorState, Duration)>> {
+    let Ok(value) = std::env::var("NELUMBO_MINER_STALL") else {
+        return Ok(None);
+    };
+    let (state, millis) = value
+        .split_once(':')
+        .context("NELUMBO_MINER_STALL must be STATE:MILLISECONDS, e.g. PreCommit2:10000")?;
+    let state = SectorState::ALL
+        .into_iter()
+        .find(|s| s.name() == state)
+        .with_context(|| format!("NELUMBO_MINER_STALL: unknown sector state {state}"))?;
+    let millis: u64 = millis
+        .parse()
+        .context("NELUMBO_MINER_STALL: milliseconds must be a number")?;
+    Ok(Some((state, Duration::from_millis(millis))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_cap() {
+        assert_eq!(retry_delay(1), Duration::from_secs(5));
+        assert_eq!(retry_delay(2), Duration::from_secs(10));
+        assert_eq!(retry_delay(20), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn records_read_back_and_keep_a_bounded_log() {
+        let mut record = SectorRecord::new(3, PathBuf::from("/s"), SectorState::Packing, "x");
+        for i in 0..100 {
+            record.note(format!("line {i}"));
+        }
+        assert_eq!(record.log.len(), MAX_LOG);
+        let json = serde_json::to_vec(&record).expect("json");
+        let back: SectorRecord = serde_json::from_slice(&json).expect("parse");
+        assert_eq!(back.log.last().map(|l| l.message.as_str()), Some("line 99"));
+        assert_eq!(back.status().number, 3);
+    }
+}

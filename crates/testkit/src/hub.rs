@@ -1,0 +1,244 @@
+//! A hub for tests: the real `nelumbo-miner` binary with its repo next to a [`Devnet`], created
+//! with `init` (funded from the devnet's faucet as an operator would) and driven through its
+//! CLI and JSON-RPC API.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fvm_shared::address::Address;
+use nelumbo_miner_api::methods::{SectorsStatus, Version};
+use nelumbo_miner_api::types::{SectorState, SectorStatus};
+use nelumbo_rpc::{ApiInfo, RpcClient};
+
+use crate::chain::Devnet;
+
+pub fn miner_binary() -> PathBuf {
+    crate::binary("nelumbo-miner")
+}
+
+/// Output and error text of a finished command.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A chain connection string with a `sign` token, as an operator makes one.
+pub fn chain_api_info(devnet: &Devnet) -> String {
+    let output = Command::new(crate::chain::chain_binary())
+        .arg("--repo")
+        .arg(&devnet.repo)
+        .args(["auth", "api-info", "--perm", "sign"])
+        .output()
+        .expect("api-info");
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .trim_start_matches("FULLNODE_API_INFO=")
+        .to_string()
+}
+
+#[derive(Debug)]
+pub struct TestHub {
+    pub repo: PathBuf,
+    pub actor: Address,
+    child: Option<Child>,
+    /// An admin client of the running hub.
+    pub client: RpcClient,
+    pub url: String,
+    log: PathBuf,
+}
+
+impl TestHub {
+    /// `nelumbo-miner init` with `args` (after `--sector-size` etc.), funding the owner when
+    /// init asks for it.
+    pub async fn init(devnet: &Devnet, args: &[&str]) -> Self {
+        let repo = devnet.dir.path().join("miner");
+        let chain_api = chain_api_info(devnet);
+        let mut init_args = vec![
+            "init",
+            "--chain-api",
+            chain_api.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        init_args.extend_from_slice(args);
+        let run_init = || {
+            Command::new(miner_binary())
+                .arg("--repo")
+                .arg(&repo)
+                .args(&init_args)
+                .output()
+                .expect("run nelumbo-miner init")
+        };
+        let output = run_init();
+        let message = text(&output);
+        assert!(
+            !output.status.success(),
+            "init went ahead unfunded: {message}"
+        );
+        let owner = message
+            .split("nelumbo-chain faucet ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no owner address in {message}"));
+        let owner = nelumbo_chain_api::json::parse_address(owner).expect("owner address");
+        devnet.fund(owner, 100).await;
+        let output = run_init();
+        assert!(output.status.success(), "init failed: {}", text(&output));
+        let printed = text(&output);
+        let actor = printed
+            .split("miner ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("miner address");
+        let actor = nelumbo_chain_api::json::parse_address(actor).expect("actor");
+        Self {
+            log: devnet.dir.path().join("miner.log"),
+            repo,
+            actor,
+            child: None,
+            client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
+            url: String::new(),
+        }
+    }
+
+    /// Edits `config.toml` (for settings init has no flag for).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.repo.join("config.toml");
+        let text = std::fs::read_to_string(&path).expect("config.toml");
+        assert!(text.contains(from), "config.toml has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).expect("write config.toml");
+    }
+
+    /// Starts `nelumbo-miner run` with extra environment and waits for its API.
+    pub async fn run(&mut self, env: &[(&str, &str)]) {
+        let _ = std::fs::remove_file(self.repo.join("api"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(miner_binary())
+            .arg("--repo")
+            .arg(&self.repo)
+            .arg("run")
+            .env(
+                "RUST_LOG",
+                "info,storage_proofs_core=warn,filecoin_proofs=warn,storage_proofs_porep=warn",
+            )
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nelumbo-miner");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the hub did not start:\n{}",
+                self.log()
+            );
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the hub exited with {status}:\n{}", self.log());
+            }
+            if let (Ok(api), Ok(token)) = (
+                std::fs::read_to_string(self.repo.join("api")),
+                std::fs::read_to_string(self.repo.join("token")),
+            ) {
+                let mut info = ApiInfo::parse(api.trim()).expect("api file");
+                info.token = Some(token.trim().to_string());
+                let client = RpcClient::from_api_info(&info);
+                if client.call::<Version>(()).await.is_ok() {
+                    self.url = client.url().trim_end_matches("/rpc/v1").to_string();
+                    self.client = client;
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL (`kill`) or SIGTERM, and waits for the process to end.
+    pub fn stop(&mut self, kill: bool) {
+        if let Some(mut child) = self.child.take() {
+            let signal = if kill { "-KILL" } else { "-TERM" };
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the hub's CLI against this repo.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(miner_binary())
+            .arg("--repo")
+            .arg(&self.repo)
+            .args(args)
+            .output()
+            .expect("run nelumbo-miner")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn status(&self, sector: u64) -> SectorStatus {
+        self.client
+            .call::<SectorsStatus>((sector,))
+            .await
+            .expect("SectorsStatus")
+    }
+
+    /// Waits until `sector` is in `state`, failing early if it fails for good.
+    pub async fn wait_state(
+        &self,
+        sector: u64,
+        state: SectorState,
+        timeout: Duration,
+    ) -> SectorStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(sector).await;
+            if status.state == state {
+                return status;
+            }
+            assert!(
+                status.state != SectorState::Failed,
+                "sector {sector} failed: {:?}\n{}",
+                status.last_error,
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "sector {sector} is still {} (waiting for {state}); last error {:?}\n{}",
+                status.state,
+                status.last_error,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
