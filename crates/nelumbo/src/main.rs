@@ -22,6 +22,8 @@ enum Command {
     /// Proof parameters.
     #[command(subcommand)]
     Proofs(cmd::proofs::ProofsCommand),
+    /// Run a local devnet: a chain and a hub as separate processes, until Ctrl-C.
+    Devnet(cmd::devnet::DevnetArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Commp(args) => cmd::commp::run(args),
         Command::Proofs(command) => cmd::proofs::run(command),
+        Command::Devnet(args) => cmd::devnet::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

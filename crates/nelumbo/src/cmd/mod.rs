@@ -1,4 +1,5 @@
 //! The tool's subcommands, one module each.
 
 pub mod commp;
+pub mod devnet;
 pub mod proofs;

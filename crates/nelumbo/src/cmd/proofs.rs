@@ -45,7 +45,11 @@ pub fn run(command: ProofsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn params(sector_size: SectorSize, check: bool, seed: Option<ParamSeed>) -> anyhow::Result<()> {
+pub(crate) fn params(
+    sector_size: SectorSize,
+    check: bool,
+    seed: Option<ParamSeed>,
+) -> anyhow::Result<()> {
     let mut config = ProofsConfig::from_env()?;
     if let Some(seed) = seed {
         config.param_seed = seed;

@@ -1,0 +1,152 @@
+//! The hub's main job with real processes and real 2 KiB proofs: a chain and a hub start, an
+//! operator pledges a sector with the CLI, the sector is sealed (real PC1, PC2, C1, C2) and
+//! reaches Proving, the hub proves its deadline with real WindowPoSts accepted by the chain in
+//! two proving periods without a fault, and wins blocks whose WinningPoSt the chain verified.
+//!
+//! The chain runs a short proving period (4 deadlines of 10 one-second epochs) so that two
+//! WindowPoSts fit in a test; everything else is the devnet's default policy.
+
+use std::time::{Duration, Instant};
+
+use nelumbo_chain_api::Addr;
+use nelumbo_chain_api::methods::{StateMinerPower, StateSectorGetInfo};
+use nelumbo_chain_api::types::TipSetKey;
+use nelumbo_miner_api::methods::ProvingInfo;
+use nelumbo_miner_api::types::SectorState;
+use nelumbo_proofs::Prover;
+use nelumbo_testkit::chain::Devnet;
+use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_types::SectorSize;
+
+fn short_period_policy() -> serde_json::Value {
+    serde_json::json!({
+        "epoch_duration_ms": 1000,
+        "wpost_period_deadlines": 4,
+        "wpost_challenge_window": 10,
+        "wpost_challenge_lookback": 4,
+        "fault_declaration_cutoff": 6,
+        "pre_commit_challenge_delay": 5,
+        "max_pre_commit_randomness_lookback": 600,
+        "max_prove_commit_duration": 3000,
+        "min_sector_expiration": 1000,
+        "max_sector_expiration": 1000000,
+        "min_deal_duration": 100,
+        "max_deal_duration": 1000000,
+        "block_reward": "10",
+        "election_rate_permille": 100,
+        "block_acceptance_epochs": 20,
+        "base_fee_atto": 100,
+        "pre_commit_deposit": "0.01",
+        "initial_pledge": "0.1",
+        "fault_fee": "0.01",
+        "termination_fee": "0.05",
+        "window_post_partition_sectors": 2,
+        "state_retention_epochs": 3000,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
+    Prover::from_env()
+        .expect("proofs")
+        .param_cache()
+        .ensure(SectorSize::KIB_2, &|e| eprintln!("{e:?}"))
+        .expect("2 KiB parameters");
+    let policy = tempfile::NamedTempFile::new().expect("policy file");
+    std::fs::write(policy.path(), short_period_policy().to_string()).expect("write policy");
+    let devnet = Devnet::start(&[
+        "--sector-size",
+        "2KiB",
+        "--policy",
+        policy.path().to_str().expect("utf-8"),
+    ])
+    .await;
+    let mut hub = TestHub::init(&devnet, &["--sector-size", "2KiB"]).await;
+    hub.run(&[]).await;
+    let ready = reqwest::get(format!("{}/health/ready", hub.url))
+        .await
+        .expect("health");
+    assert_eq!(
+        ready.status(),
+        200,
+        "{}",
+        ready.text().await.unwrap_or_default()
+    );
+
+    let started = Instant::now();
+    let output = hub.cli(&["sectors", "pledge"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let status = hub
+        .wait_state(1, SectorState::Proving, Duration::from_secs(600))
+        .await;
+    eprintln!("sector 1 sealed and on chain in {:?}", started.elapsed());
+    let onchain = devnet
+        .client
+        .call::<StateSectorGetInfo>((Addr(hub.actor), 1, TipSetKey::head()))
+        .await
+        .expect("sector info")
+        .expect("sector 1 on chain");
+    assert_eq!(Some(onchain.sealed_cid), status.comm_r);
+
+    // Two WindowPoSts accepted, no fault, power for the sector.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let info = loop {
+        let info = hub
+            .client
+            .call::<ProvingInfo>(())
+            .await
+            .expect("proving info");
+        assert_eq!(info.faulty_sectors, 0, "a fault: {info:?}\n{}", hub.log());
+        assert_eq!(
+            info.window_posts_failed,
+            0,
+            "a WindowPoSt failed:\n{}",
+            hub.log()
+        );
+        if info.window_posts_submitted >= 2 && info.blocks_won >= 1 {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 5 minutes: {info:?}\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("{info:?} after {:?}", started.elapsed());
+    let power = devnet
+        .client
+        .call::<StateMinerPower>((Addr(hub.actor), TipSetKey::head()))
+        .await
+        .expect("power");
+    assert_eq!(power.miner_power.raw_byte_power.to_string(), "2048");
+    assert!(hub.log().contains("WindowPoSt accepted"), "{}", hub.log());
+    assert!(hub.log().contains("block accepted"), "{}", hub.log());
+
+    // What an operator reads.
+    let shown = text(&hub.cli(&["info"]));
+    assert!(shown.contains("power:       2.0 KiB"), "{shown}");
+    assert!(!shown.contains("blocks won:  0"), "{shown}");
+    let shown = text(&hub.cli(&["proving", "deadlines"]));
+    assert!(
+        shown.contains("yes"),
+        "no deadline shows as proven:\n{shown}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", hub.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "nelumbo_miner_sectors{state=\"Proving\"} 1",
+        "nelumbo_miner_proof_seconds_count{kind=\"commit_2\"} 1",
+        "nelumbo_miner_chain_connected 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("nelumbo_miner_window_posts_total{result=\"submitted\"}"),
+        "{metrics}"
+    );
+}

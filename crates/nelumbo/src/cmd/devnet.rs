@@ -1,0 +1,340 @@
+//! `nelumbo devnet`: a chain and a hub as separate processes under one directory, with their
+//! logs in files, until Ctrl-C.
+//!
+//! ```text
+//! DIR/chain/      nelumbo-chain's repo (genesis, database, keys)
+//! DIR/miner/      nelumbo-miner's repo (config.toml, keys, sectors under storage/)
+//! DIR/chain.log   DIR/miner.log
+//! ```
+//!
+//! A second run reuses what the first created: the chain continues from its database and the
+//! hub resumes its sectors.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use nelumbo_types::SectorSize;
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Where the devnet keeps its repos and logs.
+    #[arg(long, default_value_os_t = default_dir())]
+    dir: PathBuf,
+    /// Sector size of the miner; a new chain allows only this size, so it needs only this
+    /// size's proof parameters.
+    #[arg(long, default_value = "2KiB", value_parser = parse_sector_size)]
+    sector_size: SectorSize,
+    /// real, or insecure-testing (proofs that prove nothing, for quick experiments).
+    #[arg(long, default_value = "real")]
+    proof_mode: String,
+    /// Milliseconds per epoch for a new chain.
+    #[arg(long, default_value_t = 2000)]
+    epoch_ms: u64,
+    /// Where the chain's API listens.
+    #[arg(long, default_value = "127.0.0.1:1234")]
+    chain_listen: String,
+    /// Where the hub's API listens (recorded in its config.toml when the miner is created).
+    #[arg(long, default_value = "127.0.0.1:2345")]
+    hub_listen: String,
+}
+
+fn default_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".nelumbo")
+        .join("devnet")
+}
+
+fn parse_sector_size(text: &str) -> Result<SectorSize, String> {
+    text.parse()
+        .map_err(|e: nelumbo_types::SizeError| e.to_string())
+}
+
+/// A workspace binary: next to this one (a cargo build or an install), else on PATH.
+fn binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<Output> {
+    let output = command
+        .output()
+        .with_context(|| format!("{what}: cannot start {:?}", command.get_program()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output)
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after 30 s) when dropped.
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    fn start(name: &'static str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("start {name} ({:?})", command.get_program()))?;
+        Ok(Self { name, child })
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn stop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                println!("{} stopped", self.name);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        println!("{} killed after 30 s", self.name);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits for a daemon to write its `api` file, or fails with its log.
+fn wait_for_api(process: &mut Process, repo: &Path, log: &Path) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(api) = std::fs::read_to_string(repo.join("api"))
+            && !api.trim().is_empty()
+        {
+            return Ok(api.trim().to_string());
+        }
+        if let Some(status) = process.exited() {
+            anyhow::bail!(
+                "{} exited with {status}; see {}",
+                process.name,
+                log.display()
+            );
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not start within 2 minutes; see {}",
+            process.name,
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    let real = match args.proof_mode.as_str() {
+        "real" => true,
+        "insecure-testing" => false,
+        other => anyhow::bail!("--proof-mode {other}: use real or insecure-testing"),
+    };
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("create {}", args.dir.display()))?;
+    if real {
+        println!(
+            "checking the {} proof parameters (generated once per machine)",
+            args.sector_size
+        );
+        super::proofs::params(args.sector_size, false, None)?;
+    }
+    let chain_repo = args.dir.join("chain");
+    let miner_repo = args.dir.join("miner");
+    let chain_log = args.dir.join("chain.log");
+    let miner_log = args.dir.join("miner.log");
+    let chain_bin = binary("nelumbo-chain");
+    let miner_bin = binary("nelumbo-miner");
+
+    if !chain_repo.join("genesis.json").exists() {
+        println!("creating the chain in {}", chain_repo.display());
+        run_ok(
+            Command::new(&chain_bin)
+                .arg("--repo")
+                .arg(&chain_repo)
+                .args(["genesis", "--proof-mode", &args.proof_mode])
+                .args(["--sector-size", &args.sector_size.to_string()])
+                .args(["--epoch-ms", &args.epoch_ms.to_string()]),
+            "nelumbo-chain genesis",
+        )?;
+    }
+    let _ = std::fs::remove_file(chain_repo.join("api"));
+    let mut chain = Process::start(
+        "nelumbo-chain",
+        Command::new(&chain_bin)
+            .arg("--repo")
+            .arg(&chain_repo)
+            .args(["run", "--listen", &args.chain_listen]),
+        &chain_log,
+    )?;
+    let chain_api = wait_for_api(&mut chain, &chain_repo, &chain_log)?;
+    println!("chain running: {chain_api} (log {})", chain_log.display());
+
+    if !miner_repo.join("miner.json").exists() {
+        init_miner(&args, &chain_bin, &miner_bin, &chain_repo, &miner_repo)?;
+    }
+    let _ = std::fs::remove_file(miner_repo.join("api"));
+    let mut miner = Process::start(
+        "nelumbo-miner",
+        Command::new(&miner_bin)
+            .arg("--repo")
+            .arg(&miner_repo)
+            .arg("run"),
+        &miner_log,
+    )?;
+    let miner_api = wait_for_api(&mut miner, &miner_repo, &miner_log)?;
+    println!("hub running: {miner_api} (log {})", miner_log.display());
+
+    let chain_info = run_ok(
+        Command::new(&chain_bin)
+            .arg("--repo")
+            .arg(&chain_repo)
+            .args(["auth", "api-info", "--perm", "admin"]),
+        "nelumbo-chain auth api-info",
+    )?;
+    let miner_info = run_ok(
+        Command::new(&miner_bin)
+            .arg("--repo")
+            .arg(&miner_repo)
+            .args(["auth", "api-info", "--perm", "admin"]),
+        "nelumbo-miner auth api-info",
+    )?;
+    let miner_repo_text = miner_repo.display();
+    println!();
+    println!("The devnet is up. Connection strings (admin tokens):");
+    println!("  {}", String::from_utf8_lossy(&chain_info.stdout).trim());
+    println!("  {}", String::from_utf8_lossy(&miner_info.stdout).trim());
+    println!();
+    println!("Try, in another terminal:");
+    println!("  nelumbo-miner --repo {miner_repo_text} info");
+    println!("  nelumbo-miner --repo {miner_repo_text} sectors pledge");
+    println!("  nelumbo-miner --repo {miner_repo_text} sectors list");
+    println!("  nelumbo-miner --repo {miner_repo_text} proving info");
+    println!("  nelumbo-chain --repo {} head", chain_repo.display());
+    println!();
+    println!("Ctrl-C stops everything.");
+
+    let stop = signal_flag()?;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            println!("stopping");
+            break;
+        }
+        let exited = [&mut miner, &mut chain]
+            .into_iter()
+            .find_map(|p| p.exited().map(|status| (p.name, status)));
+        if let Some((name, status)) = exited {
+            miner.stop();
+            chain.stop();
+            anyhow::bail!(
+                "{name} exited with {status}; see the logs in {}",
+                args.dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    miner.stop();
+    chain.stop();
+    Ok(())
+}
+
+fn init_miner(
+    args: &DevnetArgs,
+    chain_bin: &Path,
+    miner_bin: &Path,
+    chain_repo: &Path,
+    miner_repo: &Path,
+) -> anyhow::Result<()> {
+    println!("creating the hub's miner in {}", miner_repo.display());
+    let info = run_ok(
+        Command::new(chain_bin)
+            .arg("--repo")
+            .arg(chain_repo)
+            .args(["auth", "api-info", "--perm", "sign"]),
+        "nelumbo-chain auth api-info",
+    )?;
+    let chain_api = String::from_utf8_lossy(&info.stdout)
+        .trim()
+        .trim_start_matches("FULLNODE_API_INFO=")
+        .to_string();
+    let init = || {
+        Command::new(miner_bin)
+            .arg("--repo")
+            .arg(miner_repo)
+            .args(["init", "--chain-api", &chain_api])
+            .args(["--sector-size", &args.sector_size.to_string()])
+            .args(["--proof-mode", &args.proof_mode])
+            .args(["--listen", &args.hub_listen])
+            .output()
+    };
+    let first = init().context("run nelumbo-miner init")?;
+    if first.status.success() {
+        return Ok(());
+    }
+    // Init stops until its owner is funded; on a devnet the faucet does that.
+    let wallet: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(miner_repo.join("wallet.json")).with_context(|| {
+            format!(
+                "nelumbo-miner init failed before creating keys:\n{}",
+                String::from_utf8_lossy(&first.stderr)
+            )
+        })?,
+    )?;
+    let owner = wallet["owner"]
+        .as_str()
+        .context("wallet.json has no owner")?
+        .to_string();
+    run_ok(
+        Command::new(chain_bin)
+            .arg("--repo")
+            .arg(chain_repo)
+            .args(["faucet", &owner, "100"]),
+        "fund the owner from the faucet",
+    )?;
+    let second = init().context("run nelumbo-miner init")?;
+    anyhow::ensure!(
+        second.status.success(),
+        "nelumbo-miner init failed:\n{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    Ok(())
+}
+
+/// A flag set by SIGINT or SIGTERM.
+fn signal_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone()).context("install the Ctrl-C handler")?;
+    }
+    Ok(flag)
+}

@@ -1,0 +1,120 @@
+//! `nelumbo devnet` as an operator runs it: the chain and the hub start as separate processes
+//! under one directory, the printed commands work, and Ctrl-C (SIGINT) stops them all.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn sibling(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_nelumbo")).with_file_name(name)
+}
+
+fn miner(repo: &Path, args: &[&str]) -> Output {
+    let binary = sibling("nelumbo-miner");
+    assert!(
+        binary.exists(),
+        "build nelumbo-miner first (scripts/test builds the workspace)"
+    );
+    Command::new(binary)
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("run nelumbo-miner")
+}
+
+#[test]
+fn devnet_starts_a_chain_and_a_hub_and_stops_them_on_ctrl_c() {
+    assert!(
+        sibling("nelumbo-chain").exists(),
+        "build nelumbo-chain first"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_nelumbo"))
+        .args([
+            "devnet",
+            "--proof-mode",
+            "insecure-testing",
+            "--epoch-ms",
+            "250",
+        ])
+        .args([
+            "--chain-listen",
+            "127.0.0.1:0",
+            "--hub-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nelumbo devnet");
+    let stdout = devnet.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !printed
+        .iter()
+        .any(|l: &String| l.contains("Ctrl-C stops everything"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                let _ = devnet.kill();
+                panic!("the devnet did not come up:\n{}", printed.join("\n"));
+            }
+        }
+    }
+    let text = printed.join("\n");
+    assert!(text.contains("FULLNODE_API_INFO="), "{text}");
+    assert!(text.contains("MINER_API_INFO="), "{text}");
+
+    // The printed commands work against the running hub.
+    let repo = dir.path().join("miner");
+    let info = miner(&repo, &["info"]);
+    let shown = String::from_utf8_lossy(&info.stdout).to_string();
+    assert!(
+        info.status.success() && shown.contains("sector size: 2KiB"),
+        "{shown}"
+    );
+    let pledge = miner(&repo, &["sectors", "pledge"]);
+    assert!(
+        pledge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pledge.stderr)
+    );
+    assert!(dir.path().join("chain.log").exists() && dir.path().join("miner.log").exists());
+
+    // Ctrl-C: both daemons stop cleanly (they remove their api files) and devnet exits 0.
+    Command::new("kill")
+        .args(["-INT", &devnet.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = devnet.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the devnet did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "devnet exited with {status}");
+    assert!(!repo.join("api").exists(), "the hub did not stop cleanly");
+    assert!(
+        !dir.path().join("chain/api").exists(),
+        "the chain did not stop cleanly"
+    );
+    let log = std::fs::read_to_string(dir.path().join("miner.log")).expect("miner log");
+    assert!(log.contains("nelumbo-miner stopped"), "{log}");
+}
