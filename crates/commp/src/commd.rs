@@ -58,6 +58,28 @@ pub fn commd(sector_size: SectorSize, pieces: &[SectorPiece]) -> Result<Commitme
     Ok(Commitment(tree.root(sector_size.padded().tree_height())))
 }
 
+/// The commitment of a piece zero-padded from `from` to `to` padded bytes: the piece's tree
+/// becomes the leftmost subtree and the rest is zeros. Deal pieces are padded so when a
+/// proposal's piece size exceeds the smallest piece that holds the payload. `None` if `to` is
+/// smaller than `from`.
+pub fn pad_commitment(
+    commitment: &Commitment,
+    from: PaddedPieceSize,
+    to: PaddedPieceSize,
+) -> Option<Commitment> {
+    if to.bytes() < from.bytes() {
+        return None;
+    }
+    let mut node = commitment.0;
+    let mut height = (from.bytes() / 32).trailing_zeros();
+    let target = (to.bytes() / 32).trailing_zeros();
+    while height < target {
+        node = hash_node(&node, zero_node(height));
+        height += 1;
+    }
+    Some(Commitment(node))
+}
+
 /// A tree built left to right from aligned subtrees.
 #[derive(Default)]
 struct AlignedTree {
@@ -102,5 +124,45 @@ impl AlignedTree {
             [(h, root)] if *h == height => *root,
             _ => *zero_node(height),
         }
+    }
+}
+
+#[cfg(test)]
+mod padding_tests {
+    use super::*;
+    use crate::zero_piece_commitment;
+
+    fn size(bytes: u64) -> PaddedPieceSize {
+        PaddedPieceSize::new(bytes).expect("size")
+    }
+
+    #[test]
+    fn padding_a_piece_is_the_sector_commitment_of_that_piece_alone() {
+        let zeros = zero_piece_commitment(size(128));
+        assert_eq!(
+            pad_commitment(&zeros, size(128), size(1024)),
+            Some(zero_piece_commitment(size(1024)))
+        );
+        let piece = crate::commp(&[0xab; 300]).expect("commp");
+        let alone = commd(
+            SectorSize::KIB_2,
+            &[SectorPiece {
+                commitment: piece.commitment,
+                size: piece.piece_size,
+            }],
+        )
+        .expect("commd");
+        assert_eq!(
+            pad_commitment(&piece.commitment, piece.piece_size, size(2048)),
+            Some(alone)
+        );
+        assert_eq!(
+            pad_commitment(&piece.commitment, piece.piece_size, piece.piece_size),
+            Some(piece.commitment)
+        );
+        assert_eq!(
+            pad_commitment(&piece.commitment, size(512), size(256)),
+            None
+        );
     }
 }

@@ -11,7 +11,7 @@ mod zero;
 
 use std::fmt;
 
-pub use commd::{CommDError, SectorPiece, commd, piece_offsets};
+pub use commd::{CommDError, SectorPiece, commd, pad_commitment, piece_offsets};
 pub use hasher::{CommPError, CommPHasher, MAX_PAYLOAD, Parallelism, commp};
 pub use nelumbo_types::{PaddedPieceSize, SectorSize, UnpaddedPieceSize};
 pub use piece_cid::{

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::mining::Mining;
+use crate::pieces::PieceStore;
 use crate::proving::{Proving, ProvingContext};
 use crate::repo::Repo;
 use crate::sealing::{Sealing, SealingContext};
@@ -90,6 +91,12 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
     nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
+    let pieces = Arc::new(PieceStore::new(
+        &config.storage.paths[0],
+        db.clone(),
+        secret.clone(),
+        sector_size,
+    )?);
     let router = rpc_router(
         module(ApiState {
             miner: Arc::new(miner.clone()),
@@ -105,6 +112,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             max_request_bytes: MAX_REQUEST_BYTES,
         },
     )
+    .merge(pieces.router())
     .merge(ops_router(health.clone(), registry.clone()));
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

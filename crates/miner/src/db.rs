@@ -6,10 +6,13 @@ use std::path::Path;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
 
+use crate::pieces::StoredPiece;
 use crate::sealing::SectorRecord;
 
 /// Sector number -> the sector's record (JSON).
 const SECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("sectors");
+/// Piece CID (v1) -> a piece received and verified (JSON).
+const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
 /// Counters: the next sector number, blocks won.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -28,6 +31,7 @@ impl Db {
         let txn = db.begin_write()?;
         txn.open_table(SECTORS)?;
         txn.open_table(META)?;
+        txn.open_table(PIECES)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -85,6 +89,27 @@ impl Db {
         };
         txn.commit()?;
         Ok(record)
+    }
+
+    pub fn piece(&self, cid: &str) -> anyhow::Result<Option<StoredPiece>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PIECES)?;
+        table
+            .get(cid)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .with_context(|| format!("piece {cid}'s record is corrupt"))
+            })
+            .transpose()
+    }
+
+    pub fn put_piece(&self, piece: &StoredPiece) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(piece)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(PIECES)?
+            .insert(piece.piece_cid.as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn add_block_won(&self) -> anyhow::Result<u64> {

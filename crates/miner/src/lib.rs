@@ -5,7 +5,8 @@
 //! [`init`] (keys and the miner actor on chain), [`api`] (the hub API's handlers),
 //! [`daemon`] (the `run` process), [`db`] (redb: sector records, counters), [`storage`]
 //! (sector files and capacity), [`sealing`] (the per-sector state machine), [`proving`]
-//! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`metrics`].
+//! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`pieces`] (verified piece upload),
+//! [`metrics`].
 
 pub mod api;
 pub mod chain;
@@ -15,6 +16,7 @@ pub mod db;
 pub mod init;
 pub mod metrics;
 pub mod mining;
+pub mod pieces;
 pub mod proving;
 pub mod repo;
 pub mod sealing;

@@ -1,0 +1,143 @@
+//! Piece upload as a spoke does it: `PUT /pieces/{pieceCid}` with a write token. The hub
+//! recomputes the piece commitment while receiving; data that does not match its piece CID is
+//! refused with both commitments named and nothing is kept. A good piece is kept once.
+
+use nelumbo_testkit::chain::Devnet;
+use nelumbo_testkit::hub::{TestHub, text};
+
+fn pieces_dir(hub: &TestHub) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(hub.repo.join("storage/pieces"))
+        .expect("pieces dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "2KiB",
+        "--epoch-ms",
+        "500",
+    ])
+    .await;
+    let mut hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.run(&[]).await;
+    let token = |perm: &str| {
+        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let write = token("write");
+    let http = reqwest::Client::new();
+
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = nelumbo_commp::commp(&data).expect("commp");
+    let v1 = digest.cid_v1().to_string();
+    // The deal's piece is larger than the payload needs: the commitment is zero-padded.
+    let padded = nelumbo_commp::pad_commitment(
+        &digest.commitment,
+        digest.piece_size,
+        nelumbo_commp::PaddedPieceSize::new(2048).expect("size"),
+    )
+    .expect("pad");
+    let padded_cid = nelumbo_commp::piece_cid_v1(&padded).to_string();
+    let url = |cid: &str, size: u64| format!("{}/pieces/{cid}?size={size}", hub.url);
+
+    // No token, a read token.
+    let response = http
+        .put(url(&v1, 1024))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 401);
+    let response = http
+        .put(url(&v1, 1024))
+        .bearer_auth(token("read"))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("need 'write'")
+    );
+
+    // Data that does not match its CID: refused, named, nothing kept.
+    let mut tampered = data.clone();
+    tampered[500] ^= 1;
+    let response = http
+        .put(url(&padded_cid, 2048))
+        .bearer_auth(&write)
+        .body(tampered)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 400);
+    let message = response.text().await.expect("text");
+    assert!(
+        message.contains("piece commitment") && message.contains("nothing was kept"),
+        "{message}"
+    );
+    assert!(
+        pieces_dir(&hub).is_empty(),
+        "left behind: {:?}",
+        pieces_dir(&hub)
+    );
+    // Too long for the declared size.
+    let response = http
+        .put(url(&v1, 256))
+        .bearer_auth(&write)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 413);
+    assert!(pieces_dir(&hub).is_empty());
+
+    // The right data, padded to 2 KiB: kept once.
+    let response = http
+        .put(url(&padded_cid, 2048))
+        .bearer_auth(&write)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        response.status(),
+        201,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    let answer: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(answer["PieceSize"], 2048);
+    assert_eq!(answer["PayloadSize"], 1000);
+    assert_eq!(pieces_dir(&hub), vec![padded_cid.clone()]);
+    assert_eq!(
+        std::fs::read(hub.repo.join("storage/pieces").join(&padded_cid)).expect("kept"),
+        data
+    );
+    let again = http
+        .put(url(&padded_cid, 2048))
+        .bearer_auth(&write)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(again.status(), 200);
+    assert_eq!(pieces_dir(&hub), vec![padded_cid]);
+}
