@@ -2,12 +2,13 @@
 //! `sign` and `admin` methods are for the operator.
 
 use nelumbo_chain_api::Addr;
-use nelumbo_rpc::rpc_method;
+use nelumbo_rpc::{RpcChannel, rpc_method};
 
 use std::collections::BTreeMap;
 
 use crate::types::{
-    self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief, SectorState, SectorStatus,
+    self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, SectorBrief, SectorState,
+    SectorStatus, SpokeAck, SpokeHello, SpokeStatus,
 };
 
 rpc_method!(Version, "Nelumbo.Version", Read, "The hub's build and API version.",
@@ -36,3 +37,15 @@ rpc_method!(ProvingInfo, "Nelumbo.ProvingInfo", Read,
 rpc_method!(ProvingDeadlines, "Nelumbo.ProvingDeadlines", Read,
     "Every deadline of the proving period with its partitions, faults and whether it was proven.",
     [] () -> Vec<DeadlineSummary>);
+rpc_method!(SubscribeEvents, "Nelumbo.SubscribeEvents", Read,
+    "A channel of hub events: sector state changes and errors, faults, recoveries, WindowPoSts, won blocks (WebSocket only).",
+    [] () -> u64);
+impl RpcChannel for SubscribeEvents {
+    type Item = HubEvent;
+}
+rpc_method!(SpokeHeartbeat, "Nelumbo.SpokeHeartbeat", Write,
+    "A spoke registers itself and says it is alive; send again within the returned interval.",
+    ["hello"] (SpokeHello) -> SpokeAck);
+rpc_method!(SpokesList, "Nelumbo.SpokesList", Read,
+    "The spokes heard from since the hub started, with whether each is still sending heartbeats.",
+    [] () -> Vec<SpokeStatus>);

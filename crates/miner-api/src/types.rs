@@ -215,3 +215,107 @@ pub struct DeadlineSummary {
     pub proven: bool,
     pub current: bool,
 }
+
+/// What the hub reports on its event channel (`Nelumbo.SubscribeEvents`). Events are not
+/// stored: a subscriber that reconnects reads the current state with `SectorsStatus` and
+/// `ProvingInfo`, then follows the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Kind")]
+pub enum HubEvent {
+    /// A sector moved to another state.
+    SectorState {
+        #[serde(rename = "Sector")]
+        sector: u64,
+        #[serde(rename = "From")]
+        from: SectorState,
+        #[serde(rename = "To")]
+        to: SectorState,
+        #[serde(rename = "Message")]
+        message: String,
+        /// Unix seconds.
+        #[serde(rename = "At")]
+        at: u64,
+    },
+    /// A sealing step failed and will be retried (or, with `Gave up`, will not).
+    SectorError {
+        #[serde(rename = "Sector")]
+        sector: u64,
+        #[serde(rename = "State")]
+        state: SectorState,
+        #[serde(rename = "Error")]
+        error: String,
+        #[serde(rename = "Attempt")]
+        attempt: u32,
+        #[serde(rename = "GaveUp")]
+        gave_up: bool,
+    },
+    /// Sectors the hub could not prove in a WindowPoSt: the chain marks them faulty.
+    Fault {
+        #[serde(rename = "Deadline")]
+        deadline: u64,
+        #[serde(rename = "Partition")]
+        partition: u64,
+        #[serde(rename = "Sector")]
+        sector: u64,
+        #[serde(rename = "Reason")]
+        reason: String,
+    },
+    /// Faulty sectors declared recovered.
+    Recovered {
+        #[serde(rename = "Deadline")]
+        deadline: u64,
+        #[serde(rename = "Sectors")]
+        sectors: u64,
+    },
+    /// A WindowPoSt landed (`Accepted`) or did not.
+    WindowPost {
+        #[serde(rename = "Deadline")]
+        deadline: u64,
+        #[serde(rename = "Partition")]
+        partition: u64,
+        #[serde(rename = "Accepted")]
+        accepted: bool,
+        #[serde(rename = "Detail")]
+        detail: String,
+    },
+    /// A block this hub won was accepted by the chain.
+    BlockWon {
+        #[serde(rename = "Epoch")]
+        epoch: ChainEpoch,
+    },
+}
+
+/// What a spoke tells the hub with each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpokeHello {
+    /// Stable across the spoke's restarts (for example its libp2p peer ID).
+    pub id: String,
+    /// The services it runs: deals, retrieval, indexing.
+    pub services: Vec<String>,
+    pub version: String,
+    /// Where clients reach it.
+    #[serde(with = "json::nullable_vec")]
+    pub public_addrs: Vec<String>,
+}
+
+/// The hub's answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpokeAck {
+    /// Send the next heartbeat within this many seconds; a spoke silent for three intervals is
+    /// listed offline.
+    pub heartbeat_secs: u64,
+}
+
+/// `SpokesList`: a spoke the hub has heard from since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpokeStatus {
+    #[serde(flatten)]
+    pub hello: SpokeHello,
+    /// Unix seconds.
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub online: bool,
+}

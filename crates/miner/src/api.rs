@@ -9,13 +9,17 @@ use nelumbo_chain_api::methods::{
 };
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_miner_api::methods::*;
-use nelumbo_miner_api::types::{self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief};
+use nelumbo_miner_api::types::{
+    self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief, SpokeAck,
+};
 use nelumbo_rpc::{RpcError, RpcModule};
 
 use crate::chain::ChainClient;
 use crate::db::Db;
+use crate::events::Events;
 use crate::proving::Proving;
 use crate::sealing::Sealing;
+use crate::spokes::{HEARTBEAT_SECS, Spokes};
 
 /// What handlers share.
 #[derive(Debug, Clone)]
@@ -25,6 +29,8 @@ pub struct ApiState {
     pub db: Arc<Db>,
     pub sealing: Sealing,
     pub proving: Proving,
+    pub events: Events,
+    pub spokes: Spokes,
 }
 
 fn internal(e: anyhow::Error) -> RpcError {
@@ -157,6 +163,16 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 blocks_won: s.db.blocks_won().map_err(internal)?,
             })
         })
-        .register::<ProvingDeadlines, _, _>(|s, ()| async move { deadlines(&s).await });
+        .register::<ProvingDeadlines, _, _>(|s, ()| async move { deadlines(&s).await })
+        .register::<SpokeHeartbeat, _, _>(|s, (hello,)| async move {
+            s.spokes
+                .heartbeat(hello)
+                .map_err(RpcError::invalid_params)?;
+            Ok(SpokeAck {
+                heartbeat_secs: HEARTBEAT_SECS,
+            })
+        })
+        .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
+        .register_channel::<SubscribeEvents, _, _>(|s, ()| async move { Ok(s.events.subscribe()) });
     module
 }

@@ -18,12 +18,14 @@ use crate::api::{ApiState, module};
 use crate::chain::ChainClient;
 use crate::config::Config;
 use crate::db::Db;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::mining::Mining;
 use crate::pieces::PieceStore;
 use crate::proving::{Proving, ProvingContext};
 use crate::repo::Repo;
 use crate::sealing::{Sealing, SealingContext};
+use crate::spokes::Spokes;
 use crate::storage::SectorStorage;
 
 /// The largest API request (a batch of deals is a few hundred KiB).
@@ -64,6 +66,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     )?);
     let prover = Prover::from_env().context("set up the proofs library")?;
     let cancel = CancellationToken::new();
+    let events = Events::default();
     let sealing = Sealing::start(SealingContext {
         db: db.clone(),
         storage: storage.clone(),
@@ -75,6 +78,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         sector_size,
         config: config.sealing.clone(),
         metrics: metrics.clone(),
+        events: events.clone(),
         cancel: cancel.clone(),
     })?;
     let proving = Proving::new(ProvingContext {
@@ -87,6 +91,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         worker: miner.worker,
         sector_size,
         metrics: metrics.clone(),
+        events: events.clone(),
     });
 
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
@@ -104,6 +109,8 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             db: db.clone(),
             sealing,
             proving: proving.clone(),
+            events: events.clone(),
+            spokes: Spokes::default(),
         }),
         ServerConfig {
             secret,
@@ -157,6 +164,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             worker: miner.worker,
             sector_size,
             metrics,
+            events,
         };
         tasks.push(tokio::spawn(mining.run(cancel.clone())));
     } else {

@@ -6,13 +6,14 @@
 //! [`daemon`] (the `run` process), [`db`] (redb: sector records, counters), [`storage`]
 //! (sector files and capacity), [`sealing`] (the per-sector state machine), [`proving`]
 //! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`pieces`] (verified piece upload),
-//! [`metrics`].
+//! [`events`] (the event channel), [`spokes`] (the spokes registry), [`metrics`].
 
 pub mod api;
 pub mod chain;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod events;
 pub mod init;
 pub mod metrics;
 pub mod mining;
@@ -20,4 +21,5 @@ pub mod pieces;
 pub mod proving;
 pub mod repo;
 pub mod sealing;
+pub mod spokes;
 pub mod storage;

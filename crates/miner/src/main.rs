@@ -12,7 +12,7 @@ use nelumbo_miner::repo::Repo;
 use nelumbo_miner_api::MINER_API_INFO;
 use nelumbo_miner_api::methods::{
     MinerInfo, ProvingDeadlines, ProvingInfo, SectorsList, SectorsPledge, SectorsStatus,
-    SectorsSummary,
+    SectorsSummary, SpokesList,
 };
 use nelumbo_proofs::ProofMode;
 use nelumbo_rpc::{ApiInfo, Permission, RpcClient, TokenSecret};
@@ -69,6 +69,15 @@ enum Command {
     /// WindowPoSt: the proving period and its deadlines.
     #[command(subcommand)]
     Proving(ProvingCommand),
+    /// The spokes (markets processes) that report to this hub.
+    #[command(subcommand)]
+    Spokes(SpokesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SpokesCommand {
+    /// Every spoke heard from since the hub started, and whether it is still alive.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +305,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 info.window_posts_submitted, info.window_posts_failed
             );
             println!("blocks won:        {}", info.blocks_won);
+            Ok(())
+        }
+        Command::Spokes(SpokesCommand::List) => {
+            let spokes = client(&repo)?.call::<SpokesList>(()).await?;
+            if spokes.is_empty() {
+                println!("no spoke has reported since the hub started");
+                return Ok(());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            println!(
+                "{:<24}  {:<8}  {:<24}  {:>9}  VERSION / ADDRESSES",
+                "ID", "STATUS", "SERVICES", "LAST SEEN"
+            );
+            for s in spokes {
+                println!(
+                    "{:<24}  {:<8}  {:<24}  {:>8}s  {} {}",
+                    s.hello.id,
+                    if s.online { "online" } else { "offline" },
+                    s.hello.services.join(","),
+                    now.saturating_sub(s.last_seen),
+                    s.hello.version,
+                    s.hello.public_addrs.join(" ")
+                );
+            }
             Ok(())
         }
         Command::Proving(ProvingCommand::Deadlines) => {

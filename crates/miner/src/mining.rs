@@ -20,12 +20,14 @@ use nelumbo_chain_api::methods::{
 use nelumbo_chain_api::types::{
     BlockHeader, BlockMsg, ElectionProof, PoStProof, Signature, Ticket, TipSetKey,
 };
+use nelumbo_miner_api::types::HubEvent;
 use nelumbo_proofs::{PostKind, ProofMode, ProvenSector, Prover, ProvingSector};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::ChainClient;
 use crate::db::Db;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::sealing::address_entropy;
 use crate::storage::SectorStorage;
@@ -47,6 +49,7 @@ pub struct Mining {
     pub worker: Address,
     pub sector_size: SectorSize,
     pub metrics: Metrics,
+    pub events: Events,
 }
 
 impl Mining {
@@ -198,6 +201,7 @@ impl Mining {
                 self.metrics.blocks_won.inc();
                 self.metrics.elections.with_label_values(&["won"]).inc();
                 tracing::info!(epoch, blocks_won = won, took = ?started.elapsed(), "block accepted");
+                self.events.emit(HubEvent::BlockWon { epoch });
                 Ok(())
             }
             Err(e) => {

@@ -26,12 +26,14 @@ use nelumbo_chain_api::methods::{
     ChainHead, StateMinerDeadlines, StateMinerPartitions, StateMinerProvingDeadline,
 };
 use nelumbo_chain_api::types::{DeadlineInfo, Partition, TipSetKey};
+use nelumbo_miner_api::types::HubEvent;
 use nelumbo_proofs::{PostKind, ProofMode, ProvenSector, Prover, ProvingSector};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{ChainClient, Landed};
 use crate::db::Db;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::sealing::address_entropy;
 use crate::storage::SectorStorage;
@@ -55,6 +57,7 @@ pub struct ProvingContext {
     pub worker: Address,
     pub sector_size: SectorSize,
     pub metrics: Metrics,
+    pub events: Events,
 }
 
 /// Counters since the hub started, for `proving info`.
@@ -209,6 +212,12 @@ impl Proving {
                     Ok(sector) => good.push(sector),
                     Err(reason) => {
                         tracing::error!(deadline = dl.index, partition = index, sector = n, %reason, "sector cannot be proven: skipping it (the chain marks it faulty)");
+                        cx.events.emit(HubEvent::Fault {
+                            deadline: dl.index,
+                            partition: index as u64,
+                            sector: n,
+                            reason,
+                        });
                         skipped.set(n);
                     }
                 }
@@ -296,11 +305,23 @@ impl Proving {
                         took = ?started.elapsed(),
                         "WindowPoSt accepted"
                     );
+                    cx.events.emit(HubEvent::WindowPost {
+                        deadline: dl.index,
+                        partition,
+                        accepted: true,
+                        detail: format!("{} sectors proven at epoch {height}", sectors.len()),
+                    });
                 }
                 Err(e) => {
                     self.count(|c| c.failed += 1);
                     cx.metrics.window_posts.with_label_values(&["failed"]).inc();
                     tracing::error!(deadline = dl.index, partition, error = %format!("{e:#}"), "WindowPoSt failed");
+                    cx.events.emit(HubEvent::WindowPost {
+                        deadline: dl.index,
+                        partition,
+                        accepted: false,
+                        detail: format!("{e:#}"),
+                    });
                 }
             }
         }
@@ -417,6 +438,10 @@ impl Proving {
             landed_at = height,
             "faulty sectors whose files are back declared recovered"
         );
+        cx.events.emit(HubEvent::Recovered {
+            deadline: dl.index,
+            sectors: count,
+        });
         Ok(())
     }
 }

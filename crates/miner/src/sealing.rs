@@ -31,7 +31,7 @@ use fvm_shared::sector::RegisteredSealProof;
 use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo};
 use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
-use nelumbo_miner_api::types::{SectorLogEntry, SectorState, SectorStatus};
+use nelumbo_miner_api::types::{HubEvent, SectorLogEntry, SectorState, SectorStatus};
 use nelumbo_proofs::{
     Commit1Output, PreCommit1Output, ProofMode, Prover, Replica, SealedCommitments,
 };
@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::{ChainClient, Landed};
 use crate::config::SealingConfig;
 use crate::db::Db;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::storage::{SectorStorage, sync_sector};
 
@@ -181,6 +182,7 @@ pub struct SealingContext {
     pub sector_size: SectorSize,
     pub config: SealingConfig,
     pub metrics: Metrics,
+    pub events: Events,
     pub cancel: CancellationToken,
 }
 
@@ -263,6 +265,13 @@ impl Sealing {
             })
             .inspect_err(|_| cx.storage.release(&root))?;
         tracing::info!(sector = record.number, storage = %root.display(), "pledged a committed-capacity sector");
+        cx.events.emit(HubEvent::SectorState {
+            sector: record.number,
+            from: SectorState::Packing,
+            to: SectorState::Packing,
+            message: "pledged: a committed-capacity sector".into(),
+            at: record.log.last().map(|l| l.at).unwrap_or(0),
+        });
         self.update_metrics(&cx.db.sectors()?);
         self.spawn(record.number);
         Ok(record.number)
@@ -322,23 +331,42 @@ impl Sealing {
                     tracing::info!(sector = number, from = %from, to = %next, took = ?started.elapsed(), "{message}");
                     record.retries = 0;
                     record.last_error = None;
-                    record.move_to(next, message);
+                    record.move_to(next, message.clone());
+                    cx.events.emit(HubEvent::SectorState {
+                        sector: number,
+                        from,
+                        to: next,
+                        message,
+                        at: record.log.last().map(|l| l.at).unwrap_or(0),
+                    });
                     None
                 }
                 Err(e) => {
                     let reason = format!("{e:#}");
                     record.retries += 1;
                     record.last_error = Some(reason.clone());
+                    cx.events.emit(HubEvent::SectorError {
+                        sector: number,
+                        state: record.state,
+                        error: reason.clone(),
+                        attempt: record.retries,
+                        gave_up: record.retries > cx.config.max_retries,
+                    });
                     if record.retries > cx.config.max_retries {
                         tracing::error!(sector = number, state = %record.state, error = %reason, "sealing failed for good");
                         cx.storage.release(&record.storage);
-                        record.move_to(
-                            SectorState::Failed,
-                            format!(
-                                "gave up in {} after {} attempts: {reason}",
-                                from, record.retries
-                            ),
+                        let message = format!(
+                            "gave up in {} after {} attempts: {reason}",
+                            from, record.retries
                         );
+                        record.move_to(SectorState::Failed, message.clone());
+                        cx.events.emit(HubEvent::SectorState {
+                            sector: number,
+                            from,
+                            to: SectorState::Failed,
+                            message,
+                            at: record.log.last().map(|l| l.at).unwrap_or(0),
+                        });
                         None
                     } else {
                         let delay = retry_delay(record.retries);

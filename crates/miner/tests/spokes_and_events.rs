@@ -1,0 +1,123 @@
+//! What spokes use besides sealing: the event channel over WebSocket (a pledged sector's state
+//! changes arrive in order, up to Proving) and the spokes registry (a heartbeat with a write
+//! token registers a spoke, `SpokesList` and `spokes list` show it; a read token cannot send
+//! one).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nelumbo_miner_api::methods::{SectorsPledge, SpokeHeartbeat, SpokesList, SubscribeEvents};
+use nelumbo_miner_api::types::{HubEvent, SectorState, SpokeHello};
+use nelumbo_rpc::{ApiInfo, RpcClient};
+use nelumbo_testkit::chain::Devnet;
+use nelumbo_testkit::hub::{TestHub, text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "2KiB",
+        "--epoch-ms",
+        "250",
+        "--pre-commit-delay",
+        "4",
+    ])
+    .await;
+    let mut hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.run(&[]).await;
+    let client_with = |perm: &str| {
+        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
+        assert!(output.status.success(), "{}", text(&output));
+        let api = std::fs::read_to_string(hub.repo.join("api")).expect("api");
+        let mut info = ApiInfo::parse(api.trim()).expect("api");
+        info.token = Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
+        RpcClient::from_api_info(&info)
+    };
+
+    // Events: subscribe (read token), pledge, follow the sector to Proving.
+    let reader = client_with("read");
+    let mut events = reader
+        .subscribe::<SubscribeEvents>(())
+        .await
+        .expect("subscribe");
+    let sector = hub.client.call::<SectorsPledge>(()).await.expect("pledge");
+    let mut seen = Vec::new();
+    let followed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(event) = events.next().await {
+            if let HubEvent::SectorState { sector: n, to, .. } = event.expect("event") {
+                assert_eq!(n, sector);
+                seen.push(to);
+                if to == SectorState::Proving {
+                    return;
+                }
+            }
+        }
+        panic!("the event channel closed");
+    })
+    .await;
+    assert!(
+        followed.is_ok(),
+        "no Proving event; saw {seen:?}\n{}",
+        hub.log()
+    );
+    let expected = [
+        SectorState::Packing,
+        SectorState::GetTicket,
+        SectorState::PreCommit1,
+        SectorState::PreCommit2,
+        SectorState::PreCommitting,
+        SectorState::PreCommitWait,
+        SectorState::WaitSeed,
+        SectorState::Commit1,
+        SectorState::Commit2,
+        SectorState::Committing,
+        SectorState::CommitWait,
+        SectorState::FinalizeSector,
+        SectorState::Proving,
+    ];
+    assert_eq!(seen, expected);
+
+    // Spokes: a read token cannot register; a write token can; the list shows it online.
+    let hello = SpokeHello {
+        id: "12D3KooWmarkets1".into(),
+        services: vec!["deals".into(), "retrieval".into()],
+        version: "nelumbo-markets test".into(),
+        public_addrs: vec!["/ip4/203.0.113.7/tcp/24001".into()],
+    };
+    let error = reader
+        .call::<SpokeHeartbeat>((hello.clone(),))
+        .await
+        .expect_err("a read token registered a spoke");
+    assert!(error.to_string().contains("need 'write'"), "{error}");
+    let ack = client_with("write")
+        .call::<SpokeHeartbeat>((hello.clone(),))
+        .await
+        .expect("heartbeat");
+    assert!(ack.heartbeat_secs > 0);
+    let spokes = reader.call::<SpokesList>(()).await.expect("list");
+    assert_eq!(spokes.len(), 1);
+    assert_eq!(spokes[0].hello, hello);
+    assert!(spokes[0].online);
+    let shown = text(&hub.cli(&["spokes", "list"]));
+    assert!(
+        shown.contains("12D3KooWmarkets1")
+            && shown.contains("online")
+            && shown.contains("deals,retrieval"),
+        "{shown}"
+    );
+    let error = client_with("write")
+        .call::<SpokeHeartbeat>((SpokeHello {
+            id: String::new(),
+            ..hello
+        },))
+        .await
+        .expect_err("an empty id was accepted");
+    assert!(error.to_string().contains("spoke id"), "{error}");
+}
