@@ -1,14 +1,14 @@
 //! Every method of the hub's API, with its permission. Spokes hold `write` tokens at most; the
 //! `sign` and `admin` methods are for the operator.
 
-use nelumbo_chain_api::Addr;
+use nelumbo_chain_api::{Addr, Base64};
 use nelumbo_rpc::{RpcChannel, rpc_method};
 
 use std::collections::BTreeMap;
 
 use crate::types::{
-    self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, SectorBrief, SectorState,
-    SectorStatus, SpokeAck, SpokeHello, SpokeStatus,
+    self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, PublishedDeal, SectorBrief,
+    SectorState, SectorStatus, SpokeAck, SpokeHello, SpokeStatus,
 };
 
 rpc_method!(Version, "Nelumbo.Version", Read, "The hub's build and API version.",
@@ -49,3 +49,6 @@ rpc_method!(SpokeHeartbeat, "Nelumbo.SpokeHeartbeat", Write,
 rpc_method!(SpokesList, "Nelumbo.SpokesList", Read,
     "The spokes heard from since the hub started, with whether each is still sending heartbeats.",
     [] () -> Vec<SpokeStatus>);
+rpc_method!(MarketPublishDeals, "Nelumbo.MarketPublishDeals", Write,
+    "Checks a signed deal proposal (CBOR ClientDealProposal), publishes it in the next PublishStorageDeals batch, and returns its deal ID once on chain. Idempotent by proposal CID.",
+    ["deal"] (Base64) -> PublishedDeal);

@@ -319,3 +319,18 @@ pub struct SpokeStatus {
     pub last_seen: u64,
     pub online: bool,
 }
+
+/// `MarketPublishDeals`: a deal on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishedDeal {
+    #[serde(rename = "ProposalCID", with = "json::cid_obj")]
+    pub proposal_cid: Cid,
+    #[serde(rename = "DealID")]
+    pub deal_id: u64,
+    /// The `PublishStorageDeals` message that published it (with others, perhaps).
+    #[serde(with = "json::cid_obj")]
+    pub message: Cid,
+    /// Where that message executed.
+    pub epoch: ChainEpoch,
+}

@@ -16,6 +16,7 @@ use nelumbo_rpc::{RpcError, RpcModule};
 
 use crate::chain::ChainClient;
 use crate::db::Db;
+use crate::deals::Publisher;
 use crate::events::Events;
 use crate::proving::Proving;
 use crate::sealing::Sealing;
@@ -31,6 +32,7 @@ pub struct ApiState {
     pub proving: Proving,
     pub events: Events,
     pub spokes: Spokes,
+    pub publisher: Publisher,
 }
 
 fn internal(e: anyhow::Error) -> RpcError {
@@ -173,6 +175,9 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             })
         })
         .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
+        .register::<MarketPublishDeals, _, _>(|s, (deal,)| async move {
+            s.publisher.publish(&deal.0).await.map_err(RpcError::failed)
+        })
         .register_channel::<SubscribeEvents, _, _>(|s, ()| async move { Ok(s.events.subscribe()) });
     module
 }

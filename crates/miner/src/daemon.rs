@@ -18,6 +18,7 @@ use crate::api::{ApiState, module};
 use crate::chain::ChainClient;
 use crate::config::Config;
 use crate::db::Db;
+use crate::deals::Publisher;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::mining::Mining;
@@ -111,6 +112,14 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             proving: proving.clone(),
             events: events.clone(),
             spokes: Spokes::default(),
+            publisher: Publisher::start(
+                db.clone(),
+                chain.clone(),
+                miner.actor,
+                miner.worker,
+                sector_size.bytes(),
+                cancel.clone(),
+            ),
         }),
         ServerConfig {
             secret,

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
 
+use crate::deals::DealRecord;
 use crate::pieces::StoredPiece;
 use crate::sealing::SectorRecord;
 
@@ -13,6 +14,8 @@ use crate::sealing::SectorRecord;
 const SECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("sectors");
 /// Piece CID (v1) -> a piece received and verified (JSON).
 const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
+/// Proposal CID -> a deal's publishing (JSON).
+const DEALS: TableDefinition<&str, &[u8]> = TableDefinition::new("deals");
 /// Counters: the next sector number, blocks won.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -32,6 +35,7 @@ impl Db {
         txn.open_table(SECTORS)?;
         txn.open_table(META)?;
         txn.open_table(PIECES)?;
+        txn.open_table(DEALS)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -108,6 +112,43 @@ impl Db {
         let txn = self.db.begin_write()?;
         txn.open_table(PIECES)?
             .insert(piece.piece_cid.as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn deal(&self, proposal: &cid::Cid) -> anyhow::Result<Option<DealRecord>> {
+        let key = proposal.to_string();
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEALS)?;
+        table
+            .get(key.as_str())?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .with_context(|| format!("deal {key}'s record is corrupt"))
+            })
+            .transpose()
+    }
+
+    pub fn deals(&self) -> anyhow::Result<Vec<DealRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEALS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push(
+                serde_json::from_slice(value.value())
+                    .with_context(|| format!("deal {}'s record is corrupt", key.value()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn put_deal(&self, record: &DealRecord) -> anyhow::Result<()> {
+        let key = record.proposal_cid.to_string();
+        let bytes = serde_json::to_vec(record)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(DEALS)?
+            .insert(key.as_str(), bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }

@@ -6,13 +6,14 @@
 //! [`daemon`] (the `run` process), [`db`] (redb: sector records, counters), [`storage`]
 //! (sector files and capacity), [`sealing`] (the per-sector state machine), [`proving`]
 //! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`pieces`] (verified piece upload),
-//! [`events`] (the event channel), [`spokes`] (the spokes registry), [`metrics`].
+//! [`deals`] (checked, batched deal publishing), [`events`] (the event channel), [`spokes`] (the spokes registry), [`metrics`].
 
 pub mod api;
 pub mod chain;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod deals;
 pub mod events;
 pub mod init;
 pub mod metrics;

@@ -8,9 +8,7 @@
 use std::time::Duration;
 
 use nelumbo_chain_api::Addr;
-use nelumbo_chain_api::methods::{
-    ChainGetBlockMessages, ChainGetTipSetByHeight, ChainHead, StateSectorGetInfo,
-};
+use nelumbo_chain_api::methods::StateSectorGetInfo;
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_miner_api::methods::SectorsPledge;
 use nelumbo_miner_api::types::SectorState;
@@ -20,45 +18,6 @@ use nelumbo_testkit::hub::{TestHub, text};
 
 const PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
 const PROVE_COMMIT_SECTORS3: u64 = 34;
-
-/// Messages to `to` with `method` in every tipset of the chain, by CID.
-async fn messages_to(
-    devnet: &Devnet,
-    to: fvm_shared::address::Address,
-    method: u64,
-) -> Vec<cid::Cid> {
-    let head = devnet.client.call::<ChainHead>(()).await.expect("head");
-    let mut found = Vec::new();
-    for height in 1..=head.height {
-        let tipset = devnet
-            .client
-            .call::<ChainGetTipSetByHeight>((height, TipSetKey::head()))
-            .await
-            .expect("tipset");
-        if tipset.height != height {
-            continue; // a null round
-        }
-        for block in &tipset.cids {
-            let messages = devnet
-                .client
-                .call::<ChainGetBlockMessages>((nelumbo_chain_api::CidJson(*block),))
-                .await
-                .expect("block messages");
-            for (message, cid) in messages
-                .bls_messages
-                .iter()
-                .cloned()
-                .chain(messages.secpk_messages.iter().map(|s| s.message.clone()))
-                .zip(messages.cids.iter())
-            {
-                if message.0.to == to && message.0.method_num == method {
-                    found.push(*cid);
-                }
-            }
-        }
-    }
-    found
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sector_killed_in_pre_commit_2_and_commit_wait_reaches_proving_once() {
@@ -167,8 +126,10 @@ async fn a_sector_killed_in_pre_commit_2_and_commit_wait_reaches_proving_once() 
         .expect("sector info")
         .expect("sector 1 on chain");
     assert_eq!(Some(onchain.sealed_cid), status.comm_r);
-    let pre_commits = messages_to(&devnet, hub.actor, PRE_COMMIT_SECTOR_BATCH2).await;
-    let commits = messages_to(&devnet, hub.actor, PROVE_COMMIT_SECTORS3).await;
+    let pre_commits = devnet
+        .messages_to(hub.actor, PRE_COMMIT_SECTOR_BATCH2)
+        .await;
+    let commits = devnet.messages_to(hub.actor, PROVE_COMMIT_SECTORS3).await;
     assert_eq!(
         pre_commits,
         vec![status.pre_commit_message.expect("pre-commit CID")]

@@ -297,6 +297,40 @@ impl Devnet {
     }
 
     /// The miner's deadline `index`: its next occurrence not yet closed.
+    /// The CIDs of every message to `to` calling `method`, over the whole chain.
+    pub async fn messages_to(&self, to: Address, method: u64) -> Vec<Cid> {
+        let head = self.head().await;
+        let mut found = Vec::new();
+        for height in 1..=head {
+            let tipset = self
+                .client
+                .call::<ChainGetTipSetByHeight>((height, TipSetKey::head()))
+                .await
+                .expect("tipset");
+            if tipset.height != height {
+                continue; // a null round
+            }
+            for block in &tipset.cids {
+                let messages = self
+                    .client
+                    .call::<ChainGetBlockMessages>((CidJson(*block),))
+                    .await
+                    .expect("block messages");
+                let all = messages
+                    .bls_messages
+                    .iter()
+                    .cloned()
+                    .chain(messages.secpk_messages.iter().map(|s| s.message.clone()));
+                for (message, cid) in all.zip(messages.cids.iter()) {
+                    if message.0.to == to && message.0.method_num == method {
+                        found.push(*cid);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     pub async fn next_deadline(&self, miner: Address, index: u64) -> DeadlineInfo {
         let current = self
             .client

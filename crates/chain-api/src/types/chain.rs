@@ -234,7 +234,7 @@ pub struct Version {
 
 /// `Filecoin.ChainGetBlockMessages`: what a block includes. BLS-signed messages appear
 /// unsigned (their signatures are aggregated in the header), secp256k1 ones signed; `Cids`
-/// lists every message in execution order.
+/// lists the BLS messages' CIDs, then the secp256k1 ones', as Lotus does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BlockMessages {

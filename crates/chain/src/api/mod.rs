@@ -143,14 +143,19 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
             secpk_messages: Vec::new(),
             cids: Vec::new(),
         };
+        // As in Lotus: `Cids` lists the BLS messages, then the secp256k1 ones.
+        let mut secpk_cids = Vec::new();
         for signed in included {
-            messages.cids.push(signed.cid().map_err(failed)?);
+            let cid = signed.cid().map_err(failed)?;
             if signed.signature.sig_type == Signature::BLS {
+                messages.cids.push(cid);
                 messages.bls_messages.push(signed.message);
             } else {
+                secpk_cids.push(cid);
                 messages.secpk_messages.push(signed);
             }
         }
+        messages.cids.extend(secpk_cids);
         Ok(messages)
     });
     m.register::<StateGetRandomnessFromTickets, _, _>(

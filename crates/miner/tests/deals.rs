@@ -1,0 +1,157 @@
+//! `MarketPublishDeals` as a spoke uses it: the hub checks each deal (provider, client
+//! signature, piece size, epochs, client escrow) and refuses bad ones with the reason; good
+//! deals handed in together go out in one `PublishStorageDeals` batch signed by the worker
+//! (which first tops up the provider's collateral); asking again for a published proposal
+//! answers the same deal ID without a second message; a write token is needed.
+
+use fil_actor_market_state::v18::{ClientDealProposal, DealProposal, Label};
+use fvm_shared::address::Address;
+use fvm_shared::econ::TokenAmount;
+use fvm_shared::piece::PaddedPieceSize;
+use nelumbo_chain_api::Base64;
+use nelumbo_chain_api::methods::StateMarketStorageDeal;
+use nelumbo_chain_api::types::TipSetKey;
+use nelumbo_keys::{KeyInfo, KeyKind};
+use nelumbo_miner_api::methods::MarketPublishDeals;
+use nelumbo_rpc::{ApiInfo, RpcClient};
+use nelumbo_testkit::chain::{Devnet, cbor};
+use nelumbo_testkit::hub::{TestHub, text};
+
+const MARKET: u64 = 5;
+const PUBLISH_STORAGE_DEALS: u64 = 4;
+
+fn deal(client: &KeyInfo, provider: Address, start: i64, seed: u8, price_nano: u64) -> Vec<u8> {
+    let piece = nelumbo_commp::commp(&[seed; 1000]).expect("commp");
+    let proposal = DealProposal {
+        piece_cid: piece.cid_v1(),
+        piece_size: PaddedPieceSize(1024),
+        verified_deal: false,
+        client: client.address().expect("client"),
+        provider,
+        label: Label::String(format!("deal {seed}")),
+        start_epoch: start,
+        end_epoch: start + 400,
+        storage_price_per_epoch: TokenAmount::from_nano(price_nano),
+        provider_collateral: TokenAmount::from_nano(10),
+        client_collateral: TokenAmount::from_atto(0),
+    };
+    let client_signature = client.sign(&cbor(&proposal)).expect("sign");
+    cbor(&ClientDealProposal {
+        proposal,
+        client_signature,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_are_checked_batched_and_published_once() {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "2KiB",
+        "--epoch-ms",
+        "250",
+    ])
+    .await;
+    let mut hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.run(&[]).await;
+    let client_with = |perm: &str| {
+        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
+        assert!(output.status.success(), "{}", text(&output));
+        let api = std::fs::read_to_string(hub.repo.join("api")).expect("api");
+        let mut info = ApiInfo::parse(api.trim()).expect("api");
+        info.token = Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
+        RpcClient::from_api_info(&info)
+    };
+    let spoke = client_with("write");
+
+    let client = KeyInfo::generate(KeyKind::Secp256k1);
+    let client_addr = client.address().expect("client");
+    devnet.fund(client_addr, 10).await;
+    devnet
+        .execute(
+            &client,
+            Address::new_id(MARKET),
+            2,
+            cbor(&client_addr),
+            TokenAmount::from_whole(1),
+        )
+        .await;
+    let start = devnet.head().await + 200;
+
+    // Refusals, each naming the problem; none sends a message.
+    let refused = |deal: Vec<u8>| {
+        let spoke = spoke.clone();
+        async move {
+            spoke
+                .call::<MarketPublishDeals>((Base64(deal),))
+                .await
+                .expect_err("a bad deal was published")
+                .to_string()
+        }
+    };
+    let other = KeyInfo::generate(KeyKind::Secp256k1);
+    let mut forged: ClientDealProposal =
+        fvm_ipld_encoding::from_slice(&deal(&client, hub.actor, start, 9, 1)).expect("decode");
+    forged.client_signature = other.sign(&cbor(&forged.proposal)).expect("sign");
+    let error = refused(cbor(&forged)).await;
+    assert!(error.contains("signature does not verify"), "{error}");
+    let error = refused(deal(&client, Address::new_id(1234), start, 9, 1)).await;
+    assert!(error.contains("not this hub's miner"), "{error}");
+    let error = refused(deal(&client, hub.actor, start, 9, 10_000_000)).await;
+    assert!(error.contains("escrow"), "{error}");
+    let error = refused(deal(&client, hub.actor, 5, 9, 1)).await;
+    assert!(error.contains("has passed"), "{error}");
+    let error = refused(b"not cbor".to_vec()).await;
+    assert!(error.contains("not a CBOR ClientDealProposal"), "{error}");
+    let error = client_with("read")
+        .call::<MarketPublishDeals>((Base64(deal(&client, hub.actor, start, 1, 1)),))
+        .await
+        .expect_err("a read token published a deal");
+    assert!(error.to_string().contains("need 'write'"), "{error}");
+
+    // Two good deals at once: one batch, two IDs, on chain.
+    let (a, b) = (
+        deal(&client, hub.actor, start, 1, 1),
+        deal(&client, hub.actor, start, 2, 1),
+    );
+    let (first, second) = tokio::join!(
+        spoke.call::<MarketPublishDeals>((Base64(a.clone()),)),
+        spoke.call::<MarketPublishDeals>((Base64(b),)),
+    );
+    let (first, second) = (first.expect("publish a"), second.expect("publish b"));
+    assert_ne!(first.deal_id, second.deal_id);
+    assert_eq!(
+        first.message, second.message,
+        "the two deals were not batched"
+    );
+    for published in [&first, &second] {
+        let onchain = devnet
+            .client
+            .call::<StateMarketStorageDeal>((published.deal_id, TipSetKey::head()))
+            .await
+            .expect("deal on chain");
+        assert_eq!(onchain.proposal.provider, hub.actor);
+    }
+
+    // Again: the same answer, no second message.
+    let again = spoke
+        .call::<MarketPublishDeals>((Base64(a),))
+        .await
+        .expect("publish a again");
+    assert_eq!(again, first);
+    let batches = devnet
+        .messages_to(Address::new_id(MARKET), PUBLISH_STORAGE_DEALS)
+        .await;
+    assert_eq!(batches, vec![first.message]);
+    assert!(
+        hub.log().contains("adding provider collateral"),
+        "{}",
+        hub.log()
+    );
+}
