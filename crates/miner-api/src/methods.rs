@@ -1,14 +1,15 @@
 //! Every method of the hub's API, with its permission. Spokes hold `write` tokens at most; the
 //! `sign` and `admin` methods are for the operator.
 
-use nelumbo_chain_api::{Addr, Base64};
-use nelumbo_rpc::{RpcChannel, rpc_method};
-
 use std::collections::BTreeMap;
 
+use nelumbo_chain_api::{Addr, Base64, CidJson};
+use nelumbo_rpc::{RpcChannel, rpc_method};
+
 use crate::types::{
-    self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, PublishedDeal, SectorBrief,
-    SectorState, SectorStatus, SpokeAck, SpokeHello, SpokeStatus,
+    self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, PieceDealInfo, PieceLocation,
+    PublishedDeal, SectorBrief, SectorOffset, SectorState, SectorStatus, SpokeAck, SpokeHello,
+    SpokeStatus,
 };
 
 rpc_method!(Version, "Nelumbo.Version", Read, "The hub's build and API version.",
@@ -52,3 +53,12 @@ rpc_method!(SpokesList, "Nelumbo.SpokesList", Read,
 rpc_method!(MarketPublishDeals, "Nelumbo.MarketPublishDeals", Write,
     "Checks a signed deal proposal (CBOR ClientDealProposal), publishes it in the next PublishStorageDeals batch, and returns its deal ID once on chain. Idempotent by proposal CID.",
     ["deal"] (Base64) -> PublishedDeal);
+rpc_method!(SectorAddPieceToAny, "Nelumbo.SectorAddPieceToAny", Write,
+    "Puts an uploaded, published deal piece into a sector that is waiting for deals (or a new one). Idempotent by deal UUID.",
+    ["piece"] (PieceDealInfo) -> SectorOffset);
+rpc_method!(PieceLocate, "Nelumbo.PieceLocate", Read,
+    "The sectors and offsets that hold a piece, and whether an unsealed copy can be read now.",
+    ["pieceCid"] (CidJson) -> Vec<PieceLocation>);
+rpc_method!(SectorsUnsealPiece, "Nelumbo.SectorsUnsealPiece", Write,
+    "Unseals a sector's copy of a piece (a queued job with a concurrency limit) and returns once GET /pieces/{cid} can serve it.",
+    ["sector", "pieceCid"] (u64, CidJson) -> ());

@@ -278,6 +278,15 @@ pub enum HubEvent {
         #[serde(rename = "Detail")]
         detail: String,
     },
+    /// A deal's piece is in a proven sector: the deal is active on chain.
+    DealActivated {
+        #[serde(rename = "Sector")]
+        sector: u64,
+        #[serde(rename = "DealID")]
+        deal_id: u64,
+        #[serde(rename = "DealUUID")]
+        deal_uuid: String,
+    },
     /// A block this hub won was accepted by the chain.
     BlockWon {
         #[serde(rename = "Epoch")]
@@ -333,4 +342,47 @@ pub struct PublishedDeal {
     pub message: Cid,
     /// Where that message executed.
     pub epoch: ChainEpoch,
+}
+
+/// `SectorAddPieceToAny`: a published deal's piece, already uploaded with `PUT /pieces/{cid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PieceDealInfo {
+    /// The spoke's deal UUID: the call is idempotent by it.
+    #[serde(rename = "DealUUID")]
+    pub deal_uuid: String,
+    #[serde(rename = "DealID")]
+    pub deal_id: u64,
+    #[serde(rename = "PieceCID", with = "json::cid_obj")]
+    pub piece_cid: Cid,
+    /// Padded bytes.
+    pub piece_size: u64,
+    pub start_epoch: ChainEpoch,
+    pub end_epoch: ChainEpoch,
+}
+
+/// Where a piece went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorOffset {
+    pub sector: u64,
+    /// Padded offset of the piece in the sector.
+    pub offset: u64,
+}
+
+/// `PieceLocate`: a sector that holds a piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PieceLocation {
+    pub sector: u64,
+    /// Padded offset and size.
+    pub offset: u64,
+    pub size: u64,
+    /// Payload bytes of the piece (the rest is zero padding).
+    pub payload_size: u64,
+    #[serde(rename = "DealID")]
+    pub deal_id: u64,
+    pub sector_state: SectorState,
+    /// Whether the hub can serve the piece now (`GET /pieces/{cid}`) without unsealing.
+    pub unsealed: bool,
 }

@@ -19,6 +19,7 @@ use crate::db::Db;
 use crate::deals::Publisher;
 use crate::events::Events;
 use crate::proving::Proving;
+use crate::reads::PieceReads;
 use crate::sealing::Sealing;
 use crate::spokes::{HEARTBEAT_SECS, Spokes};
 
@@ -33,6 +34,7 @@ pub struct ApiState {
     pub events: Events,
     pub spokes: Spokes,
     pub publisher: Publisher,
+    pub reads: Arc<PieceReads>,
 }
 
 fn internal(e: anyhow::Error) -> RpcError {
@@ -175,6 +177,15 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             })
         })
         .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
+        .register::<SectorAddPieceToAny, _, _>(|s, (piece,)| async move {
+            s.sealing.add_piece(piece).await.map_err(internal)
+        })
+        .register::<PieceLocate, _, _>(
+            |s, (cid,)| async move { s.reads.locate(&cid).map_err(internal) },
+        )
+        .register::<SectorsUnsealPiece, _, _>(|s, (sector, cid)| async move {
+            s.reads.unseal(sector, &cid).await.map_err(internal)
+        })
         .register::<MarketPublishDeals, _, _>(|s, (deal,)| async move {
             s.publisher.publish(&deal.0).await.map_err(RpcError::failed)
         })

@@ -38,6 +38,12 @@ pub struct SealingConfig {
     pub sector_lifetime_epochs: i64,
     /// Attempts at a failing step before the sector is marked Failed.
     pub max_retries: u32,
+    /// Seconds a sector waits for more deal pieces before it is sealed part-empty.
+    pub wait_deals_secs: u64,
+    /// Keep the unsealed copy of sectors with deals, so pieces are served without unsealing.
+    pub keep_unsealed: bool,
+    /// Unsealing jobs at once (each is as heavy as pre-commit 1).
+    pub max_unseal: usize,
 }
 
 impl Default for SealingConfig {
@@ -49,6 +55,9 @@ impl Default for SealingConfig {
             max_commit_2: 1,
             sector_lifetime_epochs: 518_400,
             max_retries: 8,
+            wait_deals_secs: 3600,
+            keep_unsealed: true,
+            max_unseal: 1,
         }
     }
 }
@@ -195,6 +204,13 @@ max_commit_2 = {c2}
 sector_lifetime_epochs = {lifetime}
 # Attempts at a failing step (with backoff from 5 s to 5 min) before a sector is Failed.
 max_retries = {retries}
+# Seconds a sector collects deal pieces before it is sealed even if not full.
+wait_deals_secs = {wait_deals}
+# Keep the unsealed copy of sectors with deals (as large as the sector), so pieces are read
+# without unsealing; with false, reads of sealed pieces need `SectorsUnsealPiece` first.
+keep_unsealed = {keep_unsealed}
+# Unsealing jobs at once (SectorsUnsealPiece); each is as heavy as pre-commit 1.
+max_unseal = {max_unseal}
 
 [mining]
 # Take part in block elections and submit won blocks (WinningPoSt).
@@ -210,6 +226,9 @@ enabled = {mining}
             c2 = self.sealing.max_commit_2,
             lifetime = self.sealing.sector_lifetime_epochs,
             retries = self.sealing.max_retries,
+            wait_deals = self.sealing.wait_deals_secs,
+            keep_unsealed = self.sealing.keep_unsealed,
+            max_unseal = self.sealing.max_unseal,
             mining = self.mining.enabled,
         )
     }

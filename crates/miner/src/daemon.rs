@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::mining::Mining;
 use crate::pieces::PieceStore;
 use crate::proving::{Proving, ProvingContext};
+use crate::reads::PieceReads;
 use crate::repo::Repo;
 use crate::sealing::{Sealing, SealingContext};
 use crate::spokes::Spokes;
@@ -97,6 +98,15 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
     nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
+    let reads = Arc::new(PieceReads::new(
+        db.clone(),
+        storage.clone(),
+        prover.clone(),
+        miner.actor.id()?,
+        sector_size,
+        secret.clone(),
+        config.sealing.max_unseal,
+    ));
     let pieces = Arc::new(PieceStore::new(
         &config.storage.paths[0],
         db.clone(),
@@ -120,6 +130,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
                 sector_size.bytes(),
                 cancel.clone(),
             ),
+            reads: reads.clone(),
         }),
         ServerConfig {
             secret,
@@ -129,6 +140,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         },
     )
     .merge(pieces.router())
+    .merge(reads.router())
     .merge(ops_router(health.clone(), registry.clone()));
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

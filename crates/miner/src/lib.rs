@@ -5,7 +5,8 @@
 //! [`init`] (keys and the miner actor on chain), [`api`] (the hub API's handlers),
 //! [`daemon`] (the `run` process), [`db`] (redb: sector records, counters), [`storage`]
 //! (sector files and capacity), [`sealing`] (the per-sector state machine), [`proving`]
-//! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`pieces`] (verified piece upload),
+//! (WindowPoSt), [`mining`] (elections and WinningPoSt), [`pieces`] (verified piece upload), [`reads`] (piece reads and
+//! unsealing),
 //! [`deals`] (checked, batched deal publishing), [`events`] (the event channel), [`spokes`] (the spokes registry), [`metrics`].
 
 pub mod api;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod mining;
 pub mod pieces;
 pub mod proving;
+pub mod reads;
 pub mod repo;
 pub mod sealing;
 pub mod spokes;

@@ -70,7 +70,7 @@ pub struct UploadQuery {
 }
 
 /// An error answer: a status and a message that names the problem.
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
@@ -107,32 +107,6 @@ impl PieceStore {
             .route("/pieces/{cid}", axum::routing::put(upload))
             .with_state(self)
     }
-
-    fn authorise(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().trim_start_matches("Bearer ").trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    "a token is required: send Authorization: Bearer TOKEN (a write token)"
-                        .to_string(),
-                )
-            })?;
-        let permissions = self
-            .secret
-            .verify(token)
-            .map_err(|e| (StatusCode::UNAUTHORIZED, format!("bad token: {e}")))?;
-        if !permissions.allows(Permission::Write) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "missing permission to upload pieces (need 'write')".to_string(),
-            ));
-        }
-        Ok(())
-    }
 }
 
 async fn upload(
@@ -142,7 +116,7 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err((status, message)) = store.authorise(&headers) {
+    if let Err((status, message)) = authorise(&store.secret, &headers, Permission::Write) {
         return refuse(status, message);
     }
     let (cid, info) = match parse_piece_cid_str(&cid) {
@@ -287,4 +261,33 @@ async fn receive(
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     tracing::info!(piece = %key, payload, piece_size = size.bytes(), "piece received and verified");
     Ok(piece)
+}
+
+/// Checks the request's bearer token against the API's secret: the token must grant `needed`.
+pub(crate) fn authorise(
+    secret: &TokenSecret,
+    headers: &HeaderMap,
+    needed: Permission,
+) -> Result<(), (StatusCode, String)> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("Bearer ").trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            (
+                StatusCode::UNAUTHORIZED,
+                format!("a token is required: send Authorization: Bearer TOKEN (a {needed} token)"),
+            )
+        })?;
+    let permissions = secret
+        .verify(token)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, format!("bad token: {e}")))?;
+    if !permissions.allows(needed) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("missing permission for this request (need '{needed}')"),
+        ));
+    }
+    Ok(())
 }

@@ -21,8 +21,8 @@ use anyhow::Context;
 use cid::Cid;
 use cid::multihash::Multihash;
 use fil_actor_miner_state::v18::{
-    CompactCommD, PreCommitSectorBatchParams2, ProveCommitSectors3Params, SectorActivationManifest,
-    SectorPreCommitInfo,
+    CompactCommD, DataActivationNotification, PieceActivationManifest, PreCommitSectorBatchParams2,
+    ProveCommitSectors3Params, SectorActivationManifest, SectorPreCommitInfo,
 };
 use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
@@ -31,7 +31,9 @@ use fvm_shared::sector::RegisteredSealProof;
 use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo};
 use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
-use nelumbo_miner_api::types::{HubEvent, SectorLogEntry, SectorState, SectorStatus};
+use nelumbo_miner_api::types::{
+    HubEvent, PieceDealInfo, SectorLogEntry, SectorOffset, SectorState, SectorStatus,
+};
 use nelumbo_proofs::{
     Commit1Output, PreCommit1Output, ProofMode, Prover, Replica, SealedCommitments,
 };
@@ -55,6 +57,8 @@ const INTERACTIVE_SEAL_CHALLENGE_SEED: i64 = 6;
 /// Miner actor methods the pipeline calls.
 const PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
 const PROVE_COMMIT_SECTORS3: u64 = 34;
+
+const MARKET_ACTOR: u64 = 5;
 
 /// Log lines kept per sector.
 const MAX_LOG: usize = 64;
@@ -84,6 +88,30 @@ pub struct SectorRecord {
     pub last_error: Option<String>,
     pub retries: u32,
     pub log: Vec<SectorLogEntry>,
+    /// Deal pieces, in offset order (none for committed capacity).
+    #[serde(default)]
+    pub pieces: Vec<DealPiece>,
+    /// While waiting for deals: start sealing at this time (Unix seconds) even if not full.
+    #[serde(default)]
+    pub wait_until: Option<u64>,
+    /// Set once the sector stops taking pieces.
+    #[serde(default)]
+    pub sealing_started: bool,
+}
+
+/// A deal's piece in a sector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealPiece {
+    pub deal_uuid: String,
+    pub deal_id: u64,
+    #[serde(with = "nelumbo_chain_api::json::cid_obj")]
+    pub piece_cid: Cid,
+    /// Padded size and offset.
+    pub size: u64,
+    pub offset: u64,
+    pub payload_size: u64,
+    pub start_epoch: ChainEpoch,
+    pub end_epoch: ChainEpoch,
 }
 
 impl SectorRecord {
@@ -107,9 +135,30 @@ impl SectorRecord {
             last_error: None,
             retries: 0,
             log: Vec::new(),
+            pieces: Vec::new(),
+            wait_until: None,
+            sealing_started: false,
         };
         record.note(message.to_string());
         record
+    }
+
+    /// Padded bytes used, with alignment padding.
+    fn end(&self) -> u64 {
+        self.pieces.last().map(|p| p.offset + p.size).unwrap_or(0)
+    }
+
+    /// The pieces as the proofs library and CommD see them.
+    fn sector_pieces(&self) -> anyhow::Result<Vec<nelumbo_commp::SectorPiece>> {
+        self.pieces
+            .iter()
+            .map(|p| {
+                Ok(nelumbo_commp::SectorPiece {
+                    commitment: nelumbo_commp::parse_piece_cid(&p.piece_cid)?.commitment,
+                    size: nelumbo_commp::PaddedPieceSize::new(p.size)?,
+                })
+            })
+            .collect()
     }
 
     fn note(&mut self, message: String) {
@@ -137,7 +186,16 @@ impl SectorRecord {
         SectorStatus {
             number: self.number,
             state: self.state,
-            pieces: Vec::new(),
+            pieces: self
+                .pieces
+                .iter()
+                .map(|p| nelumbo_miner_api::types::SectorPieceInfo {
+                    piece_cid: p.piece_cid,
+                    size: p.size,
+                    offset: p.offset,
+                    deal_id: Some(p.deal_id),
+                })
+                .collect(),
             ticket_epoch: self.ticket_epoch,
             comm_r: self.comm_r.as_ref().map(sealed_cid),
             comm_d: self
@@ -277,6 +335,125 @@ impl Sealing {
         Ok(record.number)
     }
 
+    /// `SectorAddPieceToAny`: puts an uploaded deal piece into a sector waiting for deals, or
+    /// a new one. Idempotent by deal UUID.
+    pub async fn add_piece(&self, info: PieceDealInfo) -> anyhow::Result<SectorOffset> {
+        let cx = &self.inner.cx;
+        let _guard = self.inner.pledge_lock.lock().await;
+        let records = cx.db.sectors()?;
+        for record in &records {
+            if let Some(p) = record.pieces.iter().find(|p| p.deal_uuid == info.deal_uuid) {
+                return Ok(SectorOffset {
+                    sector: record.number,
+                    offset: p.offset,
+                });
+            }
+        }
+        let key = nelumbo_commp::piece_cid_v1(
+            &nelumbo_commp::parse_piece_cid(&info.piece_cid)?.commitment,
+        );
+        let stored = cx.db.piece(&key.to_string())?.with_context(|| {
+            format!(
+                "piece {} has not been uploaded: PUT /pieces/{} first",
+                info.piece_cid, info.piece_cid
+            )
+        })?;
+        anyhow::ensure!(
+            stored.piece_size == info.piece_size,
+            "piece {} was uploaded as {} padded bytes, the deal says {}",
+            info.piece_cid,
+            stored.piece_size,
+            info.piece_size
+        );
+        let size = info.piece_size;
+        anyhow::ensure!(
+            size.is_power_of_two() && size >= 128 && size <= cx.sector_size.bytes(),
+            "a piece of {size} padded bytes does not fit a {} sector",
+            cx.sector_size
+        );
+        let piece = |offset: u64| DealPiece {
+            deal_uuid: info.deal_uuid.clone(),
+            deal_id: info.deal_id,
+            piece_cid: key,
+            size,
+            offset,
+            payload_size: stored.payload_size,
+            start_epoch: info.start_epoch,
+            end_epoch: info.end_epoch,
+        };
+        let open = records.into_iter().find(|r| {
+            r.state == SectorState::WaitDeals
+                && !r.sealing_started
+                && r.end().next_multiple_of(size) + size <= cx.sector_size.bytes()
+        });
+        let record = match open {
+            Some(mut record) => {
+                let offset = record.end().next_multiple_of(size);
+                record.pieces.push(piece(offset));
+                record.note(format!(
+                    "deal {} piece {} added at offset {offset}",
+                    info.deal_id, key
+                ));
+                cx.db.put_sector(&record)?;
+                record
+            }
+            None => {
+                let sealing = cx
+                    .db
+                    .sectors()?
+                    .iter()
+                    .filter(|r| r.state.is_sealing())
+                    .count();
+                anyhow::ensure!(
+                    sealing < cx.config.max_sealing_sectors,
+                    "{sealing} sectors are sealing already ([sealing] max_sealing_sectors = {}): try again later",
+                    cx.config.max_sealing_sectors
+                );
+                let root = cx.storage.reserve_new()?;
+                let wait_until = now_secs() + cx.config.wait_deals_secs;
+                let record = cx
+                    .db
+                    .allocate_sector(|n| {
+                        let mut record = SectorRecord::new(
+                            n,
+                            root.clone(),
+                            SectorState::WaitDeals,
+                            "opened for deals",
+                        );
+                        record.wait_until = Some(wait_until);
+                        record.pieces.push(piece(0));
+                        record.note(format!(
+                            "deal {} piece {} added at offset 0",
+                            info.deal_id, key
+                        ));
+                        record
+                    })
+                    .inspect_err(|_| cx.storage.release(&root))?;
+                cx.events.emit(HubEvent::SectorState {
+                    sector: record.number,
+                    from: SectorState::WaitDeals,
+                    to: SectorState::WaitDeals,
+                    message: "opened for deals".into(),
+                    at: now_secs(),
+                });
+                self.update_metrics(&cx.db.sectors()?);
+                self.spawn(record.number);
+                record
+            }
+        };
+        let offset = record
+            .pieces
+            .iter()
+            .find(|p| p.deal_uuid == info.deal_uuid)
+            .map(|p| p.offset)
+            .unwrap_or(0);
+        tracing::info!(sector = record.number, offset, deal = info.deal_id, piece = %key, "deal piece assigned");
+        Ok(SectorOffset {
+            sector: record.number,
+            offset,
+        })
+    }
+
     pub fn sector(&self, number: u64) -> anyhow::Result<Option<SectorRecord>> {
         self.inner.cx.db.sector(number)
     }
@@ -399,7 +576,8 @@ impl Sealing {
     /// set fields of `record` for the next steps (saved with the new state).
     async fn step(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
         match record.state {
-            SectorState::WaitDeals | SectorState::Packing => self.pack(record).await,
+            SectorState::WaitDeals => self.wait_deals(record).await,
+            SectorState::Packing => self.pack(record).await,
             SectorState::GetTicket => self.get_ticket(record).await,
             SectorState::PreCommit1 => self.pre_commit1(record).await,
             SectorState::PreCommit2 => self.pre_commit2(record).await,
@@ -443,18 +621,96 @@ impl Sealing {
         }
     }
 
-    /// Committed capacity: an empty unsealed file; pre-commit 1 fills the sector with zeros.
+    /// Waits until the sector is full or its wait is over, then stops it taking pieces.
+    async fn wait_deals(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+        let cx = &self.inner.cx;
+        loop {
+            {
+                let _guard = self.inner.pledge_lock.lock().await;
+                let mut fresh = cx
+                    .db
+                    .sector(record.number)?
+                    .context("the sector's record vanished")?;
+                let full = fresh.end() >= cx.sector_size.bytes();
+                let due = fresh.wait_until.is_none_or(|t| now_secs() >= t);
+                if full || due {
+                    fresh.sealing_started = true;
+                    cx.db.put_sector(&fresh)?;
+                    let why = if full {
+                        "full"
+                    } else {
+                        "the wait for deals is over"
+                    };
+                    let message = format!("{why}: sealing {} deal pieces", fresh.pieces.len());
+                    *record = fresh;
+                    return Ok((SectorState::Packing, message));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Writes the unsealed file: the deal pieces (fr32-padded, with alignment padding), or
+    /// nothing for committed capacity (pre-commit 1 fills the rest of the sector with zeros).
     async fn pack(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
-        let paths = self
-            .inner
-            .cx
-            .storage
-            .sector_paths(&record.storage, record.number);
-        std::fs::write(&paths.unsealed, [])
-            .with_context(|| format!("create {}", paths.unsealed.display()))?;
+        let cx = &self.inner.cx;
+        let paths = cx.storage.sector_paths(&record.storage, record.number);
+        if record.pieces.is_empty() {
+            std::fs::write(&paths.unsealed, [])
+                .with_context(|| format!("create {}", paths.unsealed.display()))?;
+            return Ok((
+                SectorState::GetTicket,
+                "packed: committed capacity (zeros)".into(),
+            ));
+        }
+        let mut sources = Vec::new();
+        for piece in &record.pieces {
+            let stored = cx
+                .db
+                .piece(&piece.piece_cid.to_string())?
+                .with_context(|| format!("piece {} is no longer stored", piece.piece_cid))?;
+            sources.push((stored.path, piece.payload_size, piece.size));
+        }
+        let size = cx.sector_size;
+        let expected = record.sector_pieces()?;
+        let count = sources.len();
+        cx.prover
+            .run(move |prover| {
+                let io = |e: std::io::Error| nelumbo_proofs::ProofError::Invalid(e.to_string());
+                let mut unsealed = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&paths.unsealed)
+                    .map_err(io)?;
+                let mut existing = Vec::new();
+                for ((path, payload, padded), want) in sources.into_iter().zip(&expected) {
+                    let file = std::fs::File::open(&path).map_err(io)?;
+                    let unpadded = nelumbo_commp::PaddedPieceSize::new(padded)
+                        .map_err(|e| nelumbo_proofs::ProofError::Invalid(e.to_string()))?
+                        .unpadded();
+                    let source = std::io::Read::chain(
+                        std::io::Read::take(file, payload),
+                        std::io::Read::take(std::io::repeat(0), unpadded.bytes() - payload),
+                    );
+                    let added =
+                        prover.add_piece(size, source, unpadded, &existing, &mut unsealed)?;
+                    if added.piece.commitment != want.commitment {
+                        return Err(nelumbo_proofs::ProofError::Invalid(format!(
+                            "{} does not hold the piece it was stored as",
+                            path.display()
+                        )));
+                    }
+                    existing.push(unpadded);
+                }
+                unsealed.sync_all().map_err(io)?;
+                Ok(())
+            })
+            .await?;
         Ok((
             SectorState::GetTicket,
-            "packed: committed capacity (zeros)".into(),
+            format!("packed {count} deal pieces"),
         ))
     }
 
@@ -484,10 +740,11 @@ impl Sealing {
         let _ = std::fs::remove_dir_all(&paths.cache);
         let _ = std::fs::remove_file(&paths.sealed);
         let replica = self.replica(record)?;
+        let pieces = record.sector_pieces()?;
         let started = Instant::now();
         let output = cx
             .prover
-            .run(move |p| p.pre_commit1(&replica, &paths, &[]))
+            .run(move |p| p.pre_commit1(&replica, &paths, &pieces))
             .await?;
         cx.metrics.observe_proof("pre_commit_1", started);
         record.pre_commit1 = Some(output);
@@ -516,6 +773,17 @@ impl Sealing {
             })
             .await?;
         cx.metrics.observe_proof("pre_commit_2", started);
+        let expected = if record.pieces.is_empty() {
+            nelumbo_commp::zero_piece_commitment(cx.sector_size.padded())
+        } else {
+            nelumbo_commp::commd(cx.sector_size, &record.sector_pieces()?)?
+        };
+        anyhow::ensure!(
+            sealed.comm_d == expected,
+            "the sealed sector's CommD {} is not the pieces' {}",
+            nelumbo_commp::piece_cid_v1(&sealed.comm_d),
+            nelumbo_commp::piece_cid_v1(&expected)
+        );
         tokio::task::spawn_blocking(move || sync_sector(&paths)).await??;
         self.stall(SectorState::PreCommit2).await;
         record.comm_r = Some(sealed.comm_r);
@@ -540,7 +808,16 @@ impl Sealing {
             ));
         }
         let head = cx.chain.head_height().await?;
-        let expiration = head + cx.config.sector_lifetime_epochs;
+        // The sector must outlive its deals.
+        let last_deal_end = record.pieces.iter().map(|p| p.end_epoch).max().unwrap_or(0);
+        let expiration = (head + cx.config.sector_lifetime_epochs).max(last_deal_end + 1);
+        let unsealed_cid = if record.pieces.is_empty() {
+            None
+        } else {
+            Some(nelumbo_commp::piece_cid_v1(&nelumbo_commp::Commitment(
+                record.comm_d.context("no CommD recorded")?,
+            )))
+        };
         let params = PreCommitSectorBatchParams2 {
             sectors: vec![SectorPreCommitInfo {
                 seal_proof: RegisteredSealProof::from(cx.sector_size.seal_proof_number()),
@@ -549,7 +826,7 @@ impl Sealing {
                 seal_rand_epoch: record.ticket_epoch.context("no ticket recorded")?,
                 deal_ids: Vec::new(),
                 expiration,
-                unsealed_cid: CompactCommD(None),
+                unsealed_cid: CompactCommD(unsealed_cid),
             }],
         };
         let message = self
@@ -647,10 +924,11 @@ impl Sealing {
         let sealed = self.sealed(record)?;
         let seed = Randomness(record.seed.context("no seed recorded")?);
         let paths = cx.storage.sector_paths(&record.storage, record.number);
+        let pieces = record.sector_pieces()?;
         let started = Instant::now();
         let output = cx
             .prover
-            .run(move |p| p.commit1(&replica, &paths, seed, &sealed, &[]))
+            .run(move |p| p.commit1(&replica, &paths, seed, &sealed, &pieces))
             .await?;
         cx.metrics.observe_proof("commit_1", started);
         Ok(output)
@@ -708,7 +986,22 @@ impl Sealing {
         let params = ProveCommitSectors3Params {
             sector_activations: vec![SectorActivationManifest {
                 sector_number: record.number,
-                pieces: Vec::new(),
+                pieces: record
+                    .pieces
+                    .iter()
+                    .map(|p| PieceActivationManifest {
+                        cid: p.piece_cid,
+                        size: fvm_shared::piece::PaddedPieceSize(p.size),
+                        verified_allocation_key: None,
+                        // The market actor activates the deal when notified with its ID.
+                        notify: vec![DataActivationNotification {
+                            address: Address::new_id(MARKET_ACTOR),
+                            payload: RawBytes::new(
+                                fvm_ipld_encoding::to_vec(&p.deal_id).unwrap_or_default(),
+                            ),
+                        }],
+                    })
+                    .collect(),
             }],
             sector_proofs: vec![RawBytes::new(proof)],
             aggregate_proof: RawBytes::default(),
@@ -745,9 +1038,24 @@ impl Sealing {
             })
             .await?;
         record.proof = None;
+        for piece in &record.pieces {
+            self.inner.cx.events.emit(HubEvent::DealActivated {
+                sector: record.number,
+                deal_id: piece.deal_id,
+                deal_uuid: piece.deal_uuid.clone(),
+            });
+        }
         Ok((
             SectorState::FinalizeSector,
-            format!("prove-committed at epoch {}", lookup.height),
+            format!(
+                "prove-committed at epoch {}{}",
+                lookup.height,
+                if record.pieces.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} deals active", record.pieces.len())
+                }
+            ),
         ))
     }
 
@@ -764,10 +1072,36 @@ impl Sealing {
         cx.storage
             .check_sealed(&record.storage, record.number)
             .map_err(anyhow::Error::msg)?;
+        let unsealed = cx
+            .storage
+            .sector_paths(&record.storage, record.number)
+            .unsealed;
+        if record.pieces.is_empty() || !cx.config.keep_unsealed {
+            let _ = std::fs::remove_file(&unsealed);
+        }
+        self.drop_staged_pieces(record)?;
         Ok((
             SectorState::Proving,
             "cache finalised; the sector is proving".into(),
         ))
+    }
+
+    /// Deletes the uploaded copies of this sector's pieces that no other unsealed sector still
+    /// needs: the sector's unsealed copy (or unsealing) serves them from now on.
+    fn drop_staged_pieces(&self, record: &SectorRecord) -> anyhow::Result<()> {
+        let cx = &self.inner.cx;
+        let others = cx.db.sectors()?;
+        for piece in &record.pieces {
+            let needed = others.iter().any(|r| {
+                r.number != record.number
+                    && matches!(r.state, SectorState::WaitDeals | SectorState::Packing)
+                    && r.pieces.iter().any(|p| p.piece_cid == piece.piece_cid)
+            });
+            if !needed && let Some(stored) = cx.db.piece(&piece.piece_cid.to_string())? {
+                let _ = std::fs::remove_file(&stored.path);
+            }
+        }
+        Ok(())
     }
 
     /// Prepares a message from the worker to the miner actor, records it with `keep` (in the
@@ -855,6 +1189,13 @@ impl Sealing {
             None => anyhow::bail!("gave up waiting for {cid}"),
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn cid_of(message: &SignedMessage) -> String {
