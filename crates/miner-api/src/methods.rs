@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use nelumbo_chain_api::{Addr, Base64, CidJson};
+use nelumbo_chain_api::types::{MarketBalance, MarketDeal, TipSet};
+use nelumbo_chain_api::{Addr, Base64, Big, CidJson};
 use nelumbo_rpc::{RpcChannel, rpc_method};
 
 use crate::types::{
@@ -62,3 +63,22 @@ rpc_method!(PieceLocate, "Nelumbo.PieceLocate", Read,
 rpc_method!(SectorsUnsealPiece, "Nelumbo.SectorsUnsealPiece", Write,
     "Unseals a sector's copy of a piece (a queued job with a concurrency limit) and returns once GET /pieces/{cid} can serve it.",
     ["sector", "pieceCid"] (u64, CidJson) -> ());
+
+// The chain view spokes get (invariant 1: spokes never talk to the chain). Allow-listed reads
+// at the hub's head, answered from the hub's chain node.
+rpc_method!(ChainHead, "Nelumbo.ChainHead", Read, "The chain's head tipset, as the hub sees it.",
+    [] () -> TipSet);
+rpc_method!(StateMarketBalance, "Nelumbo.StateMarketBalance", Read,
+    "An address's market escrow and locked funds at the head.",
+    ["address"] (Addr) -> MarketBalance);
+rpc_method!(StateMarketStorageDeal, "Nelumbo.StateMarketStorageDeal", Read,
+    "A published deal's proposal and state at the head.",
+    ["dealId"] (u64) -> MarketDeal);
+rpc_method!(StateVerifiedClientStatus, "Nelumbo.StateVerifiedClientStatus", Read,
+    "A verified client's remaining DataCap at the head, or null.",
+    ["address"] (Addr) -> Option<Big>);
+rpc_method!(StateAccountKey, "Nelumbo.StateAccountKey", Read,
+    "The public-key address of an account (to check a client's signature).",
+    ["address"] (Addr) -> Addr);
+rpc_method!(StateLookupID, "Nelumbo.StateLookupID", Read, "The ID address of an address.",
+    ["address"] (Addr) -> Addr);

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::methods::{
-    StateMinerDeadlines, StateMinerInfo, StateMinerPartitions, StateMinerProvingDeadline,
+    self as chain, StateMinerDeadlines, StateMinerInfo, StateMinerPartitions,
+    StateMinerProvingDeadline,
 };
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_miner_api::methods::*;
@@ -179,6 +180,49 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
         .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
         .register::<SectorAddPieceToAny, _, _>(|s, (piece,)| async move {
             s.sealing.add_piece(piece).await.map_err(internal)
+        })
+        // The spokes' chain view: allow-listed reads, passed through to the chain at the head.
+        .register::<ChainHead, _, _>(|s, ()| async move {
+            s.chain
+                .rpc
+                .call::<chain::ChainHead>(())
+                .await
+                .map_err(chain_error)
+        })
+        .register::<StateMarketBalance, _, _>(|s, (address,)| async move {
+            s.chain
+                .rpc
+                .call::<chain::StateMarketBalance>((address, TipSetKey::head()))
+                .await
+                .map_err(chain_error)
+        })
+        .register::<StateMarketStorageDeal, _, _>(|s, (deal,)| async move {
+            s.chain
+                .rpc
+                .call::<chain::StateMarketStorageDeal>((deal, TipSetKey::head()))
+                .await
+                .map_err(chain_error)
+        })
+        .register::<StateVerifiedClientStatus, _, _>(|s, (address,)| async move {
+            s.chain
+                .rpc
+                .call::<chain::StateVerifiedClientStatus>((address, TipSetKey::head()))
+                .await
+                .map_err(chain_error)
+        })
+        .register::<StateAccountKey, _, _>(|s, (address,)| async move {
+            s.chain
+                .rpc
+                .call::<chain::StateAccountKey>((address, TipSetKey::head()))
+                .await
+                .map_err(chain_error)
+        })
+        .register::<StateLookupID, _, _>(|s, (address,)| async move {
+            s.chain
+                .rpc
+                .call::<chain::StateLookupID>((address, TipSetKey::head()))
+                .await
+                .map_err(chain_error)
         })
         .register::<PieceLocate, _, _>(
             |s, (cid,)| async move { s.reads.locate(&cid).map_err(internal) },

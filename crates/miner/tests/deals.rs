@@ -8,11 +8,14 @@ use fil_actor_market_state::v18::{ClientDealProposal, DealProposal, Label};
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::piece::PaddedPieceSize;
+use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::Base64;
-use nelumbo_chain_api::methods::StateMarketStorageDeal;
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_keys::{KeyInfo, KeyKind};
-use nelumbo_miner_api::methods::MarketPublishDeals;
+use nelumbo_miner_api::methods::{
+    ChainHead, MarketPublishDeals, StateAccountKey, StateLookupID, StateMarketBalance,
+    StateMarketStorageDeal, StateVerifiedClientStatus,
+};
 use nelumbo_rpc::{ApiInfo, RpcClient};
 use nelumbo_testkit::chain::{Devnet, cbor};
 use nelumbo_testkit::hub::{TestHub, text};
@@ -133,7 +136,10 @@ async fn deals_are_checked_batched_and_published_once() {
     for published in [&first, &second] {
         let onchain = devnet
             .client
-            .call::<StateMarketStorageDeal>((published.deal_id, TipSetKey::head()))
+            .call::<nelumbo_chain_api::methods::StateMarketStorageDeal>((
+                published.deal_id,
+                TipSetKey::head(),
+            ))
             .await
             .expect("deal on chain");
         assert_eq!(onchain.proposal.provider, hub.actor);
@@ -153,5 +159,50 @@ async fn deals_are_checked_batched_and_published_once() {
         hub.log().contains("adding provider collateral"),
         "{}",
         hub.log()
+    );
+
+    // The chain view a spoke gets through the hub: allow-listed reads, nothing else.
+    let head = spoke.call::<ChainHead>(()).await.expect("head");
+    assert!(head.height >= first.epoch);
+    let balance = spoke
+        .call::<StateMarketBalance>((Addr(client_addr),))
+        .await
+        .expect("market balance");
+    assert!(
+        balance.locked.is_positive(),
+        "the deals lock the client's escrow: {balance:?}"
+    );
+    let onchain = spoke
+        .call::<StateMarketStorageDeal>((first.deal_id,))
+        .await
+        .expect("deal state");
+    let client_id = spoke
+        .call::<StateLookupID>((Addr(client_addr),))
+        .await
+        .expect("client ID");
+    assert_eq!(onchain.proposal.client, client_id.0);
+    let key = spoke
+        .call::<StateAccountKey>((Addr(client_addr),))
+        .await
+        .expect("key");
+    assert_eq!(key.0, client_addr);
+    let datacap = spoke
+        .call::<StateVerifiedClientStatus>((Addr(client_addr),))
+        .await
+        .expect("datacap");
+    assert_eq!(datacap, None);
+    let raw: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/rpc/v1", hub.url))
+        .bearer_auth(hub.client_token())
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.MpoolPush", "params": []}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        raw["error"]["code"], -32601,
+        "the hub exposed a chain write: {raw}"
     );
 }

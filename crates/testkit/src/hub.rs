@@ -195,6 +195,14 @@ impl TestHub {
             .expect("run nelumbo-miner")
     }
 
+    /// The admin token the running hub wrote.
+    pub fn client_token(&self) -> String {
+        std::fs::read_to_string(self.repo.join("token"))
+            .expect("token")
+            .trim()
+            .to_string()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
