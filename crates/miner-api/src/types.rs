@@ -357,6 +357,7 @@ pub struct PieceDealInfo {
     pub piece_cid: Cid,
     /// Padded bytes.
     pub piece_size: u64,
+    /// For the spoke's records; the hub reads the deal's epochs from the chain.
     pub start_epoch: ChainEpoch,
     pub end_epoch: ChainEpoch,
 }

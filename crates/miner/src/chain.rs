@@ -37,7 +37,29 @@ pub enum Landed {
     Executed(Box<MsgLookup>),
     /// Another message from the same sender took its nonce: it can never execute.
     NonceTaken,
+    /// The chain refused it outright (it never entered the pool; its nonce is free).
+    Refused(String),
 }
+
+/// The chain refused a message outright: it did not enter the pool and its nonce is unused,
+/// so the sender may make a new one. Any other push error leaves that open.
+#[derive(Debug, thiserror::Error)]
+#[error("the chain refused the message: {0}")]
+pub struct Refused(pub String);
+
+/// Whether `error` (from `send` or `push`) is a refusal of the message itself.
+pub fn is_refusal(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Refused>().is_some()
+}
+
+/// Pool answers that mean the nonce is already taken by a pooled or executed message: this
+/// one (harmless) or another (the caller finds out while waiting). Nelumbo's devnet and Lotus
+/// word it differently.
+const NONCE_TAKEN: [&str; 3] = [
+    "already used or waiting",
+    "already in mpool",
+    "nonce too low",
+];
 
 /// How often a waiting caller looks at the chain.
 const POLL: Duration = Duration::from_millis(250);
@@ -59,12 +81,11 @@ impl ChainClient {
         to: Address,
         method: u64,
         params: Vec<u8>,
+        value: TokenAmount,
         record: impl FnOnce(&SignedMessage) -> anyhow::Result<()>,
     ) -> anyhow::Result<SignedMessage> {
         let _guard = self.send_lock.lock().await;
-        let signed = self
-            .prepare(from, to, method, params, TokenAmount::from_atto(0))
-            .await?;
+        let signed = self.prepare(from, to, method, params, value).await?;
         record(&signed)?;
         self.push(&signed).await?;
         Ok(signed)
@@ -106,8 +127,14 @@ impl ChainClient {
             }
             if pushed_at.is_none_or(|at| head.height > at + 5) {
                 // Not executed five epochs after a push: make sure the pool has it.
-                if let Err(e) = self.push(signed).await {
-                    tracing::warn!(%cid, error = %format!("{e:#}"), "pushing the message again failed");
+                match self.push(signed).await {
+                    Ok(_) => {}
+                    Err(e) => match e.downcast::<Refused>() {
+                        Ok(Refused(reason)) => return Ok(Some(Landed::Refused(reason))),
+                        Err(e) => {
+                            tracing::warn!(%cid, error = %format!("{e:#}"), "pushing the message again failed")
+                        }
+                    },
                 }
                 pushed_at = Some(head.height);
             }
@@ -199,12 +226,13 @@ impl ChainClient {
         match self.rpc.call::<MpoolPush>((signed.clone(),)).await {
             Ok(pushed) => Ok(pushed.0),
             Err(ClientError::Rpc { error, .. })
-                if error.message.contains("already used or waiting") =>
+                if NONCE_TAKEN.iter().any(|m| error.message.contains(m)) =>
             {
                 // Our nonce is taken: by this very message (fine) or by another one, which
                 // the caller finds out when it waits for this CID.
                 Ok(cid)
             }
+            Err(ClientError::Rpc { error, .. }) => Err(Refused(error.message).into()),
             Err(e) => Err(e.into()),
         }
     }

@@ -8,7 +8,8 @@
 //! in flight, or (after a failure) checks and queues the deal again; after a restart, batches
 //! that were sent are followed to their end. Nothing is published twice by the hub.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{ChainClient, Landed};
+use crate::chain::{ChainClient, Landed, is_refusal};
 use crate::db::Db;
 
 const MARKET_ACTOR: u64 = 5;
@@ -96,6 +97,8 @@ struct Request {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     queue: mpsc::Sender<Request>,
+    /// Proposals a call is publishing now: a second call for one waits for the first.
+    inflight: Arc<Mutex<HashSet<Cid>>>,
     db: Arc<Db>,
     chain: ChainClient,
     actor: Address,
@@ -130,6 +133,7 @@ impl Publisher {
         tokio::spawn(batcher.run(requests, cancel));
         Self {
             queue,
+            inflight: Arc::default(),
             db,
             chain,
             actor,
@@ -147,20 +151,30 @@ impl Publisher {
         let proposal_cid = cbor_cid(&proposal_bytes);
         loop {
             let record = self.db.deal(&proposal_cid).map_err(|e| format!("{e:#}"))?;
-            match record.as_ref().map(|r| &r.state) {
-                Some(PublishState::Published { .. }) => {
-                    return record
-                        .and_then(|r| r.published())
-                        .ok_or_else(|| "inconsistent deal record".to_string());
-                }
-                // Another call (or the previous run) has it in flight: wait for the outcome.
-                Some(PublishState::Sent { .. } | PublishState::Queued) => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
-                }
-                Some(PublishState::Failed { .. }) | None => break,
+            if let Some(published) = record.as_ref().and_then(|r| r.published()) {
+                return Ok(published);
             }
+            let sent = matches!(
+                record.as_ref().map(|r| &r.state),
+                Some(PublishState::Sent { .. })
+            );
+            {
+                let mut inflight = self
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // A batch in flight (this run's or one resumed after a restart) or another
+                // call for the same proposal: wait for its outcome. Otherwise this call takes it.
+                if !sent && inflight.insert(proposal_cid) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        let _claim = Claim {
+            inflight: self.inflight.clone(),
+            cid: proposal_cid,
+        };
         self.check(&deal, &proposal_bytes).await?;
         self.db
             .put_deal(&DealRecord {
@@ -258,6 +272,21 @@ impl Publisher {
     }
 }
 
+/// Releases a proposal claimed by a call, however the call ends.
+struct Claim {
+    inflight: Arc<Mutex<HashSet<Cid>>>,
+    cid: Cid,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.cid);
+    }
+}
+
 /// The task that sends batches.
 struct Batcher {
     db: Arc<Db>,
@@ -324,10 +353,11 @@ impl Batcher {
             );
             let outcome = self.follow(&message, deals.len()).await;
             for (index, cid) in deals {
-                let result = outcome
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|ids| ids[index as usize].clone());
+                let result = outcome.as_ref().map_err(Clone::clone).and_then(|ids| {
+                    ids.get(index as usize)
+                        .cloned()
+                        .unwrap_or_else(|| Err("the batch has no deal at this index".into()))
+                });
                 let _ = self.settle(cid, Some(&message), result);
             }
         }
@@ -358,6 +388,7 @@ impl Batcher {
                 Address::new_id(MARKET_ACTOR),
                 PUBLISH_STORAGE_DEALS,
                 params,
+                TokenAmount::from_atto(0),
                 |signed| {
                     for (index, request) in batch.iter().enumerate() {
                         let mut record = db
@@ -375,13 +406,38 @@ impl Batcher {
             .await;
         let message = match sent {
             Ok(message) => message,
-            Err(e) => {
+            Err(e) if is_refusal(&e) => {
                 // Refused outright (every deal invalid, say): the chain took nothing.
-                let reason = format!("the chain refused PublishStorageDeals: {e:#}");
+                let reason = format!("{e:#}");
                 for request in batch {
                     let _ = self.settle(request.proposal_cid, None, Err(reason.clone()));
                 }
                 return fail_all(reason);
+            }
+            Err(e) => {
+                // The batch may have been recorded and may be in the pool: follow it if so.
+                let recorded = self
+                    .db
+                    .deal(&batch[0].proposal_cid)
+                    .ok()
+                    .flatten()
+                    .and_then(|r| match r.state {
+                        PublishState::Sent { message, .. } => Some(*message),
+                        _ => None,
+                    });
+                match recorded {
+                    Some(message) => {
+                        tracing::warn!(error = %format!("{e:#}"), "PublishStorageDeals push failed; following the recorded batch");
+                        message
+                    }
+                    None => {
+                        let reason = format!("PublishStorageDeals could not be made: {e:#}");
+                        for request in batch {
+                            let _ = self.settle(request.proposal_cid, None, Err(reason.clone()));
+                        }
+                        return fail_all(reason);
+                    }
+                }
             }
         };
         tracing::info!(deals = batch.len(), message = %message.cid().map(|c| c.to_string()).unwrap_or_default(), "PublishStorageDeals sent");
@@ -390,10 +446,11 @@ impl Batcher {
             .iter()
             .enumerate()
             .map(|(index, request)| {
-                let result = outcome
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|ids| ids[index].clone());
+                let result = outcome.as_ref().map_err(Clone::clone).and_then(|ids| {
+                    ids.get(index)
+                        .cloned()
+                        .unwrap_or_else(|| Err("the batch has no deal at this index".into()))
+                });
                 self.settle(request.proposal_cid, Some(&message), result)
             })
             .collect()
@@ -419,19 +476,20 @@ impl Batcher {
         }
         let shortfall = needed - available;
         tracing::info!(amount = %nelumbo_chain_api::fil::format_fil(&shortfall), "adding provider collateral to the market escrow");
-        let key = self.worker;
         let params = fvm_ipld_encoding::to_vec(&self.actor)?;
+        // Not recorded: if the hub stops before it lands, the next batch tops up again and
+        // the provider's escrow holds a little more (withdrawable) collateral.
         let signed = self
             .chain
-            .prepare(
-                key,
+            .send(
+                self.worker,
                 Address::new_id(MARKET_ACTOR),
                 ADD_BALANCE,
                 params,
                 shortfall,
+                |_| Ok(()),
             )
             .await?;
-        self.chain.push(&signed).await?;
         match self.chain.wait_landed(&signed, None).await? {
             Some(Landed::Executed(lookup)) if lookup.receipt.exit_code == 0 => Ok(()),
             other => anyhow::bail!("adding provider collateral failed: {other:?}"),
@@ -455,6 +513,9 @@ impl Batcher {
                 return Err(
                     "another message from the worker took the batch's nonce; call again".into(),
                 );
+            }
+            Some(Landed::Refused(reason)) => {
+                return Err(format!("the chain refused PublishStorageDeals: {reason}"));
             }
             None => return Err("gave up waiting for PublishStorageDeals".into()),
         };

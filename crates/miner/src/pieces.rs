@@ -125,7 +125,11 @@ async fn upload(
     };
     let key = nelumbo_commp::piece_cid_v1(&info.commitment).to_string();
     match store.db.piece(&key) {
-        Ok(Some(piece)) => return (StatusCode::OK, piece.answer()).into_response(),
+        // Kept and still on disk (sealed pieces' uploaded copies are deleted at finalize).
+        Ok(Some(piece)) if piece.path.is_file() => {
+            return (StatusCode::OK, piece.answer()).into_response();
+        }
+        Ok(Some(_)) => {}
         Ok(None) => {}
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
@@ -152,15 +156,25 @@ async fn upload(
         Ok(permit) => permit,
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the hub is stopping"),
     };
-    let temp = store.dir.join(format!(".upload-{}", rand_suffix()));
-    let result = receive(&store, &temp, body, &info, declared, &cid, &key).await;
+    let temp = TempFile(store.dir.join(format!(".upload-{}", rand_suffix())));
+    // Dropped with the request (a client that disconnects included): the file goes with it
+    // unless it became the piece.
+    let result = receive(&store, &temp.0, body, &info, declared, &cid, &key).await;
     match result {
         Ok(piece) => (StatusCode::CREATED, piece.answer()).into_response(),
         Err((status, message)) => {
-            let _ = std::fs::remove_file(&temp);
             tracing::warn!(piece = %cid, %message, "piece upload refused");
             refuse(status, message)
         }
+    }
+}
+
+/// A temporary file removed when dropped (after a rename it no longer exists: nothing happens).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

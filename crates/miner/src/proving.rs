@@ -251,6 +251,7 @@ impl Proving {
             .chain
             .randomness(false, POST_CHAIN_COMMIT, dl.challenge, Vec::new())
             .await?;
+        let mut failed = 0;
         for (partition, sectors, skipped) in jobs {
             let started = Instant::now();
             let proof = self.generate(seed, sectors.clone()).await?;
@@ -258,7 +259,8 @@ impl Proving {
             // The message executes in the tipset after the head it joins.
             loop {
                 let head = cx.chain.rpc.call::<ChainHead>(()).await?.height;
-                if head >= dl.close {
+                // A message joins the tipset after the head: at `close` it is too late.
+                if head + 1 >= dl.close {
                     cx.metrics.window_posts_missed.inc();
                     anyhow::bail!(
                         "deadline {} closed at epoch {} before its WindowPoSt was ready",
@@ -313,6 +315,7 @@ impl Proving {
                     });
                 }
                 Err(e) => {
+                    failed += 1;
                     self.count(|c| c.failed += 1);
                     cx.metrics.window_posts.with_label_values(&["failed"]).inc();
                     tracing::error!(deadline = dl.index, partition, error = %format!("{e:#}"), "WindowPoSt failed");
@@ -325,6 +328,13 @@ impl Proving {
                 }
             }
         }
+        // Partitions that failed are tried again while the window is open (those that landed
+        // are skipped then: the chain lists them as posted).
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} WindowPoSt(s) of deadline {} failed; retrying while its window is open",
+            dl.index
+        );
         Ok(())
     }
 
@@ -377,6 +387,7 @@ impl Proving {
                 cx.actor,
                 method,
                 fvm_ipld_encoding::to_vec(params)?,
+                fvm_shared::econ::TokenAmount::from_atto(0),
                 |_| Ok(()),
             )
             .await?;
@@ -389,6 +400,7 @@ impl Proving {
             Some(Landed::NonceTaken) => {
                 anyhow::bail!("another message from the worker took its nonce")
             }
+            Some(Landed::Refused(reason)) => anyhow::bail!("the chain refused it: {reason}"),
             None => anyhow::bail!("it did not land by epoch {until}"),
         }
     }

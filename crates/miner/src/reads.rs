@@ -100,10 +100,11 @@ impl PieceReads {
     fn staged(&self, cid: &Cid) -> anyhow::Result<Option<(PathBuf, u64, u64)>> {
         let commitment = nelumbo_commp::parse_piece_cid(cid)?.commitment;
         let key = nelumbo_commp::piece_cid_v1(&commitment).to_string();
+        // A copy shorter than the payload is not the piece (a write cut short): not served.
         Ok(self
             .db
             .piece(&key)?
-            .filter(|p| p.path.is_file())
+            .filter(|p| std::fs::metadata(&p.path).is_ok_and(|m| m.len() >= p.payload_size))
             .map(|p| (p.path, p.piece_size, p.payload_size)))
     }
 
@@ -195,7 +196,11 @@ impl PieceReads {
             .piece(&piece.piece_cid.to_string())?
             .context("the piece has no record")?;
         let target = stored.path.clone();
-        let temp = target.with_extension("unsealing");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let temp = target.with_extension(format!("unsealing-{nanos}"));
         let offset = piece.offset / 128 * 127;
         let len = unpadded(piece.size)?;
         tracing::info!(sector, piece = %cid, "unsealing");
@@ -203,11 +208,21 @@ impl PieceReads {
         self.prover
             .run(move |p| {
                 let io = |e: std::io::Error| nelumbo_proofs::ProofError::Invalid(e.to_string());
-                let out = std::fs::File::create(&temp).map_err(io)?;
-                p.unseal_range(&replica, &paths, &comm_d, offset, len, &out)?;
-                out.sync_all().map_err(io)?;
-                std::fs::rename(&temp, &target).map_err(io)?;
-                Ok(())
+                let result = (|| {
+                    let out = std::fs::File::create(&temp).map_err(io)?;
+                    let written = p.unseal_range(&replica, &paths, &comm_d, offset, len, &out)?;
+                    if written != len {
+                        return Err(nelumbo_proofs::ProofError::Invalid(format!(
+                            "unsealing wrote {written} bytes, expected {len}"
+                        )));
+                    }
+                    out.sync_all().map_err(io)?;
+                    std::fs::rename(&temp, &target).map_err(io)
+                })();
+                if result.is_err() {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                result
             })
             .await?;
         tracing::info!(sector, piece = %cid, took = ?started.elapsed(), "unsealed");

@@ -29,7 +29,9 @@ use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use fvm_shared::sector::RegisteredSealProof;
 use nelumbo_chain_api::Addr;
-use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo};
+use nelumbo_chain_api::methods::{
+    StateGetNetworkParams, StateLookupID, StateMarketStorageDeal, StateSectorPreCommitInfo,
+};
 use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
 use nelumbo_miner_api::types::{
     HubEvent, PieceDealInfo, SectorLogEntry, SectorOffset, SectorState, SectorStatus,
@@ -37,13 +39,12 @@ use nelumbo_miner_api::types::{
 use nelumbo_proofs::{
     Commit1Output, PreCommit1Output, ProofMode, Prover, Replica, SealedCommitments,
 };
-use nelumbo_rpc::ClientError;
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{ChainClient, Landed};
+use crate::chain::{ChainClient, Landed, is_refusal};
 use crate::config::SealingConfig;
 use crate::db::Db;
 use crate::events::Events;
@@ -341,23 +342,77 @@ impl Sealing {
         let cx = &self.inner.cx;
         let _guard = self.inner.pledge_lock.lock().await;
         let records = cx.db.sectors()?;
-        for record in &records {
+        for record in records.iter().filter(|r| r.state != SectorState::Failed) {
             if let Some(p) = record.pieces.iter().find(|p| p.deal_uuid == info.deal_uuid) {
                 return Ok(SectorOffset {
                     sector: record.number,
                     offset: p.offset,
                 });
             }
+            anyhow::ensure!(
+                !record.pieces.iter().any(|p| p.deal_id == info.deal_id),
+                "deal {} is already in sector {} under another deal UUID",
+                info.deal_id,
+                record.number
+            );
         }
+        // Invariant 4: the deal as the chain has it, not as the spoke says.
+        let deal = cx
+            .chain
+            .rpc
+            .call::<StateMarketStorageDeal>((info.deal_id, TipSetKey::head()))
+            .await
+            .with_context(|| format!("deal {} is not on chain", info.deal_id))?;
+        let provider = cx
+            .chain
+            .rpc
+            .call::<StateLookupID>((Addr(deal.proposal.provider), TipSetKey::head()))
+            .await?;
+        anyhow::ensure!(
+            provider.0 == cx.actor,
+            "deal {} is with provider {}, not this hub's miner {}",
+            info.deal_id,
+            deal.proposal.provider,
+            cx.actor
+        );
+        anyhow::ensure!(
+            nelumbo_commp::parse_piece_cid(&deal.proposal.piece_cid)?.commitment
+                == nelumbo_commp::parse_piece_cid(&info.piece_cid)?.commitment
+                && deal.proposal.piece_size == info.piece_size,
+            "deal {} is for piece {} of {} bytes, not {} of {}",
+            info.deal_id,
+            deal.proposal.piece_cid,
+            deal.proposal.piece_size,
+            info.piece_cid,
+            info.piece_size
+        );
+        anyhow::ensure!(
+            deal.state.sector_start_epoch < 0,
+            "deal {} is already active (since epoch {})",
+            info.deal_id,
+            deal.state.sector_start_epoch
+        );
+        let head = cx.chain.head_height().await?;
+        anyhow::ensure!(
+            deal.proposal.start_epoch > head,
+            "deal {} started at epoch {} and can no longer be activated (the chain is at {head})",
+            info.deal_id,
+            deal.proposal.start_epoch
+        );
+        let (start_epoch, end_epoch) = (deal.proposal.start_epoch, deal.proposal.end_epoch);
         let key = nelumbo_commp::piece_cid_v1(
             &nelumbo_commp::parse_piece_cid(&info.piece_cid)?.commitment,
         );
-        let stored = cx.db.piece(&key.to_string())?.with_context(|| {
-            format!(
-                "piece {} has not been uploaded: PUT /pieces/{} first",
-                info.piece_cid, info.piece_cid
-            )
-        })?;
+        let stored = cx
+            .db
+            .piece(&key.to_string())?
+            .filter(|p| p.path.is_file())
+            .with_context(|| {
+                format!(
+                    "piece {} has not been uploaded: PUT /pieces/{} first",
+                    info.piece_cid, info.piece_cid
+                )
+            })?;
         anyhow::ensure!(
             stored.piece_size == info.piece_size,
             "piece {} was uploaded as {} padded bytes, the deal says {}",
@@ -378,8 +433,8 @@ impl Sealing {
             size,
             offset,
             payload_size: stored.payload_size,
-            start_epoch: info.start_epoch,
-            end_epoch: info.end_epoch,
+            start_epoch,
+            end_epoch,
         };
         let open = records.into_iter().find(|r| {
             r.state == SectorState::WaitDeals
@@ -520,6 +575,12 @@ impl Sealing {
                 }
                 Err(e) => {
                     let reason = format!("{e:#}");
+                    if from == SectorState::WaitDeals {
+                        // Pieces may have been added since this record was read.
+                        if let Ok(Some(fresh)) = cx.db.sector(number) {
+                            record = fresh;
+                        }
+                    }
                     record.retries += 1;
                     record.last_error = Some(reason.clone());
                     cx.events.emit(HubEvent::SectorError {
@@ -800,11 +861,13 @@ impl Sealing {
     async fn pre_commit(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
         let cx = &self.inner.cx;
         if let Some(message) = record.pre_commit_message.clone() {
-            self.push_recorded(&message, record, |r| r.pre_commit_message = None)
-                .await?;
+            // Made before a restart: the wait pushes it again if the chain lacks it.
             return Ok((
                 SectorState::PreCommitWait,
-                format!("recorded pre-commit message {} pushed", cid_of(&message)),
+                format!(
+                    "resuming with the recorded pre-commit message {}",
+                    cid_of(&message)
+                ),
             ));
         }
         let head = cx.chain.head_height().await?;
@@ -970,11 +1033,12 @@ impl Sealing {
 
     async fn commit(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
         if let Some(message) = record.commit_message.clone() {
-            self.push_recorded(&message, record, |r| r.commit_message = None)
-                .await?;
             return Ok((
                 SectorState::CommitWait,
-                format!("recorded prove-commit message {} pushed", cid_of(&message)),
+                format!(
+                    "resuming with the recorded prove-commit message {}",
+                    cid_of(&message)
+                ),
             ));
         }
         let Some(proof) = record.proof.clone() else {
@@ -1079,7 +1143,7 @@ impl Sealing {
         if record.pieces.is_empty() || !cx.config.keep_unsealed {
             let _ = std::fs::remove_file(&unsealed);
         }
-        self.drop_staged_pieces(record)?;
+        self.drop_staged_pieces(record).await?;
         Ok((
             SectorState::Proving,
             "cache finalised; the sector is proving".into(),
@@ -1088,8 +1152,10 @@ impl Sealing {
 
     /// Deletes the uploaded copies of this sector's pieces that no other unsealed sector still
     /// needs: the sector's unsealed copy (or unsealing) serves them from now on.
-    fn drop_staged_pieces(&self, record: &SectorRecord) -> anyhow::Result<()> {
+    async fn drop_staged_pieces(&self, record: &SectorRecord) -> anyhow::Result<()> {
         let cx = &self.inner.cx;
+        // Under the lock that places pieces, so none is placed on a copy being deleted.
+        let _guard = self.inner.pledge_lock.lock().await;
         let others = cx.db.sectors()?;
         for piece in &record.pieces {
             let needed = others.iter().any(|r| {
@@ -1118,7 +1184,7 @@ impl Sealing {
         let db = cx.db.clone();
         let result = cx
             .chain
-            .send(cx.worker, cx.actor, method, params, |signed| {
+            .send(cx.worker, cx.actor, method, params, zero(), |signed| {
                 keep(record, signed.clone());
                 record.note(format!("message {} recorded", cid_of(signed)));
                 db.put_sector(record)
@@ -1126,28 +1192,10 @@ impl Sealing {
             .await;
         match result {
             Ok(message) => Ok(message),
-            Err(e) if is_rejection(&e) => {
+            Err(e) if is_refusal(&e) => {
                 // The chain refused it outright: it never took the nonce. Forget it.
                 self.forget_message(record, method)?;
-                Err(e.context("the chain refused the message"))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Pushes a message recorded before a restart again (harmless if the chain has it).
-    async fn push_recorded(
-        &self,
-        message: &SignedMessage,
-        record: &mut SectorRecord,
-        forget: impl FnOnce(&mut SectorRecord),
-    ) -> anyhow::Result<()> {
-        match self.inner.cx.chain.push(message).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_rejection(&e) => {
-                forget(record);
-                self.inner.cx.db.put_sector(record)?;
-                Err(e.context("the chain refused the recorded message; a new one will be made"))
+                Err(e)
             }
             Err(e) => Err(e),
         }
@@ -1186,9 +1234,17 @@ impl Sealing {
                     "another message from the worker took the nonce of {cid}; a new one will be made"
                 )
             }
+            Some(Landed::Refused(reason)) => {
+                back(record);
+                anyhow::bail!("the chain refused {cid}: {reason}; a new one will be made")
+            }
             None => anyhow::bail!("gave up waiting for {cid}"),
         }
     }
+}
+
+fn zero() -> fvm_shared::econ::TokenAmount {
+    fvm_shared::econ::TokenAmount::from_atto(0)
 }
 
 fn now_secs() -> u64 {
@@ -1203,14 +1259,6 @@ fn cid_of(message: &SignedMessage) -> String {
         .cid()
         .map(|c| c.to_string())
         .unwrap_or_else(|e| format!("(no CID: {e})"))
-}
-
-/// Whether the chain answered with a refusal (as opposed to not answering).
-fn is_rejection(error: &anyhow::Error) -> bool {
-    matches!(
-        error.downcast_ref::<ClientError>(),
-        Some(ClientError::Rpc { .. })
-    )
 }
 
 /// 5 s, 10 s, 20 s ... capped at 5 minutes.

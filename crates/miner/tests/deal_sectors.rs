@@ -123,19 +123,31 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
         .await
         .expect("add piece again");
     assert_eq!(again, placed, "a repeated call placed the piece twice");
-    let error = hub
-        .client
-        .call::<SectorAddPieceToAny>((PieceDealInfo {
-            deal_uuid: "another".into(),
-            piece_cid: nelumbo_commp::commp(&[1u8; 500]).expect("commp").cid_v1(),
-            ..info
-        },))
-        .await
-        .expect_err("a piece never uploaded was placed");
-    assert!(
-        error.to_string().contains("has not been uploaded"),
-        "{error}"
-    );
+    // The hub checks the deal on chain, not the spoke's word.
+    for (wrong, expected) in [
+        (
+            PieceDealInfo {
+                deal_uuid: "another".into(),
+                ..info.clone()
+            },
+            "already in sector",
+        ),
+        (
+            PieceDealInfo {
+                deal_uuid: "another".into(),
+                deal_id: 999,
+                ..info.clone()
+            },
+            "not on chain",
+        ),
+    ] {
+        let error = hub
+            .client
+            .call::<SectorAddPieceToAny>((wrong,))
+            .await
+            .expect_err("a wrong piece was placed");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
 
     // While the sector waits and seals, the uploaded copy serves reads.
     let get = |range: Option<&'static str>| {

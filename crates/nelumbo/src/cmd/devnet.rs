@@ -130,9 +130,19 @@ impl Drop for Process {
 }
 
 /// Waits for a daemon to write its `api` file, or fails with its log.
-fn wait_for_api(process: &mut Process, repo: &Path, log: &Path) -> anyhow::Result<String> {
+fn wait_for_api(
+    process: &mut Process,
+    repo: &Path,
+    log: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        anyhow::ensure!(
+            !stop.load(std::sync::atomic::Ordering::SeqCst),
+            "interrupted while {} was starting",
+            process.name
+        );
         if let Ok(api) = std::fs::read_to_string(repo.join("api"))
             && !api.trim().is_empty()
         {
@@ -169,6 +179,9 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         );
         super::proofs::params(args.sector_size, false, None)?;
     }
+    // From here on Ctrl-C stops the daemons, even while they are still coming up (before,
+    // during parameter generation, it simply ends the program: no daemon runs yet).
+    let stop = signal_flag()?;
     let chain_repo = args.dir.join("chain");
     let miner_repo = args.dir.join("miner");
     let chain_log = args.dir.join("chain.log");
@@ -197,7 +210,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
             .args(["run", "--listen", &args.chain_listen]),
         &chain_log,
     )?;
-    let chain_api = wait_for_api(&mut chain, &chain_repo, &chain_log)?;
+    let chain_api = wait_for_api(&mut chain, &chain_repo, &chain_log, &stop)?;
     println!("chain running: {chain_api} (log {})", chain_log.display());
 
     if !miner_repo.join("miner.json").exists() {
@@ -212,7 +225,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
             .arg("run"),
         &miner_log,
     )?;
-    let miner_api = wait_for_api(&mut miner, &miner_repo, &miner_log)?;
+    let miner_api = wait_for_api(&mut miner, &miner_repo, &miner_log, &stop)?;
     println!("hub running: {miner_api} (log {})", miner_log.display());
 
     let chain_info = run_ok(
@@ -244,7 +257,6 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     println!();
     println!("Ctrl-C stops everything.");
 
-    let stop = signal_flag()?;
     loop {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             println!("stopping");
