@@ -52,35 +52,6 @@ fn raw_proofs(prover: &Prover) -> Vec<(&'static str, Duration)> {
     times
 }
 
-/// The devnet policy with 1 s epochs and a 5-epoch pre-commit challenge delay.
-fn policy() -> String {
-    serde_json::json!({
-        "epoch_duration_ms": 1000,
-        "wpost_period_deadlines": 48,
-        "wpost_challenge_window": 10,
-        "wpost_challenge_lookback": 4,
-        "fault_declaration_cutoff": 6,
-        "pre_commit_challenge_delay": 5,
-        "max_pre_commit_randomness_lookback": 600,
-        "max_prove_commit_duration": 3000,
-        "min_sector_expiration": 1000,
-        "max_sector_expiration": 1000000,
-        "min_deal_duration": 100,
-        "max_deal_duration": 1000000,
-        "block_reward": "10",
-        "election_rate_permille": 50,
-        "block_acceptance_epochs": 20,
-        "base_fee_atto": 100,
-        "pre_commit_deposit": "0.01",
-        "initial_pledge": "0.1",
-        "fault_fee": "0.01",
-        "termination_fee": "0.05",
-        "window_post_partition_sectors": 2,
-        "state_retention_epochs": 3000,
-    })
-    .to_string()
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -97,14 +68,16 @@ fn main() {
     let raw_sum: Duration = raw.iter().map(|(_, d)| *d).sum();
 
     let (wall, pipeline_proofs) = runtime.block_on(async {
-        let file = tempfile::NamedTempFile::new().expect("policy file");
-        std::fs::write(file.path(), policy()).expect("policy");
-        let devnet = Devnet::start(&[
-            "--sector-size",
-            "2KiB",
-            "--policy",
-            file.path().to_str().expect("utf-8"),
-        ])
+        // 1 s epochs and a 5-epoch pre-commit challenge delay.
+        let devnet = Devnet::start_with_policy(
+            &["--sector-size", "2KiB"],
+            serde_json::json!({
+                "epoch_duration_ms": 1000,
+                "wpost_challenge_lookback": 4,
+                "fault_declaration_cutoff": 6,
+                "pre_commit_challenge_delay": 5,
+            }),
+        )
         .await;
         let mut hub = TestHub::init(&devnet, &["--sector-size", "2KiB"]).await;
         hub.edit_config("enabled = true", "enabled = false");

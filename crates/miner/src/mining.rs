@@ -21,14 +21,15 @@ use nelumbo_chain_api::types::{
     BlockHeader, BlockMsg, ElectionProof, PoStProof, Signature, Ticket, TipSetKey,
 };
 use nelumbo_miner_api::types::HubEvent;
-use nelumbo_proofs::{PostKind, ProofMode, ProvenSector, Prover, ProvingSector};
-use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
+use nelumbo_proofs::{PostKind, ProofMode, Prover};
+use nelumbo_types::SectorSize;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::ChainClient;
 use crate::db::Db;
 use crate::events::Events;
 use crate::metrics::Metrics;
+use crate::proving::{generate_post, provable_sector};
 use crate::sealing::address_entropy;
 use crate::storage::SectorStorage;
 
@@ -129,28 +130,25 @@ impl Mining {
             .chain
             .randomness(true, WINNING_POST_CHALLENGE_SEED, epoch, entropy.clone())
             .await?;
-        let mut sectors = Vec::new();
-        for info in &base.sectors {
-            let n = info.sector_number;
-            let record = self
-                .db
-                .sector(n)?
-                .with_context(|| format!("challenged sector {n} is unknown to this hub"))?;
-            let comm_r = record
-                .comm_r
-                .with_context(|| format!("challenged sector {n} has no CommR"))?;
-            self.storage
-                .check_sealed(&record.storage, n)
-                .map_err(|e| anyhow::anyhow!("challenged sector {n}: {e}"))?;
-            let paths = self.storage.sector_paths(&record.storage, n);
-            sectors.push(ProvingSector {
-                number: SectorNumber(n),
-                comm_r,
-                sealed: paths.sealed,
-                cache: paths.cache,
-            });
-        }
-        let proof = self.winning_post(challenge, sectors).await?;
+        let sectors = base
+            .sectors
+            .iter()
+            .map(|info| {
+                let n = info.sector_number;
+                provable_sector(&self.db, &self.storage, n)
+                    .map_err(|e| anyhow::anyhow!("challenged sector {n}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let proof = generate_post(
+            &self.prover,
+            self.mode,
+            PostKind::Winning,
+            self.sector_size,
+            self.actor,
+            challenge,
+            sectors,
+        )
+        .await?;
         self.metrics.observe_proof("winning_post", started);
         let ticket_input = self
             .chain
@@ -208,45 +206,6 @@ impl Mining {
                 self.metrics.elections.with_label_values(&["refused"]).inc();
                 Err(anyhow::Error::from(e)
                     .context(format!("the chain refused our block for epoch {epoch}")))
-            }
-        }
-    }
-
-    async fn winning_post(
-        &self,
-        challenge: [u8; 32],
-        sectors: Vec<ProvingSector>,
-    ) -> anyhow::Result<Vec<u8>> {
-        let miner = ActorId(self.actor.id().context("the miner address is not an ID")?);
-        let size = self.sector_size;
-        match self.mode {
-            ProofMode::Real => Ok(self
-                .prover
-                .run(move |p| {
-                    p.generate_post(
-                        PostKind::Winning,
-                        size,
-                        miner,
-                        Randomness(challenge),
-                        &sectors,
-                    )
-                })
-                .await?),
-            ProofMode::InsecureTesting => {
-                let proven: Vec<ProvenSector> = sectors
-                    .iter()
-                    .map(|s| ProvenSector {
-                        number: s.number,
-                        comm_r: s.comm_r,
-                    })
-                    .collect();
-                Ok(nelumbo_proofs::insecure_post_proof(
-                    PostKind::Winning,
-                    size,
-                    miner,
-                    Randomness(challenge),
-                    &proven,
-                ))
             }
         }
     }

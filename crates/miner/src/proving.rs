@@ -74,7 +74,7 @@ pub struct Proving {
 }
 
 /// A sector to prove, or the reason it cannot be.
-type Checked = Result<ProvingSector, String>;
+pub type Checked = Result<ProvingSector, String>;
 
 impl Proving {
     pub fn new(cx: ProvingContext) -> Self {
@@ -156,27 +156,8 @@ impl Proving {
 
     /// Checks the files of `sectors` (numbers on chain) against the hub's records.
     fn check(&self, sectors: impl Iterator<Item = u64>) -> Vec<(u64, Checked)> {
-        let cx = &self.cx;
         sectors
-            .map(|n| {
-                let checked = match cx.db.sector(n) {
-                    Ok(Some(record)) => match record.comm_r {
-                        Some(comm_r) => cx.storage.check_sealed(&record.storage, n).map(|()| {
-                            let paths = cx.storage.sector_paths(&record.storage, n);
-                            ProvingSector {
-                                number: SectorNumber(n),
-                                comm_r,
-                                sealed: paths.sealed,
-                                cache: paths.cache,
-                            }
-                        }),
-                        None => Err("the hub has no CommR for it".to_string()),
-                    },
-                    Ok(None) => Err("the hub has no record of it".to_string()),
-                    Err(e) => Err(format!("its record cannot be read: {e:#}")),
-                };
-                (n, checked)
-            })
+            .map(|n| (n, provable_sector(&self.cx.db, &self.cx.storage, n)))
             .collect()
     }
 
@@ -344,32 +325,16 @@ impl Proving {
         sectors: Vec<ProvingSector>,
     ) -> anyhow::Result<Vec<u8>> {
         let cx = &self.cx;
-        let miner = ActorId(cx.actor.id().context("the miner address is not an ID")?);
-        let size = cx.sector_size;
-        match cx.mode {
-            ProofMode::Real => Ok(cx
-                .prover
-                .run(move |p| {
-                    p.generate_post(PostKind::Window, size, miner, Randomness(seed), &sectors)
-                })
-                .await?),
-            ProofMode::InsecureTesting => {
-                let proven: Vec<ProvenSector> = sectors
-                    .iter()
-                    .map(|s| ProvenSector {
-                        number: s.number,
-                        comm_r: s.comm_r,
-                    })
-                    .collect();
-                Ok(nelumbo_proofs::insecure_post_proof(
-                    PostKind::Window,
-                    size,
-                    miner,
-                    Randomness(seed),
-                    &proven,
-                ))
-            }
-        }
+        generate_post(
+            &cx.prover,
+            cx.mode,
+            PostKind::Window,
+            cx.sector_size,
+            cx.actor,
+            seed,
+            sectors,
+        )
+        .await
     }
 
     /// Sends a message from the worker and waits until it lands, at most until `until`.
@@ -455,6 +420,62 @@ impl Proving {
             sectors: count,
         });
         Ok(())
+    }
+}
+
+/// A sector's files as a PoSt reads them, or why it cannot be proven: the hub's record (for
+/// CommR and the storage path) and intact files (`check_sealed`).
+pub fn provable_sector(db: &Db, storage: &SectorStorage, n: u64) -> Checked {
+    let record = match db.sector(n) {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err("the hub has no record of it".to_string()),
+        Err(e) => return Err(format!("its record cannot be read: {e:#}")),
+    };
+    let comm_r = record
+        .comm_r
+        .ok_or_else(|| "the hub has no CommR for it".to_string())?;
+    storage.check_sealed(&record.storage, n)?;
+    let paths = storage.sector_paths(&record.storage, n);
+    Ok(ProvingSector {
+        number: SectorNumber(n),
+        comm_r,
+        sealed: paths.sealed,
+        cache: paths.cache,
+    })
+}
+
+/// A WindowPoSt or WinningPoSt over `sectors`: real on the blocking pool, or the insecure
+/// testing proof for chains whose genesis says so.
+pub async fn generate_post(
+    prover: &Prover,
+    mode: ProofMode,
+    kind: PostKind,
+    size: SectorSize,
+    actor: Address,
+    seed: [u8; 32],
+    sectors: Vec<ProvingSector>,
+) -> anyhow::Result<Vec<u8>> {
+    let miner = ActorId(actor.id().context("the miner address is not an ID")?);
+    match mode {
+        ProofMode::Real => Ok(prover
+            .run(move |p| p.generate_post(kind, size, miner, Randomness(seed), &sectors))
+            .await?),
+        ProofMode::InsecureTesting => {
+            let proven: Vec<ProvenSector> = sectors
+                .iter()
+                .map(|s| ProvenSector {
+                    number: s.number,
+                    comm_r: s.comm_r,
+                })
+                .collect();
+            Ok(nelumbo_proofs::insecure_post_proof(
+                kind,
+                size,
+                miner,
+                Randomness(seed),
+                &proven,
+            ))
+        }
     }
 }
 

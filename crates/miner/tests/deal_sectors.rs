@@ -20,7 +20,7 @@ use nelumbo_miner_api::methods::{
 };
 use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
 use nelumbo_testkit::chain::{Devnet, cbor};
-use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::hub::TestHub;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deal_piece_is_sealed_activated_and_read_back() {
@@ -43,11 +43,7 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 2");
     hub.run(&[]).await;
-    let token = {
-        let output = hub.cli(&["auth", "create-token", "--perm", "write"]);
-        assert!(output.status.success(), "{}", text(&output));
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    };
+    let token = hub.token("write");
     let http = reqwest::Client::new();
 
     // The client: funds, escrow, a 1000-byte payload in a 1 KiB piece.

@@ -16,9 +16,8 @@ use nelumbo_miner_api::methods::{
     ChainHead, MarketPublishDeals, StateAccountKey, StateLookupID, StateMarketBalance,
     StateMarketStorageDeal, StateVerifiedClientStatus,
 };
-use nelumbo_rpc::{ApiInfo, RpcClient};
 use nelumbo_testkit::chain::{Devnet, cbor};
-use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::hub::TestHub;
 
 const MARKET: u64 = 5;
 const PUBLISH_STORAGE_DEALS: u64 = 4;
@@ -63,15 +62,7 @@ async fn deals_are_checked_batched_and_published_once() {
     .await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.run(&[]).await;
-    let client_with = |perm: &str| {
-        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
-        assert!(output.status.success(), "{}", text(&output));
-        let api = std::fs::read_to_string(hub.repo.join("api")).expect("api");
-        let mut info = ApiInfo::parse(api.trim()).expect("api");
-        info.token = Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
-        RpcClient::from_api_info(&info)
-    };
-    let spoke = client_with("write");
+    let spoke = hub.client_with("write");
 
     let client = KeyInfo::generate(KeyKind::Secp256k1);
     let client_addr = client.address().expect("client");
@@ -112,7 +103,8 @@ async fn deals_are_checked_batched_and_published_once() {
     assert!(error.contains("has passed"), "{error}");
     let error = refused(b"not cbor".to_vec()).await;
     assert!(error.contains("not a CBOR ClientDealProposal"), "{error}");
-    let error = client_with("read")
+    let error = hub
+        .client_with("read")
         .call::<MarketPublishDeals>((Base64(deal(&client, hub.actor, start, 1, 1)),))
         .await
         .expect_err("a read token published a deal");

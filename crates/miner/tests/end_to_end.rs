@@ -18,33 +18,6 @@ use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, text};
 use nelumbo_types::SectorSize;
 
-fn short_period_policy() -> serde_json::Value {
-    serde_json::json!({
-        "epoch_duration_ms": 1000,
-        "wpost_period_deadlines": 4,
-        "wpost_challenge_window": 10,
-        "wpost_challenge_lookback": 4,
-        "fault_declaration_cutoff": 6,
-        "pre_commit_challenge_delay": 5,
-        "max_pre_commit_randomness_lookback": 600,
-        "max_prove_commit_duration": 3000,
-        "min_sector_expiration": 1000,
-        "max_sector_expiration": 1000000,
-        "min_deal_duration": 100,
-        "max_deal_duration": 1000000,
-        "block_reward": "10",
-        "election_rate_permille": 100,
-        "block_acceptance_epochs": 20,
-        "base_fee_atto": 100,
-        "pre_commit_deposit": "0.01",
-        "initial_pledge": "0.1",
-        "fault_fee": "0.01",
-        "termination_fee": "0.05",
-        "window_post_partition_sectors": 2,
-        "state_retention_epochs": 3000,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
     Prover::from_env()
@@ -52,14 +25,18 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
         .param_cache()
         .ensure(SectorSize::KIB_2, &|e| eprintln!("{e:?}"))
         .expect("2 KiB parameters");
-    let policy = tempfile::NamedTempFile::new().expect("policy file");
-    std::fs::write(policy.path(), short_period_policy().to_string()).expect("write policy");
-    let devnet = Devnet::start(&[
-        "--sector-size",
-        "2KiB",
-        "--policy",
-        policy.path().to_str().expect("utf-8"),
-    ])
+    // A short proving period (4 deadlines of 10 one-second epochs), blocks now and then.
+    let devnet = Devnet::start_with_policy(
+        &["--sector-size", "2KiB"],
+        serde_json::json!({
+            "epoch_duration_ms": 1000,
+            "wpost_period_deadlines": 4,
+            "wpost_challenge_lookback": 4,
+            "fault_declaration_cutoff": 6,
+            "pre_commit_challenge_delay": 5,
+            "election_rate_permille": 100,
+        }),
+    )
     .await;
     let mut hub = TestHub::init(&devnet, &["--sector-size", "2KiB"]).await;
     hub.run(&[]).await;

@@ -11,34 +11,6 @@ use nelumbo_miner_api::types::{HubEvent, SectorState};
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, text};
 
-fn policy() -> String {
-    serde_json::json!({
-        "epoch_duration_ms": 250,
-        "wpost_period_deadlines": 4,
-        "wpost_challenge_window": 8,
-        "wpost_challenge_lookback": 3,
-        "fault_declaration_cutoff": 4,
-        "pre_commit_challenge_delay": 4,
-        "max_pre_commit_randomness_lookback": 600,
-        "max_prove_commit_duration": 3000,
-        "min_sector_expiration": 1000,
-        "max_sector_expiration": 1000000,
-        "min_deal_duration": 100,
-        "max_deal_duration": 1000000,
-        "block_reward": "10",
-        "election_rate_permille": 0,
-        "block_acceptance_epochs": 20,
-        "base_fee_atto": 100,
-        "pre_commit_deposit": "0.01",
-        "initial_pledge": "0.1",
-        "fault_fee": "0.01",
-        "termination_fee": "0.05",
-        "window_post_partition_sectors": 2,
-        "state_retention_epochs": 3000,
-    })
-    .to_string()
-}
-
 async fn wait_for(
     hub: &TestHub,
     what: &str,
@@ -65,16 +37,17 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sector_with_missing_files_is_skipped_then_recovered() {
-    let file = tempfile::NamedTempFile::new().expect("policy file");
-    std::fs::write(file.path(), policy()).expect("policy");
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--policy",
-        file.path().to_str().expect("utf-8"),
-    ])
+    let devnet = Devnet::start_with_policy(
+        &["--proof-mode", "insecure-testing", "--sector-size", "2KiB"],
+        serde_json::json!({
+            "epoch_duration_ms": 250,
+            "wpost_period_deadlines": 4,
+            "wpost_challenge_window": 8,
+            "fault_declaration_cutoff": 4,
+            "pre_commit_challenge_delay": 4,
+            "election_rate_permille": 0,
+        }),
+    )
     .await;
     let mut hub = TestHub::init(
         &devnet,

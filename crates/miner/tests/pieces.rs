@@ -3,7 +3,7 @@
 //! refused with both commitments named and nothing is kept. A good piece is kept once.
 
 use nelumbo_testkit::chain::Devnet;
-use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::hub::TestHub;
 
 fn pieces_dir(hub: &TestHub) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(hub.repo.join("storage/pieces"))
@@ -32,12 +32,7 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
     .await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.run(&[]).await;
-    let token = |perm: &str| {
-        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
-        assert!(output.status.success(), "{}", text(&output));
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    };
-    let write = token("write");
+    let write = hub.token("write");
     let http = reqwest::Client::new();
 
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -63,7 +58,7 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
     assert_eq!(response.status(), 401);
     let response = http
         .put(url(&v1, 1024))
-        .bearer_auth(token("read"))
+        .bearer_auth(hub.token("read"))
         .body(data.clone())
         .send()
         .await

@@ -53,11 +53,7 @@ async fn a_sector_killed_in_pre_commit_2_and_commit_wait_reaches_proving_once() 
         .await
         .expect_err("a call without a token was served");
     assert!(error.to_string().contains("missing permission"), "{error}");
-    let read = hub.cli(&["auth", "create-token", "--perm", "read"]);
-    assert!(read.status.success(), "{}", text(&read));
-    let mut info = ApiInfo::parse(api.trim()).expect("api");
-    info.token = Some(String::from_utf8_lossy(&read.stdout).trim().to_string());
-    let reader = RpcClient::from_api_info(&info);
+    let reader = hub.client_with("read");
     let error = reader
         .call::<SectorsPledge>(())
         .await

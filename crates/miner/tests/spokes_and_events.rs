@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use nelumbo_miner_api::methods::{SectorsPledge, SpokeHeartbeat, SpokesList, SubscribeEvents};
 use nelumbo_miner_api::types::{HubEvent, SectorState, SpokeHello};
-use nelumbo_rpc::{ApiInfo, RpcClient};
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, text};
 
@@ -32,17 +31,9 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
     .await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.run(&[]).await;
-    let client_with = |perm: &str| {
-        let output = hub.cli(&["auth", "create-token", "--perm", perm]);
-        assert!(output.status.success(), "{}", text(&output));
-        let api = std::fs::read_to_string(hub.repo.join("api")).expect("api");
-        let mut info = ApiInfo::parse(api.trim()).expect("api");
-        info.token = Some(String::from_utf8_lossy(&output.stdout).trim().to_string());
-        RpcClient::from_api_info(&info)
-    };
 
     // Events: subscribe (read token), pledge, follow the sector to Proving.
-    let reader = client_with("read");
+    let reader = hub.client_with("read");
     let mut events = reader
         .subscribe::<SubscribeEvents>(())
         .await
@@ -96,7 +87,8 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
         .await
         .expect_err("a read token registered a spoke");
     assert!(error.to_string().contains("need 'write'"), "{error}");
-    let ack = client_with("write")
+    let ack = hub
+        .client_with("write")
         .call::<SpokeHeartbeat>((hello.clone(),))
         .await
         .expect("heartbeat");
@@ -112,7 +104,8 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
             && shown.contains("deals,retrieval"),
         "{shown}"
     );
-    let error = client_with("write")
+    let error = hub
+        .client_with("write")
         .call::<SpokeHeartbeat>((SpokeHello {
             id: String::new(),
             ..hello

@@ -28,6 +28,42 @@ use nelumbo_types::{ActorId, SectorNumber};
 use serde::Serialize;
 
 /// The `nelumbo-chain` binary.
+/// The devnet's default policy (as `nelumbo-chain genesis` writes it) with `overrides` merged
+/// in, for `genesis --policy FILE`: tests shorten the proving period and epochs with it.
+pub fn devnet_policy(overrides: serde_json::Value) -> serde_json::Value {
+    let mut policy = serde_json::json!({
+        "epoch_duration_ms": 2000,
+        "wpost_period_deadlines": 48,
+        "wpost_challenge_window": 10,
+        "wpost_challenge_lookback": 3,
+        "fault_declaration_cutoff": 5,
+        "pre_commit_challenge_delay": 10,
+        "max_pre_commit_randomness_lookback": 600,
+        "max_prove_commit_duration": 3000,
+        "min_sector_expiration": 1000,
+        "max_sector_expiration": 1000000,
+        "min_deal_duration": 100,
+        "max_deal_duration": 1000000,
+        "block_reward": "10",
+        "election_rate_permille": 50,
+        "block_acceptance_epochs": 20,
+        "base_fee_atto": 100,
+        "pre_commit_deposit": "0.01",
+        "initial_pledge": "0.1",
+        "fault_fee": "0.01",
+        "termination_fee": "0.05",
+        "window_post_partition_sectors": 2,
+        "state_retention_epochs": 3000,
+    });
+    if let (Some(policy), Some(overrides)) = (policy.as_object_mut(), overrides.as_object()) {
+        for (key, value) in overrides {
+            assert!(policy.contains_key(key), "no policy field {key}");
+            policy.insert(key.clone(), value.clone());
+        }
+    }
+    policy
+}
+
 pub fn chain_binary() -> PathBuf {
     crate::binary("nelumbo-chain")
 }
@@ -48,6 +84,16 @@ pub struct Devnet {
 
 impl Devnet {
     /// Creates a genesis with `args` and starts the chain.
+    /// A devnet whose genesis uses `devnet_policy(overrides)` (and `args`, such as the proof
+    /// mode and sector sizes).
+    pub async fn start_with_policy(args: &[&str], overrides: serde_json::Value) -> Self {
+        let file = tempfile::NamedTempFile::new().expect("policy file");
+        std::fs::write(file.path(), devnet_policy(overrides).to_string()).expect("write policy");
+        let mut all = args.to_vec();
+        all.extend(["--policy", file.path().to_str().expect("utf-8")]);
+        Self::start(&all).await
+    }
+
     pub async fn start(args: &[&str]) -> Self {
         nelumbo_chain_api::json::use_testnet_addresses();
         let dir = tempfile::tempdir().expect("temp dir");

@@ -195,6 +195,21 @@ impl TestHub {
             .expect("run nelumbo-miner")
     }
 
+    /// A new token granting `perm` (read, write, sign, admin), made with the CLI.
+    pub fn token(&self, perm: &str) -> String {
+        let output = self.cli(&["auth", "create-token", "--perm", perm]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// A client of the running hub holding a `perm` token.
+    pub fn client_with(&self, perm: &str) -> RpcClient {
+        let api = std::fs::read_to_string(self.repo.join("api")).expect("api");
+        let mut info = ApiInfo::parse(api.trim()).expect("api");
+        info.token = Some(self.token(perm));
+        RpcClient::from_api_info(&info)
+    }
+
     /// The admin token the running hub wrote.
     pub fn client_token(&self) -> String {
         std::fs::read_to_string(self.repo.join("token"))
