@@ -4,45 +4,43 @@
 //! the new state and everything the next steps need (ticket, PC1 output, CommR, the signed
 //! message, seed, proof) are written to the database in one transaction before anything acts
 //! on them. After a crash every sector resumes at its recorded state: finished work is not
-//! redone, and a chain message is recorded before it is pushed and pushed again (never
-//! re-made) on resume, so the chain sees exactly one pre-commit and one prove-commit per
-//! sector. A failing step is retried with capped exponential backoff; after
+//! redone, and a chain message is recorded before it is pushed and, on resume, handed to the
+//! wait step (which pushes it again if the chain lacks it); only a message the chain refused
+//! outright is made again. The chain sees one pre-commit and one prove-commit per sector. A failing step is retried with capped exponential backoff; after
 //! `max_retries` the sector is `Failed` with the reason.
+//!
+//! Layout: [`record`] (what is stored per sector), [`pieces`] (deal pieces), and here the
+//! pipeline and its steps.
 //!
 //! Heavy phases take a permit from their own semaphore (`[sealing]` limits). Proving and
 //! mining never take these permits: they cannot queue behind sealing.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cid::Cid;
-use cid::multihash::Multihash;
 use fil_actor_miner_state::v18::{
     CompactCommD, DataActivationNotification, PieceActivationManifest, PreCommitSectorBatchParams2,
     ProveCommitSectors3Params, SectorActivationManifest, SectorPreCommitInfo,
 };
 use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
-use fvm_shared::clock::ChainEpoch;
 use fvm_shared::sector::RegisteredSealProof;
 use nelumbo_chain_api::Addr;
-use nelumbo_chain_api::methods::{
-    StateGetNetworkParams, StateLookupID, StateMarketStorageDeal, StateSectorPreCommitInfo,
-};
+use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo};
 use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
-use nelumbo_miner_api::types::{
-    HubEvent, PieceDealInfo, SectorLogEntry, SectorOffset, SectorState, SectorStatus,
-};
-use nelumbo_proofs::{
-    Commit1Output, PreCommit1Output, ProofMode, Prover, Replica, SealedCommitments,
-};
+use nelumbo_miner_api::types::{HubEvent, SectorState};
+use nelumbo_proofs::{Commit1Output, ProofMode, Prover, Replica, SealedCommitments};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+mod pieces;
+mod record;
+
+pub use record::{DealPiece, SectorRecord, address_entropy, sealed_cid};
 
 use crate::chain::{ChainClient, Landed, is_refusal};
 use crate::config::SealingConfig;
@@ -60,173 +58,6 @@ const PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
 const PROVE_COMMIT_SECTORS3: u64 = 34;
 
 const MARKET_ACTOR: u64 = 5;
-
-/// Log lines kept per sector.
-const MAX_LOG: usize = 64;
-
-/// Everything the hub keeps about one sector.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SectorRecord {
-    pub number: u64,
-    pub state: SectorState,
-    /// The storage path holding the sector's files.
-    pub storage: PathBuf,
-    pub ticket_epoch: Option<ChainEpoch>,
-    pub ticket: Option<[u8; 32]>,
-    /// Kept from pre-commit 1 until pre-commit 2 has recorded CommR.
-    pub pre_commit1: Option<PreCommit1Output>,
-    pub comm_r: Option<[u8; 32]>,
-    pub comm_d: Option<[u8; 32]>,
-    pub expiration: Option<ChainEpoch>,
-    /// Recorded before it is pushed.
-    pub pre_commit_message: Option<SignedMessage>,
-    pub pre_commit_epoch: Option<ChainEpoch>,
-    pub seed_epoch: Option<ChainEpoch>,
-    pub seed: Option<[u8; 32]>,
-    /// Kept from commit 2 until the prove-commit has executed.
-    pub proof: Option<Vec<u8>>,
-    pub commit_message: Option<SignedMessage>,
-    pub last_error: Option<String>,
-    pub retries: u32,
-    pub log: Vec<SectorLogEntry>,
-    /// Deal pieces, in offset order (none for committed capacity).
-    #[serde(default)]
-    pub pieces: Vec<DealPiece>,
-    /// While waiting for deals: start sealing at this time (Unix seconds) even if not full.
-    #[serde(default)]
-    pub wait_until: Option<u64>,
-    /// Set once the sector stops taking pieces.
-    #[serde(default)]
-    pub sealing_started: bool,
-}
-
-/// A deal's piece in a sector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DealPiece {
-    pub deal_uuid: String,
-    pub deal_id: u64,
-    #[serde(with = "nelumbo_chain_api::json::cid_obj")]
-    pub piece_cid: Cid,
-    /// Padded size and offset.
-    pub size: u64,
-    pub offset: u64,
-    pub payload_size: u64,
-    pub start_epoch: ChainEpoch,
-    pub end_epoch: ChainEpoch,
-}
-
-impl SectorRecord {
-    fn new(number: u64, storage: PathBuf, state: SectorState, message: &str) -> Self {
-        let mut record = Self {
-            number,
-            state,
-            storage,
-            ticket_epoch: None,
-            ticket: None,
-            pre_commit1: None,
-            comm_r: None,
-            comm_d: None,
-            expiration: None,
-            pre_commit_message: None,
-            pre_commit_epoch: None,
-            seed_epoch: None,
-            seed: None,
-            proof: None,
-            commit_message: None,
-            last_error: None,
-            retries: 0,
-            log: Vec::new(),
-            pieces: Vec::new(),
-            wait_until: None,
-            sealing_started: false,
-        };
-        record.note(message.to_string());
-        record
-    }
-
-    /// Padded bytes used, with alignment padding.
-    fn end(&self) -> u64 {
-        self.pieces.last().map(|p| p.offset + p.size).unwrap_or(0)
-    }
-
-    /// The pieces as the proofs library and CommD see them.
-    fn sector_pieces(&self) -> anyhow::Result<Vec<nelumbo_commp::SectorPiece>> {
-        self.pieces
-            .iter()
-            .map(|p| {
-                Ok(nelumbo_commp::SectorPiece {
-                    commitment: nelumbo_commp::parse_piece_cid(&p.piece_cid)?.commitment,
-                    size: nelumbo_commp::PaddedPieceSize::new(p.size)?,
-                })
-            })
-            .collect()
-    }
-
-    fn note(&mut self, message: String) {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.log.push(SectorLogEntry {
-            at,
-            state: self.state,
-            message,
-        });
-        if self.log.len() > MAX_LOG {
-            self.log.remove(0);
-        }
-    }
-
-    fn move_to(&mut self, state: SectorState, message: String) {
-        self.state = state;
-        self.note(message);
-    }
-
-    pub fn status(&self) -> SectorStatus {
-        let message_cid = |m: &Option<SignedMessage>| m.as_ref().and_then(|m| m.cid().ok());
-        SectorStatus {
-            number: self.number,
-            state: self.state,
-            pieces: self
-                .pieces
-                .iter()
-                .map(|p| nelumbo_miner_api::types::SectorPieceInfo {
-                    piece_cid: p.piece_cid,
-                    size: p.size,
-                    offset: p.offset,
-                    deal_id: Some(p.deal_id),
-                })
-                .collect(),
-            ticket_epoch: self.ticket_epoch,
-            comm_r: self.comm_r.as_ref().map(sealed_cid),
-            comm_d: self
-                .comm_d
-                .map(|d| nelumbo_commp::piece_cid_v1(&nelumbo_commp::Commitment(d))),
-            pre_commit_message: message_cid(&self.pre_commit_message),
-            pre_commit_epoch: self.pre_commit_epoch,
-            seed_epoch: self.seed_epoch,
-            commit_message: message_cid(&self.commit_message),
-            storage: self.storage.display().to_string(),
-            last_error: self.last_error.clone(),
-            retries: self.retries,
-            log: self.log.clone(),
-        }
-    }
-}
-
-/// The CID of a sealed sector's CommR (Filecoin's sealed-commitment codec and hash).
-pub fn sealed_cid(comm_r: &[u8; 32]) -> Cid {
-    const FIL_COMMITMENT_SEALED: u64 = 0xf102;
-    const POSEIDON_BLS12_381_A1_FC1: u64 = 0xb401;
-    let digest =
-        Multihash::wrap(POSEIDON_BLS12_381_A1_FC1, comm_r).unwrap_or_else(|_| Multihash::default());
-    Cid::new_v1(FIL_COMMITMENT_SEALED, digest)
-}
-
-/// The CBOR of an address: the entropy of every per-miner randomness draw.
-pub fn address_entropy(address: &Address) -> Vec<u8> {
-    fvm_ipld_encoding::to_vec(address).unwrap_or_default()
-}
 
 /// What the pipeline shares with the daemon.
 #[derive(Debug)]
@@ -334,179 +165,6 @@ impl Sealing {
         self.update_metrics(&cx.db.sectors()?);
         self.spawn(record.number);
         Ok(record.number)
-    }
-
-    /// `SectorAddPieceToAny`: puts an uploaded deal piece into a sector waiting for deals, or
-    /// a new one. Idempotent by deal UUID.
-    pub async fn add_piece(&self, info: PieceDealInfo) -> anyhow::Result<SectorOffset> {
-        let cx = &self.inner.cx;
-        let _guard = self.inner.pledge_lock.lock().await;
-        let records = cx.db.sectors()?;
-        for record in records.iter().filter(|r| r.state != SectorState::Failed) {
-            if let Some(p) = record.pieces.iter().find(|p| p.deal_uuid == info.deal_uuid) {
-                return Ok(SectorOffset {
-                    sector: record.number,
-                    offset: p.offset,
-                });
-            }
-            anyhow::ensure!(
-                !record.pieces.iter().any(|p| p.deal_id == info.deal_id),
-                "deal {} is already in sector {} under another deal UUID",
-                info.deal_id,
-                record.number
-            );
-        }
-        // Invariant 4: the deal as the chain has it, not as the spoke says.
-        let deal = cx
-            .chain
-            .rpc
-            .call::<StateMarketStorageDeal>((info.deal_id, TipSetKey::head()))
-            .await
-            .with_context(|| format!("deal {} is not on chain", info.deal_id))?;
-        let provider = cx
-            .chain
-            .rpc
-            .call::<StateLookupID>((Addr(deal.proposal.provider), TipSetKey::head()))
-            .await?;
-        anyhow::ensure!(
-            provider.0 == cx.actor,
-            "deal {} is with provider {}, not this hub's miner {}",
-            info.deal_id,
-            deal.proposal.provider,
-            cx.actor
-        );
-        anyhow::ensure!(
-            nelumbo_commp::parse_piece_cid(&deal.proposal.piece_cid)?.commitment
-                == nelumbo_commp::parse_piece_cid(&info.piece_cid)?.commitment
-                && deal.proposal.piece_size == info.piece_size,
-            "deal {} is for piece {} of {} bytes, not {} of {}",
-            info.deal_id,
-            deal.proposal.piece_cid,
-            deal.proposal.piece_size,
-            info.piece_cid,
-            info.piece_size
-        );
-        anyhow::ensure!(
-            deal.state.sector_start_epoch < 0,
-            "deal {} is already active (since epoch {})",
-            info.deal_id,
-            deal.state.sector_start_epoch
-        );
-        let head = cx.chain.head_height().await?;
-        anyhow::ensure!(
-            deal.proposal.start_epoch > head,
-            "deal {} started at epoch {} and can no longer be activated (the chain is at {head})",
-            info.deal_id,
-            deal.proposal.start_epoch
-        );
-        let (start_epoch, end_epoch) = (deal.proposal.start_epoch, deal.proposal.end_epoch);
-        let key = nelumbo_commp::piece_cid_v1(
-            &nelumbo_commp::parse_piece_cid(&info.piece_cid)?.commitment,
-        );
-        let stored = cx
-            .db
-            .piece(&key.to_string())?
-            .filter(|p| p.path.is_file())
-            .with_context(|| {
-                format!(
-                    "piece {} has not been uploaded: PUT /pieces/{} first",
-                    info.piece_cid, info.piece_cid
-                )
-            })?;
-        anyhow::ensure!(
-            stored.piece_size == info.piece_size,
-            "piece {} was uploaded as {} padded bytes, the deal says {}",
-            info.piece_cid,
-            stored.piece_size,
-            info.piece_size
-        );
-        let size = info.piece_size;
-        anyhow::ensure!(
-            size.is_power_of_two() && size >= 128 && size <= cx.sector_size.bytes(),
-            "a piece of {size} padded bytes does not fit a {} sector",
-            cx.sector_size
-        );
-        let piece = |offset: u64| DealPiece {
-            deal_uuid: info.deal_uuid.clone(),
-            deal_id: info.deal_id,
-            piece_cid: key,
-            size,
-            offset,
-            payload_size: stored.payload_size,
-            start_epoch,
-            end_epoch,
-        };
-        let open = records.into_iter().find(|r| {
-            r.state == SectorState::WaitDeals
-                && !r.sealing_started
-                && r.end().next_multiple_of(size) + size <= cx.sector_size.bytes()
-        });
-        let record = match open {
-            Some(mut record) => {
-                let offset = record.end().next_multiple_of(size);
-                record.pieces.push(piece(offset));
-                record.note(format!(
-                    "deal {} piece {} added at offset {offset}",
-                    info.deal_id, key
-                ));
-                cx.db.put_sector(&record)?;
-                record
-            }
-            None => {
-                let sealing = cx
-                    .db
-                    .sectors()?
-                    .iter()
-                    .filter(|r| r.state.is_sealing())
-                    .count();
-                anyhow::ensure!(
-                    sealing < cx.config.max_sealing_sectors,
-                    "{sealing} sectors are sealing already ([sealing] max_sealing_sectors = {}): try again later",
-                    cx.config.max_sealing_sectors
-                );
-                let root = cx.storage.reserve_new()?;
-                let wait_until = now_secs() + cx.config.wait_deals_secs;
-                let record = cx
-                    .db
-                    .allocate_sector(|n| {
-                        let mut record = SectorRecord::new(
-                            n,
-                            root.clone(),
-                            SectorState::WaitDeals,
-                            "opened for deals",
-                        );
-                        record.wait_until = Some(wait_until);
-                        record.pieces.push(piece(0));
-                        record.note(format!(
-                            "deal {} piece {} added at offset 0",
-                            info.deal_id, key
-                        ));
-                        record
-                    })
-                    .inspect_err(|_| cx.storage.release(&root))?;
-                cx.events.emit(HubEvent::SectorState {
-                    sector: record.number,
-                    from: SectorState::WaitDeals,
-                    to: SectorState::WaitDeals,
-                    message: "opened for deals".into(),
-                    at: now_secs(),
-                });
-                self.update_metrics(&cx.db.sectors()?);
-                self.spawn(record.number);
-                record
-            }
-        };
-        let offset = record
-            .pieces
-            .iter()
-            .find(|p| p.deal_uuid == info.deal_uuid)
-            .map(|p| p.offset)
-            .unwrap_or(0);
-        tracing::info!(sector = record.number, offset, deal = info.deal_id, piece = %key, "deal piece assigned");
-        Ok(SectorOffset {
-            sector: record.number,
-            offset,
-        })
     }
 
     pub fn sector(&self, number: u64) -> anyhow::Result<Option<SectorRecord>> {
@@ -680,99 +338,6 @@ impl Sealing {
             tracing::warn!(%state, ?pause, "stalling (NELUMBO_MINER_STALL)");
             tokio::time::sleep(pause).await;
         }
-    }
-
-    /// Waits until the sector is full or its wait is over, then stops it taking pieces.
-    async fn wait_deals(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
-        let cx = &self.inner.cx;
-        loop {
-            {
-                let _guard = self.inner.pledge_lock.lock().await;
-                let mut fresh = cx
-                    .db
-                    .sector(record.number)?
-                    .context("the sector's record vanished")?;
-                let full = fresh.end() >= cx.sector_size.bytes();
-                let due = fresh.wait_until.is_none_or(|t| now_secs() >= t);
-                if full || due {
-                    fresh.sealing_started = true;
-                    cx.db.put_sector(&fresh)?;
-                    let why = if full {
-                        "full"
-                    } else {
-                        "the wait for deals is over"
-                    };
-                    let message = format!("{why}: sealing {} deal pieces", fresh.pieces.len());
-                    *record = fresh;
-                    return Ok((SectorState::Packing, message));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Writes the unsealed file: the deal pieces (fr32-padded, with alignment padding), or
-    /// nothing for committed capacity (pre-commit 1 fills the rest of the sector with zeros).
-    async fn pack(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
-        let cx = &self.inner.cx;
-        let paths = cx.storage.sector_paths(&record.storage, record.number);
-        if record.pieces.is_empty() {
-            std::fs::write(&paths.unsealed, [])
-                .with_context(|| format!("create {}", paths.unsealed.display()))?;
-            return Ok((
-                SectorState::GetTicket,
-                "packed: committed capacity (zeros)".into(),
-            ));
-        }
-        let mut sources = Vec::new();
-        for piece in &record.pieces {
-            let stored = cx
-                .db
-                .piece(&piece.piece_cid.to_string())?
-                .with_context(|| format!("piece {} is no longer stored", piece.piece_cid))?;
-            sources.push((stored.path, piece.payload_size, piece.size));
-        }
-        let size = cx.sector_size;
-        let expected = record.sector_pieces()?;
-        let count = sources.len();
-        cx.prover
-            .run(move |prover| {
-                let io = |e: std::io::Error| nelumbo_proofs::ProofError::Invalid(e.to_string());
-                let mut unsealed = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&paths.unsealed)
-                    .map_err(io)?;
-                let mut existing = Vec::new();
-                for ((path, payload, padded), want) in sources.into_iter().zip(&expected) {
-                    let file = std::fs::File::open(&path).map_err(io)?;
-                    let unpadded = nelumbo_commp::PaddedPieceSize::new(padded)
-                        .map_err(|e| nelumbo_proofs::ProofError::Invalid(e.to_string()))?
-                        .unpadded();
-                    let source = std::io::Read::chain(
-                        std::io::Read::take(file, payload),
-                        std::io::Read::take(std::io::repeat(0), unpadded.bytes() - payload),
-                    );
-                    let added =
-                        prover.add_piece(size, source, unpadded, &existing, &mut unsealed)?;
-                    if added.piece.commitment != want.commitment {
-                        return Err(nelumbo_proofs::ProofError::Invalid(format!(
-                            "{} does not hold the piece it was stored as",
-                            path.display()
-                        )));
-                    }
-                    existing.push(unpadded);
-                }
-                unsealed.sync_all().map_err(io)?;
-                Ok(())
-            })
-            .await?;
-        Ok((
-            SectorState::GetTicket,
-            format!("packed {count} deal pieces"),
-        ))
     }
 
     async fn get_ticket(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
@@ -1150,26 +715,6 @@ impl Sealing {
         ))
     }
 
-    /// Deletes the uploaded copies of this sector's pieces that no other unsealed sector still
-    /// needs: the sector's unsealed copy (or unsealing) serves them from now on.
-    async fn drop_staged_pieces(&self, record: &SectorRecord) -> anyhow::Result<()> {
-        let cx = &self.inner.cx;
-        // Under the lock that places pieces, so none is placed on a copy being deleted.
-        let _guard = self.inner.pledge_lock.lock().await;
-        let others = cx.db.sectors()?;
-        for piece in &record.pieces {
-            let needed = others.iter().any(|r| {
-                r.number != record.number
-                    && matches!(r.state, SectorState::WaitDeals | SectorState::Packing)
-                    && r.pieces.iter().any(|p| p.piece_cid == piece.piece_cid)
-            });
-            if !needed && let Some(stored) = cx.db.piece(&piece.piece_cid.to_string())? {
-                let _ = std::fs::remove_file(&stored.path);
-            }
-        }
-        Ok(())
-    }
-
     /// Prepares a message from the worker to the miner actor, records it with `keep` (in the
     /// database, before it leaves the process) and pushes it.
     async fn send_recorded<P: Serialize>(
@@ -1247,13 +792,6 @@ fn zero() -> fvm_shared::econ::TokenAmount {
     fvm_shared::econ::TokenAmount::from_atto(0)
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn cid_of(message: &SignedMessage) -> String {
     message
         .cid()
@@ -1293,18 +831,5 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(5));
         assert_eq!(retry_delay(2), Duration::from_secs(10));
         assert_eq!(retry_delay(20), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn records_read_back_and_keep_a_bounded_log() {
-        let mut record = SectorRecord::new(3, PathBuf::from("/s"), SectorState::Packing, "x");
-        for i in 0..100 {
-            record.note(format!("line {i}"));
-        }
-        assert_eq!(record.log.len(), MAX_LOG);
-        let json = serde_json::to_vec(&record).expect("json");
-        let back: SectorRecord = serde_json::from_slice(&json).expect("parse");
-        assert_eq!(back.log.last().map(|l| l.message.as_str()), Some("line 99"));
-        assert_eq!(back.status().number, 3);
     }
 }
