@@ -181,20 +181,8 @@ impl Devnet {
 
     /// Stops the daemon with SIGTERM (or SIGKILL when `kill`), waiting for it to exit.
     pub fn stop(&mut self, kill: bool) {
-        if let Some(mut child) = self.child.take() {
-            let signal = if kill { "-KILL" } else { "-TERM" };
-            let _ = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crate::stop_process(child, kill);
         }
     }
 

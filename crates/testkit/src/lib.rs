@@ -26,3 +26,20 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Stops a daemon with SIGKILL (`kill`) or SIGTERM and waits for it (SIGKILL after 30 s).
+pub fn stop_process(mut child: std::process::Child, kill: bool) {
+    let signal = if kill { "-KILL" } else { "-TERM" };
+    let _ = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
