@@ -82,3 +82,10 @@ rpc_method!(StateAccountKey, "Nelumbo.StateAccountKey", Read,
     ["address"] (Addr) -> Addr);
 rpc_method!(StateLookupID, "Nelumbo.StateLookupID", Read, "The ID address of an address.",
     ["address"] (Addr) -> Addr);
+
+rpc_method!(MarketSignAsk, "Nelumbo.MarketSignAsk", Write,
+    "Signs a storage ask (the CBOR StorageAsk of the ask protocol, for this hub's miner) with the worker key; returns the signature (type byte and data). Nothing else can be signed through it.",
+    ["ask"] (Base64) -> Base64);
+rpc_method!(MarketSetPeerInfo, "Nelumbo.MarketSetPeerInfo", Write,
+    "Sets the miner's on-chain peer ID and multiaddrs (ChangePeerID and ChangeMultiaddrs from the worker) where they differ; returns once on chain, with whether anything changed.",
+    ["peerId", "multiaddrs"] (Base64, Vec<Base64>) -> bool);

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::methods::{
     self as chain, StateMinerDeadlines, StateMinerInfo, StateMinerPartitions,
     StateMinerProvingDeadline,
 };
 use nelumbo_chain_api::types::TipSetKey;
+use nelumbo_chain_api::{Addr, Base64};
 use nelumbo_miner_api::methods::*;
 use nelumbo_miner_api::types::{
     self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief, SpokeAck,
@@ -233,6 +233,95 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
         .register::<MarketPublishDeals, _, _>(|s, (deal,)| async move {
             s.publisher.publish(&deal.0).await.map_err(RpcError::failed)
         })
+        .register::<MarketSignAsk, _, _>(|s, (ask,)| async move { sign_ask(&s, &ask.0) })
+        .register::<MarketSetPeerInfo, _, _>(|s, (peer, addrs)| async move {
+            set_peer_info(&s, peer.0, addrs.into_iter().map(|a| a.0).collect()).await
+        })
         .register_channel::<SubscribeEvents, _, _>(|s, ()| async move { Ok(s.events.subscribe()) });
     module
+}
+
+/// `MarketSignAsk`: only a CBOR storage ask for this miner is signed.
+fn sign_ask(s: &ApiState, cbor: &[u8]) -> Result<Base64, RpcError> {
+    #[derive(serde::Deserialize)]
+    struct AskMiner {
+        #[serde(rename = "Miner")]
+        miner: fvm_shared::address::Address,
+        #[serde(rename = "Price")]
+        _price: fvm_shared::econ::TokenAmount,
+        #[serde(rename = "VerifiedPrice")]
+        _verified_price: fvm_shared::econ::TokenAmount,
+    }
+    let ask: AskMiner = fvm_ipld_encoding::from_slice(cbor)
+        .map_err(|e| RpcError::invalid_params(format!("not a CBOR StorageAsk: {e}")))?;
+    if ask.miner != s.miner.actor {
+        return Err(RpcError::invalid_params(format!(
+            "the ask is for {}, not this hub's miner {}",
+            ask.miner, s.miner.actor
+        )));
+    }
+    let signature = s
+        .chain
+        .sign_bytes(&s.miner.worker, cbor)
+        .map_err(internal)?;
+    let mut bytes = vec![signature.signature_type() as u8];
+    bytes.extend_from_slice(signature.bytes());
+    Ok(Base64(bytes))
+}
+
+/// `MarketSetPeerInfo`: ChangePeerID and ChangeMultiaddrs where the chain differs.
+async fn set_peer_info(
+    s: &ApiState,
+    peer_id: Vec<u8>,
+    multiaddrs: Vec<Vec<u8>>,
+) -> Result<bool, RpcError> {
+    use fil_actor_miner_state::v18::{ChangeMultiaddrsParams, ChangePeerIDParams, Method};
+    let info = s
+        .chain
+        .rpc
+        .call::<StateMinerInfo>((Addr(s.miner.actor), TipSetKey::head()))
+        .await
+        .map_err(chain_error)?;
+    let mut changes = Vec::new();
+    if info.peer_id != peer_id {
+        let params = fvm_ipld_encoding::to_vec(&ChangePeerIDParams { new_id: peer_id })
+            .map_err(|e| internal(e.into()))?;
+        changes.push(("ChangePeerID", Method::ChangePeerID as u64, params));
+    }
+    if info.multiaddrs != multiaddrs {
+        let params = fvm_ipld_encoding::to_vec(&ChangeMultiaddrsParams {
+            new_multi_addrs: multiaddrs
+                .into_iter()
+                .map(fvm_ipld_encoding::BytesDe)
+                .collect(),
+        })
+        .map_err(|e| internal(e.into()))?;
+        changes.push(("ChangeMultiaddrs", Method::ChangeMultiaddrs as u64, params));
+    }
+    let changed = !changes.is_empty();
+    for (name, method, params) in changes {
+        let signed = s
+            .chain
+            .send(
+                s.miner.worker,
+                s.miner.actor,
+                method,
+                params,
+                fvm_shared::econ::TokenAmount::default(),
+                |_| Ok(()),
+            )
+            .await
+            .map_err(internal)?;
+        match s.chain.wait_landed(&signed, None).await.map_err(internal)? {
+            Some(crate::chain::Landed::Executed(lookup)) if lookup.receipt.exit_code == 0 => {
+                tracing::info!(message = name, "the miner's peer info changed on chain");
+            }
+            other => {
+                return Err(RpcError::failed(format!(
+                    "{name} did not execute: {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(changed)
 }

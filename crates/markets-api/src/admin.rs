@@ -1,0 +1,169 @@
+//! The markets process's admin API (loopback, token): deals, the ask, the process's identity.
+//! The `nelumbo-markets` CLI is its client.
+
+use nelumbo_rpc::rpc_method;
+use serde::{Deserialize, Serialize};
+
+/// A deal's step in the markets process. Each is persisted before it is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DealState {
+    /// Accepted; waiting for a transfer slot (online) or for `deals import-data` (offline).
+    Accepted,
+    /// Pulling the data from the client's URL.
+    Transferring,
+    /// Checking the piece commitment and the CAR, and indexing its blocks.
+    Verifying,
+    /// Asking the hub to publish the deal, waiting for its deal ID.
+    Publishing,
+    /// Uploading the piece to the hub.
+    Uploading,
+    /// Asking the hub to put the piece into a sector.
+    AddingPiece,
+    /// The piece is in a sector; following it until the deal is active on chain.
+    Sealing,
+    /// The deal is active on chain.
+    Active,
+    /// Stopped with an error (`deals retry` resumes it from the step that failed).
+    Failed,
+    /// Cancelled by the operator before it was published.
+    Cancelled,
+}
+
+impl DealState {
+    pub const ALL: [DealState; 10] = [
+        Self::Accepted,
+        Self::Transferring,
+        Self::Verifying,
+        Self::Publishing,
+        Self::Uploading,
+        Self::AddingPiece,
+        Self::Sealing,
+        Self::Active,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Transferring => "Transferring",
+            Self::Verifying => "Verifying",
+            Self::Publishing => "Publishing",
+            Self::Uploading => "Uploading",
+            Self::AddingPiece => "AddingPiece",
+            Self::Sealing => "Sealing",
+            Self::Active => "Active",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    /// No more work will happen without the operator.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Active | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl std::fmt::Display for DealState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deal as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DealInfo {
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+    pub state: DealState,
+    /// For `Failed`: the step it failed in (`deals retry` resumes there).
+    pub failed_step: Option<DealState>,
+    pub error: String,
+    pub client: String,
+    pub provider: String,
+    #[serde(rename = "PieceCID")]
+    pub piece_cid: String,
+    /// Padded bytes.
+    pub piece_size: u64,
+    /// The CAR's root (`DealDataRoot`).
+    pub data_root: String,
+    #[serde(rename = "ProposalCID")]
+    pub proposal_cid: String,
+    pub is_offline: bool,
+    pub verified: bool,
+    pub start_epoch: i64,
+    pub end_epoch: i64,
+    /// attoFIL per epoch, for the whole piece.
+    pub price_per_epoch: String,
+    pub transfer_url: String,
+    pub transfer_size: u64,
+    pub bytes_received: u64,
+    pub transfer_restarts: u32,
+    #[serde(rename = "DealID")]
+    pub deal_id: Option<u64>,
+    pub publish_message: Option<String>,
+    pub sector: Option<u64>,
+    /// The sector's state on the hub, as last heard.
+    pub sealing_status: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// One line of a deal's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DealLogEntry {
+    /// Unix seconds.
+    pub at: u64,
+    pub state: DealState,
+    pub message: String,
+}
+
+/// The storage ask: what this provider charges and which pieces it takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AskSettings {
+    /// attoFIL per GiB per epoch.
+    pub price: String,
+    /// attoFIL per GiB per epoch, for verified deals.
+    pub verified_price: String,
+    /// Padded bytes.
+    pub min_piece_size: u64,
+    pub max_piece_size: u64,
+}
+
+/// The process as clients and operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MarketsInfo {
+    #[serde(rename = "PeerID")]
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub services: Vec<String>,
+    pub miner: String,
+    pub hub_connected: bool,
+}
+
+rpc_method!(Info, "Markets.Info", Read, "The process's peer ID, addresses, services and miner.",
+    [] () -> MarketsInfo);
+rpc_method!(DealsList, "Markets.DealsList", Read, "Every deal this process knows, newest first.",
+    [] () -> Vec<DealInfo>);
+rpc_method!(DealsShow, "Markets.DealsShow", Read, "One deal, by UUID.",
+    ["uuid"] (String) -> DealInfo);
+rpc_method!(DealsLogs, "Markets.DealsLogs", Read, "A deal's history, oldest first.",
+    ["uuid"] (String) -> Vec<DealLogEntry>);
+rpc_method!(DealsRetry, "Markets.DealsRetry", Admin,
+    "Resumes a failed deal from the step that failed.",
+    ["uuid"] (String) -> DealInfo);
+rpc_method!(DealsCancel, "Markets.DealsCancel", Admin,
+    "Cancels a deal that is not yet published (a published deal is on chain and cannot be taken back).",
+    ["uuid"] (String) -> DealInfo);
+rpc_method!(DealsImportData, "Markets.DealsImportData", Admin,
+    "Gives an offline deal its data: a CAR file readable by the markets process, copied into staging.",
+    ["uuid", "path"] (String, String) -> DealInfo);
+rpc_method!(AskGet, "Markets.AskGet", Read, "The current storage ask.",
+    [] () -> AskSettings);
+rpc_method!(AskSet, "Markets.AskSet", Admin, "Sets the storage ask; takes effect for the next deal.",
+    ["ask"] (AskSettings) -> AskSettings);

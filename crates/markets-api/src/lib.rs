@@ -1,0 +1,11 @@
+//! What the markets process says to the outside: the deal protocols' messages, byte-compatible
+//! with Boost ([`wire`]), their framing on libp2p streams ([`codec`]), and the admin API its CLI
+//! uses ([`admin`]). Shared by `nelumbo-markets` (the provider side) and `nelumbo client`.
+
+pub mod admin;
+pub mod codec;
+pub mod p2p;
+pub mod wire;
+
+/// The environment variable that holds the markets admin API's connection string.
+pub const MARKETS_API_INFO: &str = "MARKETS_API_INFO";

@@ -1,0 +1,203 @@
+//! The libp2p host both sides use: TCP, noise, yamux, identify, and one request-response
+//! behaviour per deal protocol (bare CBOR items, as Boost frames them). The provider serves the
+//! protocols; the client only opens them.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
+
+use crate::codec::CborCodec;
+use crate::wire::{
+    ASK_PROTOCOL, AskRequest, AskResponse, DEAL_PROTOCOL_1_2_0, DEAL_PROTOCOL_1_2_1, DealParams,
+    DealResponse, DealStatusRequest, DealStatusResponse, MAX_DEAL_PARAMS_BYTES,
+    MAX_SMALL_MESSAGE_BYTES, STATUS_PROTOCOL,
+};
+
+pub type DealCodec = CborCodec<DealParams, DealResponse>;
+pub type StatusCodec = CborCodec<DealStatusRequest, DealStatusResponse>;
+pub type AskCodec = CborCodec<AskRequest, AskResponse>;
+
+/// How long a provider may take to answer a proposal (Boost's client waits 60 s).
+pub const DEAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the status and ask exchanges may take.
+pub const SMALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Streams per connection at once, per protocol.
+const MAX_STREAMS: usize = 64;
+
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub struct MarketsBehaviour {
+    pub identify: identify::Behaviour,
+    pub deal: request_response::Behaviour<DealCodec>,
+    pub status: request_response::Behaviour<StatusCodec>,
+    pub ask: request_response::Behaviour<AskCodec>,
+}
+
+impl MarketsBehaviour {
+    /// `serve`: answer the protocols (the provider); otherwise only open them (the client).
+    pub fn new(key: &Keypair, agent: &str, serve: bool) -> Self {
+        let support = if serve {
+            ProtocolSupport::Inbound
+        } else {
+            ProtocolSupport::Outbound
+        };
+        let config = |timeout| {
+            request_response::Config::default()
+                .with_request_timeout(timeout)
+                .with_max_concurrent_streams(MAX_STREAMS)
+        };
+        Self {
+            identify: identify::Behaviour::new(
+                identify::Config::new("/nelumbo/1.0.0".into(), key.public())
+                    .with_agent_version(agent.to_string()),
+            ),
+            deal: request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_DEAL_PARAMS_BYTES, MAX_SMALL_MESSAGE_BYTES),
+                [
+                    (DEAL_PROTOCOL_1_2_1, support.clone()),
+                    (DEAL_PROTOCOL_1_2_0, support.clone()),
+                ],
+                config(DEAL_TIMEOUT),
+            ),
+            status: request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_SMALL_MESSAGE_BYTES, MAX_SMALL_MESSAGE_BYTES),
+                [(STATUS_PROTOCOL, support.clone())],
+                config(SMALL_TIMEOUT),
+            ),
+            ask: request_response::Behaviour::with_codec(
+                CborCodec::new(MAX_SMALL_MESSAGE_BYTES, MAX_SMALL_MESSAGE_BYTES),
+                [(ASK_PROTOCOL, support)],
+                config(SMALL_TIMEOUT),
+            ),
+        }
+    }
+}
+
+/// A swarm over TCP with noise and yamux.
+pub fn build_swarm(
+    key: Keypair,
+    agent: &str,
+    serve: bool,
+) -> Result<Swarm<MarketsBehaviour>, Box<dyn std::error::Error + Send + Sync>> {
+    let agent = agent.to_string();
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|key| MarketsBehaviour::new(key, &agent, serve))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build())
+}
+
+/// One request from the client side, over a fresh swarm.
+#[derive(Debug)]
+pub enum Request {
+    Deal(Box<DealParams>),
+    Status(DealStatusRequest),
+    Ask(AskRequest),
+}
+
+#[derive(Debug)]
+pub enum Response {
+    Deal(DealResponse),
+    Status(Box<DealStatusResponse>),
+    Ask(Box<AskResponse>),
+}
+
+/// Dials `peer` at `addrs` and makes one request; the error names what went wrong (no
+/// address answered, the protocol is not spoken, a timeout).
+pub async fn request_once(
+    swarm: &mut Swarm<MarketsBehaviour>,
+    peer: PeerId,
+    addrs: &[Multiaddr],
+    request: Request,
+) -> Result<Response, String> {
+    if addrs.is_empty() {
+        return Err(format!("no address is known for peer {peer}"));
+    }
+    for addr in addrs {
+        swarm.add_peer_address(peer, addr.clone());
+    }
+    let behaviour = swarm.behaviour_mut();
+    let id = match request {
+        Request::Deal(params) => behaviour.deal.send_request(&peer, *params),
+        Request::Status(req) => behaviour.status.send_request(&peer, req),
+        Request::Ask(req) => behaviour.ask.send_request(&peer, req),
+    };
+    loop {
+        let event = swarm
+            .next()
+            .await
+            .ok_or_else(|| "the libp2p host stopped".to_string())?;
+        match event {
+            SwarmEvent::Behaviour(MarketsBehaviourEvent::Deal(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } if request_id == id => return Ok(Response::Deal(response)),
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } if request_id == id => {
+                    return Err(outbound_error(peer, &error));
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(MarketsBehaviourEvent::Status(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } if request_id == id => return Ok(Response::Status(Box::new(response))),
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } if request_id == id => {
+                    return Err(outbound_error(peer, &error));
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(MarketsBehaviourEvent::Ask(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } if request_id == id => return Ok(Response::Ask(Box::new(response))),
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } if request_id == id => {
+                    return Err(outbound_error(peer, &error));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+fn outbound_error(peer: PeerId, error: &request_response::OutboundFailure) -> String {
+    use request_response::OutboundFailure;
+    match error {
+        OutboundFailure::DialFailure => format!("could not connect to the provider's peer {peer}"),
+        OutboundFailure::Timeout => format!("the provider's peer {peer} did not answer in time"),
+        OutboundFailure::UnsupportedProtocols => {
+            format!("the provider's peer {peer} does not speak this protocol")
+        }
+        e => format!("the request to {peer} failed: {e}"),
+    }
+}

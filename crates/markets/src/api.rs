@@ -1,0 +1,82 @@
+//! The admin API's handlers: one per method of `nelumbo_markets_api::admin`.
+
+use std::sync::Arc;
+
+use nelumbo_markets_api::admin::*;
+use nelumbo_rpc::{RpcError, RpcModule};
+
+use crate::ask::AskBook;
+use crate::deals::Deals;
+
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub deals: Deals,
+    pub asks: Arc<AskBook>,
+    pub info: Arc<MarketsInfo>,
+}
+
+fn failed(e: anyhow::Error) -> RpcError {
+    RpcError::failed(format!("{e:#}"))
+}
+
+pub fn module(state: ApiState) -> RpcModule<ApiState> {
+    let mut module = RpcModule::new(state);
+    module
+        .register::<Info, _, _>(|s, ()| async move {
+            let mut info = (*s.info).clone();
+            info.hub_connected = s.deals.0.hub.is_connected();
+            Ok(info)
+        })
+        .register::<DealsList, _, _>(|s, ()| async move {
+            let mut deals: Vec<DealInfo> = s
+                .deals
+                .0
+                .store
+                .deals()
+                .map_err(failed)?
+                .iter()
+                .map(|d| {
+                    let mut info = d.info();
+                    info.bytes_received = s.deals.bytes_received(d);
+                    info
+                })
+                .collect();
+            deals.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.uuid.cmp(&b.uuid)));
+            Ok(deals)
+        })
+        .register::<DealsShow, _, _>(|s, (uuid,)| async move {
+            let record = s
+                .deals
+                .0
+                .store
+                .deal(&uuid)
+                .map_err(failed)?
+                .ok_or_else(|| RpcError::invalid_params(format!("no deal {uuid}")))?;
+            let mut info = record.info();
+            info.bytes_received = s.deals.bytes_received(&record);
+            Ok(info)
+        })
+        .register::<DealsLogs, _, _>(|s, (uuid,)| async move {
+            if s.deals.0.store.deal(&uuid).map_err(failed)?.is_none() {
+                return Err(RpcError::invalid_params(format!("no deal {uuid}")));
+            }
+            s.deals.0.store.logs(&uuid).map_err(failed)
+        })
+        .register::<DealsRetry, _, _>(
+            |s, (uuid,)| async move { s.deals.retry(&uuid).map_err(failed) },
+        )
+        .register::<DealsCancel, _, _>(
+            |s, (uuid,)| async move { s.deals.cancel(&uuid).map_err(failed) },
+        )
+        .register::<DealsImportData, _, _>(|s, (uuid, path)| async move {
+            s.deals
+                .import_data(&uuid, std::path::Path::new(&path))
+                .await
+                .map_err(failed)
+        })
+        .register::<AskGet, _, _>(|s, ()| async move { Ok(s.asks.settings()) })
+        .register::<AskSet, _, _>(|s, (ask,)| async move {
+            s.asks.set(&s.deals.0.store, ask).map_err(failed)
+        });
+    module
+}

@@ -1,0 +1,250 @@
+//! `config.toml`: the operator's settings. `init` writes it with every setting present and
+//! explained; unknown keys are refused, so a typo is an error rather than an ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub network: NetworkConfig,
+    pub api: ApiConfig,
+    pub deals: DealsConfig,
+    pub ask: AskConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// libp2p listen multiaddrs (public).
+    pub listen: Vec<String>,
+    /// Multiaddrs to publish on chain and to clients instead of the listen addresses (for NAT).
+    pub announce: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The admin API, health and metrics (keep it private).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DealsConfig {
+    /// Where deal data is staged (default: REPO/staging).
+    pub staging_dir: Option<PathBuf>,
+    /// The least free space staging must keep; deals that would go below are refused.
+    pub staging_reserve_bytes: u64,
+    /// A deal must start at least this many epochs after it is proposed (time for the
+    /// transfer, publishing and sealing).
+    pub min_start_lead_epochs: i64,
+    /// The shortest and longest deals taken, in epochs.
+    pub min_duration_epochs: i64,
+    pub max_duration_epochs: i64,
+    /// Transfers running at once.
+    pub max_transfers: usize,
+    /// A transfer that receives nothing for this long is restarted (with Range).
+    pub stall_timeout_secs: u64,
+    /// Attempts at a transfer before the deal fails.
+    pub max_transfer_attempts: u32,
+    /// An external deal filter, run with `sh -c`: the deal as JSON on stdin; exit 0 accepts,
+    /// anything else rejects with stdout as the reason (Boost's format). Empty: none.
+    pub filter: String,
+}
+
+impl Default for DealsConfig {
+    fn default() -> Self {
+        Self {
+            staging_dir: None,
+            staging_reserve_bytes: 1 << 30,
+            min_start_lead_epochs: 60,
+            min_duration_epochs: 180,
+            max_duration_epochs: 1_278_000,
+            max_transfers: 4,
+            stall_timeout_secs: 60,
+            max_transfer_attempts: 10,
+            filter: String::new(),
+        }
+    }
+}
+
+/// The ask the process starts with; `ask set` changes it at run time (and it is kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskConfig {
+    /// attoFIL per GiB per epoch.
+    pub price: String,
+    pub verified_price: String,
+    pub min_piece_size: u64,
+    pub max_piece_size: u64,
+}
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:24100";
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/24001";
+
+impl Config {
+    pub fn new(
+        listen: Vec<String>,
+        announce: Vec<String>,
+        api: SocketAddr,
+        max_piece: u64,
+    ) -> Self {
+        Self {
+            network: NetworkConfig { listen, announce },
+            api: ApiConfig { listen: api },
+            deals: DealsConfig::default(),
+            ask: AskConfig {
+                price: "0".into(),
+                verified_price: "0".into(),
+                min_piece_size: 256,
+                max_piece_size: max_piece,
+            },
+        }
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("read {}: run `nelumbo-markets init` first", path.display())
+        })?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.network.listen.is_empty(),
+            "[network] listen is empty: name at least one multiaddr"
+        );
+        for addr in self.network.listen.iter().chain(&self.network.announce) {
+            addr.parse::<libp2p::Multiaddr>()
+                .map_err(|e| anyhow::anyhow!("[network] {addr:?} is not a multiaddr: {e}"))?;
+        }
+        anyhow::ensure!(
+            self.deals.max_transfers > 0,
+            "[deals] max_transfers must be at least 1"
+        );
+        anyhow::ensure!(
+            self.deals.min_duration_epochs <= self.deals.max_duration_epochs,
+            "[deals] min_duration_epochs is above max_duration_epochs"
+        );
+        crate::ask::parse_settings(&nelumbo_markets_api::admin::AskSettings {
+            price: self.ask.price.clone(),
+            verified_price: self.ask.verified_price.clone(),
+            min_piece_size: self.ask.min_piece_size,
+            max_piece_size: self.ask.max_piece_size,
+        })
+        .context("[ask]")?;
+        Ok(())
+    }
+
+    /// The file `init` writes: every setting, each explained.
+    pub fn render(&self) -> String {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| toml_string(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let d = &self.deals;
+        format!(
+            r#"# nelumbo-markets configuration. Restart the process after changing it.
+
+[network]
+# libp2p listen addresses: clients reach the deal protocols here (public).
+listen = [{listen}]
+# Addresses to publish on chain and tell clients, when they differ from the listen addresses
+# (behind NAT, say). Empty: the listen addresses, with 0.0.0.0 replaced by the machine's.
+announce = [{announce}]
+
+[api]
+# The admin API (JSON-RPC with a token; the CLI uses it), /health/live, /health/ready and
+# /metrics. Keep it private.
+listen = {api}
+
+[deals]
+# Where deal data is staged before it goes to the hub. Default: REPO/staging.
+{staging}
+# Free bytes staging must keep: a deal that would go below is refused.
+staging_reserve_bytes = {reserve}
+# A deal must start at least this many epochs after it is proposed: time to transfer the
+# data, publish, and seal (one epoch is 30 s on mainnet, 1 s on a default devnet).
+min_start_lead_epochs = {lead}
+# The shortest and longest deals taken, in epochs.
+min_duration_epochs = {min_dur}
+max_duration_epochs = {max_dur}
+# Transfers at once; more deals wait in Accepted.
+max_transfers = {transfers}
+# Seconds without a byte before a transfer is restarted where it stopped (Range).
+stall_timeout_secs = {stall}
+# Transfer attempts before the deal fails.
+max_transfer_attempts = {attempts}
+# An external deal filter, run with `sh -c`: the deal (Boost's DealFilterParams JSON) on stdin;
+# exit 0 accepts, any other exit rejects with stdout as the reason. Empty: none.
+filter = {filter}
+
+[ask]
+# The ask the process starts with; `nelumbo-markets ask set` changes it while running, and
+# the last value set is kept across restarts. Prices are attoFIL per GiB per epoch; sizes are
+# padded piece sizes in bytes.
+price = {price}
+verified_price = {vprice}
+min_piece_size = {min}
+max_piece_size = {max}
+"#,
+            listen = list(&self.network.listen),
+            announce = list(&self.network.announce),
+            api = toml_string(&self.api.listen.to_string()),
+            staging = match &d.staging_dir {
+                Some(p) => format!("staging_dir = {}", toml_string(&p.display().to_string())),
+                None => "# staging_dir = \"/srv/staging\"".to_string(),
+            },
+            reserve = d.staging_reserve_bytes,
+            lead = d.min_start_lead_epochs,
+            min_dur = d.min_duration_epochs,
+            max_dur = d.max_duration_epochs,
+            transfers = d.max_transfers,
+            stall = d.stall_timeout_secs,
+            attempts = d.max_transfer_attempts,
+            filter = toml_string(&d.filter),
+            price = toml_string(&self.ask.price),
+            vprice = toml_string(&self.ask.verified_price),
+            min = self.ask.min_piece_size,
+            max = self.ask.max_piece_size,
+        )
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rendered_file_reads_back_the_same_and_typos_are_refused() {
+        let mut config = Config::new(
+            vec![DEFAULT_P2P_LISTEN.into()],
+            vec![],
+            DEFAULT_API_LISTEN.parse().expect("addr"),
+            8 << 20,
+        );
+        config.deals.staging_dir = Some("/srv/staging \"x\"".into());
+        let text = config.render();
+        assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+        let typo = text.replace("[deals]", "[deals]\nmax_transfer = 3");
+        let error = toml::from_str::<Config>(&typo).expect_err("typo accepted");
+        assert!(error.to_string().contains("max_transfer"), "{error}");
+        config.network.listen = vec!["not an address".into()];
+        assert!(config.validate().is_err());
+    }
+}

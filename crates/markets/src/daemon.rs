@@ -1,0 +1,305 @@
+//! `nelumbo-markets run`: the libp2p host, the deals, the admin API with health and metrics,
+//! and the link to the hub, until SIGTERM. The hub being away never stops the process: deals
+//! wait in the step that needs it and `/health/ready` says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use fvm_shared::address::Address;
+use nelumbo_markets_api::admin::MarketsInfo;
+use nelumbo_miner_api::methods::{SpokeHeartbeat, SubscribeEvents};
+use nelumbo_miner_api::types::{HubEvent, SpokeHello};
+use nelumbo_rpc::{ApiInfo, Permission, ServerConfig, TokenSecret, rpc_router};
+use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiState, module};
+use crate::ask::AskBook;
+use crate::config::Config;
+use crate::deals::Deals;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::p2p::Protocols;
+use crate::repo::Repo;
+use crate::store::Store;
+
+/// The services a markets process can run.
+pub const SERVICES: [&str; 3] = ["deals", "retrieval", "indexing"];
+
+/// Parses `--services`: names from [`SERVICES`], comma-separated.
+pub fn parse_services(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !SERVICES.contains(&name) {
+            return Err(format!(
+                "unknown service {name:?}: the services are {}",
+                SERVICES.join(", ")
+            ));
+        }
+        if !out.iter().any(|s| s == name) {
+            out.push(name.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "name at least one service of {}",
+            SERVICES.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
+    let _lock = nelumbo_service::lock_repo(&repo.dir, "nelumbo-markets")?;
+    let config = Config::load(&repo.config())?;
+    let key = repo.load_identity()?;
+    let peer_id = key.public().to_peer_id();
+    let miner_record = repo.miner_record()?;
+    let miner: Address = miner_record
+        .actor
+        .parse::<Address>()
+        .map_err(|e| anyhow::anyhow!("miner.json: {e}"))?;
+    for service in &services {
+        if service != "deals" {
+            tracing::warn!(
+                service,
+                "this service is not built yet; it is accepted and does nothing"
+            );
+        }
+    }
+
+    let health = Health::default();
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let hub = Hub::new(
+        &repo.hub_connection()?,
+        health.clone(),
+        metrics.hub_connected.clone(),
+    )?;
+    let store = Arc::new(Store::open(&repo.database())?);
+    let staging = config
+        .deals
+        .staging_dir
+        .clone()
+        .unwrap_or_else(|| repo.default_staging());
+    check_staging(&staging, &health);
+    let cancel = CancellationToken::new();
+    let deals = Deals::new(
+        store.clone(),
+        hub.clone(),
+        config.deals.clone(),
+        staging,
+        metrics.clone(),
+        cancel.clone(),
+    )?;
+    let asks = Arc::new(AskBook::load(
+        &store,
+        nelumbo_markets_api::admin::AskSettings {
+            price: config.ask.price.clone(),
+            verified_price: config.ask.verified_price.clone(),
+            min_piece_size: config.ask.min_piece_size,
+            max_piece_size: config.ask.max_piece_size,
+        },
+        miner,
+    )?);
+
+    // The public side.
+    let mut swarm = nelumbo_markets_api::p2p::build_swarm(
+        key,
+        &format!("nelumbo-markets/{}", env!("CARGO_PKG_VERSION")),
+        services.iter().any(|s| s == "deals"),
+    )
+    .map_err(|e| anyhow::anyhow!("start libp2p: {e}"))?;
+    for addr in &config.network.listen {
+        let addr: libp2p::Multiaddr = addr.parse()?;
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("listen on {addr} ([network] listen)"))?;
+    }
+    let public = crate::init::public_addrs(&config.network.announce, &config.network.listen)?;
+
+    // The admin API, health and metrics.
+    let secret = TokenSecret::load_or_create(&repo.token_secret())?;
+    nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
+    let info = MarketsInfo {
+        peer_id: peer_id.to_string(),
+        listen_addrs: public.iter().map(|a| a.to_string()).collect(),
+        services: services.clone(),
+        miner: miner.to_string(),
+        hub_connected: false,
+    };
+    let router = rpc_router(
+        module(ApiState {
+            deals: deals.clone(),
+            asks: asks.clone(),
+            info: Arc::new(info),
+        }),
+        ServerConfig {
+            secret,
+            anonymous: None,
+            max_request_bytes: 1 << 20,
+        },
+    )
+    .merge(ops_router(health.clone(), registry.clone()));
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("listen on {} ([api] listen)", config.api.listen))?;
+    let local = listener.local_addr()?;
+    std::fs::write(
+        repo.api(),
+        ApiInfo::format("", &local.ip().to_string(), local.port()).trim_start_matches(':'),
+    )?;
+    tracing::info!(
+        peer_id = %peer_id,
+        miner = %miner,
+        api = %format!("http://{local}/rpc/v1"),
+        services = %services.join(","),
+        "nelumbo-markets is running"
+    );
+
+    shutdown_on_signals(cancel.clone());
+    deals.resume_all()?;
+    let protocols = Protocols {
+        deals: deals.clone(),
+        asks,
+        miner,
+        sector_size: miner_record.sector_size,
+    };
+    let hello = SpokeHello {
+        id: peer_id.to_string(),
+        services: services.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        public_addrs: public.iter().map(|a| a.to_string()).collect(),
+    };
+    let tasks = vec![
+        tokio::spawn(crate::p2p::serve(swarm, protocols, cancel.clone())),
+        tokio::spawn(heartbeat(
+            hub.clone(),
+            hello,
+            peer_id,
+            public,
+            cancel.clone(),
+        )),
+        tokio::spawn(follow_events(hub.clone(), deals.clone(), cancel.clone())),
+    ];
+    let shutdown = cancel.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serve the admin API")?;
+    cancel.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(repo.api());
+    tracing::info!("nelumbo-markets stopped");
+    Ok(())
+}
+
+fn check_staging(staging: &std::path::Path, health: &Health) {
+    let probe = staging.join(".nelumbo-write-check");
+    match std::fs::create_dir_all(staging).and_then(|_| std::fs::write(&probe, b"ok")) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            health.ready("staging");
+        }
+        Err(e) => {
+            tracing::error!(path = %staging.display(), error = %e, "staging is not writable");
+            health.not_ready(
+                "staging",
+                format!("{} is not writable: {e}", staging.display()),
+            );
+        }
+    }
+}
+
+/// Tells the hub this spoke is alive, and keeps the miner's peer info on chain in step with
+/// this process's identity and addresses (checked once per connection to the hub).
+async fn heartbeat(
+    hub: Hub,
+    hello: SpokeHello,
+    peer: libp2p::PeerId,
+    public: Vec<libp2p::Multiaddr>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut peer_info_set = false;
+    loop {
+        let delay = match hub.call::<SpokeHeartbeat>((hello.clone(),)).await {
+            Ok(ack) => {
+                backoff.reset();
+                if !peer_info_set && !public.is_empty() {
+                    match crate::init::set_peer_info(&hub.rpc, &peer, &public).await {
+                        Ok(changed) => {
+                            peer_info_set = true;
+                            if changed {
+                                tracing::info!(%peer, "the miner's peer ID and addresses are now on chain");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "cannot set the miner's peer info yet")
+                        }
+                    }
+                }
+                Duration::from_secs(ack.heartbeat_secs.max(1))
+            }
+            Err(_) => backoff.next_delay(),
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Follows the hub's events: sector changes wake the deals that follow their sectors.
+async fn follow_events(hub: Hub, deals: Deals, cancel: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        match hub.rpc.subscribe::<SubscribeEvents>(()).await {
+            Ok(mut events) => {
+                backoff.reset();
+                loop {
+                    let event = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        event = events.next() => event,
+                    };
+                    match event {
+                        Some(Ok(HubEvent::SectorState { .. } | HubEvent::DealActivated { .. })) => {
+                            deals.0.sector_news.notify_waiters();
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot subscribe to hub events yet"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_parse_and_unknown_names_list_the_valid_ones() {
+        assert_eq!(
+            parse_services("deals, retrieval,deals").expect("valid"),
+            vec!["deals", "retrieval"]
+        );
+        let error = parse_services("deals,storage").expect_err("unknown");
+        assert!(
+            error.contains("\"storage\"") && error.contains("deals, retrieval, indexing"),
+            "{error}"
+        );
+        assert!(parse_services(" , ").is_err());
+    }
+}

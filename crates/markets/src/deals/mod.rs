@@ -1,0 +1,893 @@
+//! Storage deals: each is a state machine persisted in the markets database, driven by one task
+//! from acceptance to active on chain. Every step is recorded before it is acted on and every
+//! call to the hub is idempotent (by proposal CID, piece CID or deal UUID), so a crash at any
+//! point resumes where it stopped.
+//!
+//! ```text
+//! Accepted -> Transferring -> Verifying -> Publishing -> Uploading -> AddingPiece -> Sealing -> Active
+//!    (offline: Accepted waits for `deals import-data`)          any step -> Failed (retry resumes)
+//! ```
+
+pub mod checks;
+pub mod transfer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use cid::Cid;
+use nelumbo_chain_api::Base64;
+use nelumbo_markets_api::admin::{DealInfo, DealState};
+use nelumbo_markets_api::wire::{self, ClientDealProposal, DealParams, DealStatus, checkpoint};
+use nelumbo_miner_api::methods::{
+    MarketPublishDeals, SectorAddPieceToAny, SectorsStatus, StateMarketStorageDeal,
+};
+use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
+use nelumbo_service::Backoff;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DealsConfig;
+use crate::hub::{Hub, HubError};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use transfer::{HttpSource, TransferError};
+
+/// A deal as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DealRecord {
+    pub uuid: String,
+    pub state: DealState,
+    pub failed_step: Option<DealState>,
+    pub error: String,
+    /// The signed proposal, CBOR `ClientDealProposal`, base64.
+    pub proposal: String,
+    /// Boost's `SignedProposalCid`.
+    pub proposal_cid: String,
+    pub piece_cid: String,
+    pub piece_size: u64,
+    pub data_root: String,
+    pub client: String,
+    pub provider: String,
+    pub verified: bool,
+    pub start_epoch: i64,
+    pub end_epoch: i64,
+    pub price_per_epoch: String,
+    pub is_offline: bool,
+    pub source: Option<HttpSource>,
+    pub transfer_size: u64,
+    pub bytes_received: u64,
+    pub transfer_attempts: u32,
+    pub transfer_restarts: u32,
+    pub remove_unsealed_copy: bool,
+    pub skip_ipni_announce: bool,
+    pub deal_id: Option<u64>,
+    pub publish_message: Option<String>,
+    pub sector: Option<u64>,
+    pub sealing_status: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl DealRecord {
+    pub fn new(params: &DealParams, source: Option<HttpSource>) -> anyhow::Result<Self> {
+        let deal = &params.client_deal_proposal;
+        let p = &deal.proposal;
+        let now = crate::now_secs();
+        Ok(Self {
+            uuid: uuid::Uuid::from_bytes(params.deal_uuid).to_string(),
+            state: DealState::Accepted,
+            failed_step: None,
+            error: String::new(),
+            proposal: base64::engine::general_purpose::STANDARD
+                .encode(fvm_ipld_encoding::to_vec(deal)?),
+            proposal_cid: wire::signed_proposal_cid(deal)?.to_string(),
+            piece_cid: p.piece_cid.to_string(),
+            piece_size: p.piece_size.0,
+            data_root: params.deal_data_root.to_string(),
+            client: p.client.to_string(),
+            provider: p.provider.to_string(),
+            verified: p.verified_deal,
+            start_epoch: p.start_epoch,
+            end_epoch: p.end_epoch,
+            price_per_epoch: p.storage_price_per_epoch.atto().to_string(),
+            is_offline: params.is_offline,
+            source,
+            transfer_size: params.transfer.size,
+            bytes_received: 0,
+            transfer_attempts: 0,
+            transfer_restarts: 0,
+            remove_unsealed_copy: params.remove_unsealed_copy,
+            skip_ipni_announce: params.skip_ipni_announce,
+            deal_id: None,
+            publish_message: None,
+            sector: None,
+            sealing_status: String::new(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    pub fn client_deal_proposal(&self) -> anyhow::Result<ClientDealProposal> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.proposal)?;
+        Ok(fvm_ipld_encoding::from_slice(&bytes)?)
+    }
+
+    pub fn info(&self) -> DealInfo {
+        DealInfo {
+            uuid: self.uuid.clone(),
+            state: self.state,
+            failed_step: self.failed_step,
+            error: self.error.clone(),
+            client: self.client.clone(),
+            provider: self.provider.clone(),
+            piece_cid: self.piece_cid.clone(),
+            piece_size: self.piece_size,
+            data_root: self.data_root.clone(),
+            proposal_cid: self.proposal_cid.clone(),
+            is_offline: self.is_offline,
+            verified: self.verified,
+            start_epoch: self.start_epoch,
+            end_epoch: self.end_epoch,
+            price_per_epoch: self.price_per_epoch.clone(),
+            transfer_url: self
+                .source
+                .as_ref()
+                .map(|s| s.url.clone())
+                .unwrap_or_default(),
+            transfer_size: self.transfer_size,
+            bytes_received: self.bytes_received,
+            transfer_restarts: self.transfer_restarts,
+            deal_id: self.deal_id,
+            publish_message: self.publish_message.clone(),
+            sector: self.sector,
+            sealing_status: self.sealing_status.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Boost's checkpoint for the status protocol: the last one reached.
+    pub fn checkpoint(&self) -> &'static str {
+        let step = match self.state {
+            DealState::Failed | DealState::Cancelled => {
+                self.failed_step.unwrap_or(DealState::Accepted)
+            }
+            s => s,
+        };
+        match step {
+            DealState::Accepted | DealState::Transferring => checkpoint::ACCEPTED,
+            DealState::Verifying | DealState::Publishing => checkpoint::TRANSFERRED,
+            DealState::Uploading | DealState::AddingPiece => checkpoint::PUBLISH_CONFIRMED,
+            DealState::Sealing => checkpoint::ADDED_PIECE,
+            DealState::Active => checkpoint::COMPLETE,
+            DealState::Failed | DealState::Cancelled => checkpoint::ACCEPTED,
+        }
+    }
+
+    /// The status protocol's view of this deal.
+    pub fn status(&self) -> anyhow::Result<DealStatus> {
+        let deal = self.client_deal_proposal()?;
+        Ok(DealStatus {
+            error: self.error.clone(),
+            status: self.checkpoint().to_string(),
+            proposal: deal.proposal,
+            publish_cid: self
+                .publish_message
+                .as_deref()
+                .map(Cid::try_from)
+                .transpose()?,
+            chain_deal_id: self.deal_id.unwrap_or(0),
+            sealing_status: self.sealing_status.clone(),
+            signed_proposal_cid: Cid::try_from(self.proposal_cid.as_str())?,
+        })
+    }
+}
+
+/// What every deal task shares.
+#[derive(Debug)]
+pub struct DealsInner {
+    pub store: Arc<Store>,
+    pub hub: Hub,
+    pub config: DealsConfig,
+    pub staging: PathBuf,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+    transfers: Semaphore,
+    /// Bytes held by running transfers (the stored figure is updated less often).
+    progress: Mutex<HashMap<String, u64>>,
+    /// Running deal tasks, to cancel them.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Woken by hub events about sectors.
+    pub sector_news: Notify,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deals(pub Arc<DealsInner>);
+
+/// How a step ended.
+enum Step {
+    /// Go on with the record's (new) state.
+    Next,
+    /// Nothing more to do for now (offline deal waiting for data, final state).
+    Park,
+}
+
+impl Deals {
+    pub fn new(
+        store: Arc<Store>,
+        hub: Hub,
+        config: DealsConfig,
+        staging: PathBuf,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("create the staging directory {}", staging.display()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::limited(2))
+            .build()?;
+        let transfers = Semaphore::new(config.max_transfers);
+        Ok(Self(Arc::new(DealsInner {
+            store,
+            hub,
+            config,
+            staging,
+            metrics,
+            http,
+            transfers,
+            progress: Mutex::default(),
+            running: Mutex::default(),
+            sector_news: Notify::new(),
+            cancel,
+        })))
+    }
+
+    /// Resumes every deal that was in flight when the process stopped.
+    pub fn resume_all(&self) -> anyhow::Result<()> {
+        let deals = self.0.store.deals()?;
+        self.count_states(&deals);
+        for deal in deals {
+            if !deal.state.is_final() {
+                tracing::info!(deal = %deal.uuid, state = %deal.state, "resuming deal");
+                self.spawn(&deal.uuid);
+            }
+        }
+        Ok(())
+    }
+
+    fn count_states(&self, deals: &[DealRecord]) {
+        for state in DealState::ALL {
+            let n = deals.iter().filter(|d| d.state == state).count();
+            self.0
+                .metrics
+                .deals
+                .with_label_values(&[state.name()])
+                .set(n as i64);
+        }
+    }
+
+    pub fn recount_public(&self) {
+        self.recount();
+    }
+
+    fn recount(&self) {
+        if let Ok(deals) = self.0.store.deals() {
+            self.count_states(&deals);
+        }
+    }
+
+    /// Free bytes in staging less what accepted transfers will still write.
+    pub fn staging_free(&self) -> u64 {
+        let free = rustix::fs::statvfs(&self.0.staging)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0);
+        let pending: u64 = self
+            .0
+            .store
+            .deals()
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| matches!(d.state, DealState::Accepted | DealState::Transferring))
+            .map(|d| d.transfer_size.saturating_sub(d.bytes_received))
+            .sum();
+        free.saturating_sub(pending)
+    }
+
+    pub fn staged_path(&self, uuid: &str) -> PathBuf {
+        self.0.staging.join(format!("{uuid}.car"))
+    }
+
+    /// Bytes received for a deal, live while it transfers.
+    pub fn bytes_received(&self, record: &DealRecord) -> u64 {
+        self.0
+            .progress
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&record.uuid).copied())
+            .unwrap_or(record.bytes_received)
+    }
+
+    /// Starts the deal's task unless it is running.
+    pub fn spawn(&self, uuid: &str) {
+        let token = {
+            let Ok(mut running) = self.0.running.lock() else {
+                return;
+            };
+            if running.contains_key(uuid) {
+                return;
+            }
+            let token = self.0.cancel.child_token();
+            running.insert(uuid.to_string(), token.clone());
+            token
+        };
+        let deals = self.clone();
+        let uuid = uuid.to_string();
+        tokio::spawn(async move {
+            deals.drive(&uuid, &token).await;
+            if let Ok(mut running) = deals.0.running.lock() {
+                running.remove(&uuid);
+            }
+        });
+    }
+
+    /// Stops the deal's task, if it runs.
+    fn stop_task(&self, uuid: &str) {
+        if let Ok(running) = self.0.running.lock()
+            && let Some(token) = running.get(uuid)
+        {
+            token.cancel();
+        }
+    }
+
+    fn save(&self, record: &mut DealRecord, message: Option<&str>) -> anyhow::Result<()> {
+        record.updated_at = crate::now_secs();
+        self.0.store.put(record, message)?;
+        if let Some(message) = message {
+            tracing::info!(deal = %record.uuid, state = %record.state, "{message}");
+        }
+        Ok(())
+    }
+
+    /// Moves the deal to `state`, recording why.
+    fn advance(
+        &self,
+        record: &mut DealRecord,
+        state: DealState,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        record.state = state;
+        self.save(record, Some(message))?;
+        self.recount();
+        Ok(())
+    }
+
+    fn fail(&self, record: &mut DealRecord, error: String) -> anyhow::Result<()> {
+        tracing::warn!(deal = %record.uuid, step = %record.state, error = %error, "deal failed");
+        record.failed_step = Some(record.state);
+        record.error = error.clone();
+        record.state = DealState::Failed;
+        self.save(record, Some(&format!("failed: {error}")))?;
+        self.0
+            .metrics
+            .deal_failures
+            .with_label_values(&[record.failed_step.map_or("", |s| s.name())])
+            .inc();
+        self.recount();
+        Ok(())
+    }
+
+    async fn drive(&self, uuid: &str, cancel: &CancellationToken) {
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let mut record = match self.0.store.deal(uuid) {
+                Ok(Some(record)) => record,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(deal = uuid, error = %format!("{e:#}"), "cannot read the deal");
+                    return;
+                }
+            };
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return,
+                result = self.step(&mut record, cancel) => result,
+            };
+            match result {
+                Ok(Step::Next) => continue,
+                Ok(Step::Park) => return,
+                Err(e) => {
+                    // Only the database can fail here: wait and read the record again.
+                    tracing::error!(deal = uuid, error = %format!("{e:#}"), "deal step failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
+
+    async fn step(
+        &self,
+        record: &mut DealRecord,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Step> {
+        match record.state {
+            DealState::Accepted if record.is_offline => Ok(Step::Park),
+            DealState::Accepted => {
+                let _permit = self.0.transfers.acquire().await?;
+                self.advance(record, DealState::Transferring, "transfer started")?;
+                self.transfer(record, cancel).await
+            }
+            DealState::Transferring => {
+                let _permit = self.0.transfers.acquire().await?;
+                self.transfer(record, cancel).await
+            }
+            DealState::Verifying => self.verify(record).await,
+            DealState::Publishing => self.publish(record).await,
+            DealState::Uploading => self.upload(record).await,
+            DealState::AddingPiece => self.add_piece(record).await,
+            DealState::Sealing => self.follow_sealing(record).await,
+            DealState::Active | DealState::Failed | DealState::Cancelled => Ok(Step::Park),
+        }
+    }
+
+    async fn transfer(
+        &self,
+        record: &mut DealRecord,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Step> {
+        let Some(source) = record.source.clone() else {
+            self.fail(record, "an online deal has no transfer URL".into())?;
+            return Ok(Step::Park);
+        };
+        let path = self.staged_path(&record.uuid);
+        let stall = Duration::from_secs(self.0.config.stall_timeout_secs);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            record.transfer_attempts += 1;
+            let uuid = record.uuid.clone();
+            let metrics = self.0.metrics.clone();
+            let mut last = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let result = transfer::pull_once(
+                &self.0.http,
+                &source,
+                &path,
+                record.transfer_size,
+                stall,
+                |have| {
+                    metrics.bytes_received.inc_by(have.saturating_sub(last));
+                    last = have;
+                    if let Ok(mut p) = self.0.progress.lock() {
+                        p.insert(uuid.clone(), have);
+                    }
+                },
+            )
+            .await;
+            record.bytes_received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            match result {
+                Ok(()) => {
+                    self.forget_progress(&record.uuid);
+                    self.advance(
+                        record,
+                        DealState::Verifying,
+                        &format!("received all {} bytes", record.transfer_size),
+                    )?;
+                    return Ok(Step::Next);
+                }
+                Err(TransferError::Fatal(why)) => {
+                    self.forget_progress(&record.uuid);
+                    self.0.metrics.transfer_failures.inc();
+                    self.fail(record, why)?;
+                    return Ok(Step::Park);
+                }
+                Err(TransferError::Retry(why)) => {
+                    if record.transfer_attempts >= self.0.config.max_transfer_attempts {
+                        self.forget_progress(&record.uuid);
+                        self.0.metrics.transfer_failures.inc();
+                        self.fail(
+                            record,
+                            format!(
+                                "the transfer failed after {} attempts; last: {why}",
+                                record.transfer_attempts
+                            ),
+                        )?;
+                        return Ok(Step::Park);
+                    }
+                    record.transfer_restarts += 1;
+                    self.0.metrics.transfer_restarts.inc();
+                    let delay = backoff.next_delay();
+                    self.save(
+                        record,
+                        Some(&format!(
+                            "transfer attempt {} stopped at byte {}: {why}; resuming in {delay:?}",
+                            record.transfer_attempts, record.bytes_received
+                        )),
+                    )?;
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(Step::Park),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn forget_progress(&self, uuid: &str) {
+        if let Ok(mut p) = self.0.progress.lock() {
+            p.remove(uuid);
+        }
+    }
+
+    /// The data must be the proposal's piece and a CAR rooted at `DealDataRoot`; its blocks go
+    /// into the piece directory.
+    async fn verify(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+        let path = self.staged_path(&record.uuid);
+        let piece_cid: Cid = record.piece_cid.parse()?;
+        let piece_size = record.piece_size;
+        let check_path = path.clone();
+        let computed =
+            tokio::task::spawn_blocking(move || piece_commitment(&check_path, piece_size)).await?;
+        match computed {
+            Ok(cid) if cid == piece_cid => {}
+            Ok(cid) => {
+                self.fail(
+                    record,
+                    format!(
+                        "the data's piece commitment {cid} does not match the proposal's piece CID {piece_cid}"
+                    ),
+                )?;
+                return Ok(Step::Park);
+            }
+            Err(e) => {
+                self.fail(record, format!("{e:#}"))?;
+                return Ok(Step::Park);
+            }
+        }
+        let store = self.0.store.clone();
+        let index_path = path.clone();
+        let indexed = tokio::task::spawn_blocking(move || {
+            crate::piecedir::index_piece(&store, &piece_cid, &index_path)
+        })
+        .await?;
+        let indexed = match indexed {
+            Ok(indexed) => indexed,
+            Err(e) => {
+                self.fail(record, format!("the data is not a valid CAR: {e:#}"))?;
+                return Ok(Step::Park);
+            }
+        };
+        if indexed.roots.first() != Some(&record.data_root) {
+            self.fail(
+                record,
+                format!(
+                    "the CAR's root {} is not the proposal's DealDataRoot {}",
+                    indexed.roots.first().map_or("(none)", |r| r.as_str()),
+                    record.data_root
+                ),
+            )?;
+            return Ok(Step::Park);
+        }
+        self.advance(
+            record,
+            DealState::Publishing,
+            &format!(
+                "piece commitment matches; {} blocks indexed in the piece directory",
+                indexed.blocks
+            ),
+        )?;
+        Ok(Step::Next)
+    }
+
+    /// Waits with capped backoff while the hub is away; `Ok(None)` if it refused (the deal has
+    /// failed then).
+    async fn with_hub<T, F, Fut>(
+        &self,
+        record: &mut DealRecord,
+        what: &str,
+        call: F,
+    ) -> anyhow::Result<Option<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, HubError>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            match call().await {
+                Ok(v) => return Ok(Some(v)),
+                Err(HubError::Refused(why)) => {
+                    self.fail(record, format!("{what}: {why}"))?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
+                        self.save(
+                            record,
+                            Some(&format!(
+                                "{what}: {e}; waiting for the hub (retry in {delay:?})"
+                            )),
+                        )?;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+        let proposal = base64::engine::general_purpose::STANDARD.decode(&record.proposal)?;
+        let hub = self.0.hub.clone();
+        let published = self
+            .with_hub(record, "publish the deal", || {
+                let hub = hub.clone();
+                let proposal = proposal.clone();
+                async move { hub.call::<MarketPublishDeals>((Base64(proposal),)).await }
+            })
+            .await?;
+        let Some(published) = published else {
+            return Ok(Step::Park);
+        };
+        record.deal_id = Some(published.deal_id);
+        record.publish_message = Some(published.message.to_string());
+        self.advance(
+            record,
+            DealState::Uploading,
+            &format!(
+                "published as deal {} by message {} at epoch {}",
+                published.deal_id, published.message, published.epoch
+            ),
+        )?;
+        Ok(Step::Next)
+    }
+
+    async fn upload(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+        let piece: Cid = record.piece_cid.parse()?;
+        let path = self.staged_path(&record.uuid);
+        let hub = self.0.hub.clone();
+        let size = record.piece_size;
+        let done = self
+            .with_hub(record, "upload the piece to the hub", || {
+                let hub = hub.clone();
+                let path = path.clone();
+                async move { hub.upload_piece(&piece, size, &path).await }
+            })
+            .await?;
+        if done.is_none() {
+            return Ok(Step::Park);
+        }
+        self.advance(record, DealState::AddingPiece, "the hub holds the piece")?;
+        Ok(Step::Next)
+    }
+
+    async fn add_piece(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+        let info = PieceDealInfo {
+            deal_uuid: record.uuid.clone(),
+            deal_id: record
+                .deal_id
+                .context("a deal in AddingPiece has no deal ID")?,
+            piece_cid: record.piece_cid.parse()?,
+            piece_size: record.piece_size,
+            start_epoch: record.start_epoch,
+            end_epoch: record.end_epoch,
+        };
+        let hub = self.0.hub.clone();
+        let placed = self
+            .with_hub(record, "add the piece to a sector", || {
+                let hub = hub.clone();
+                let info = info.clone();
+                async move { hub.call::<SectorAddPieceToAny>((info,)).await }
+            })
+            .await?;
+        let Some(placed) = placed else {
+            return Ok(Step::Park);
+        };
+        record.sector = Some(placed.sector);
+        self.advance(
+            record,
+            DealState::Sealing,
+            &format!("in sector {} at offset {}", placed.sector, placed.offset),
+        )?;
+        Ok(Step::Next)
+    }
+
+    /// Follows the sector until the deal is active on chain; hub events wake it early.
+    async fn follow_sealing(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+        let deal_id = record.deal_id.context("a deal in Sealing has no deal ID")?;
+        let sector = record.sector.context("a deal in Sealing has no sector")?;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            let wake = self.0.sector_news.notified();
+            let status = self.0.hub.call::<SectorsStatus>((sector,)).await;
+            let deal = self.0.hub.call::<StateMarketStorageDeal>((deal_id,)).await;
+            match (status, deal) {
+                (Ok(status), Ok(deal)) => {
+                    backoff.reset();
+                    let state = status.state.name().to_string();
+                    if state != record.sealing_status {
+                        record.sealing_status = state.clone();
+                        self.save(record, Some(&format!("sector {sector} is {state}")))?;
+                    }
+                    if deal.state.sector_start_epoch >= 0 {
+                        self.advance(
+                            record,
+                            DealState::Active,
+                            &format!(
+                                "the deal is active on chain since epoch {} (sector {sector})",
+                                deal.state.sector_start_epoch
+                            ),
+                        )?;
+                        self.cleanup_staging(record);
+                        return Ok(Step::Park);
+                    }
+                    if status.state == SectorState::Failed {
+                        self.fail(
+                            record,
+                            format!(
+                                "the hub's sector {sector} failed: {}",
+                                status.last_error.unwrap_or_default()
+                            ),
+                        )?;
+                        return Ok(Step::Park);
+                    }
+                    tokio::select! {
+                        _ = wake => {}
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    let delay = backoff.next_delay();
+                    tracing::debug!(deal = %record.uuid, error = %e, "following the sector");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// The hub holds the piece (its unsealed copy and the sector): the staged copy can go.
+    fn cleanup_staging(&self, record: &DealRecord) {
+        let path = self.staged_path(&record.uuid);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove staged data");
+        }
+    }
+
+    // Operator actions.
+
+    pub fn retry(&self, uuid: &str) -> anyhow::Result<DealInfo> {
+        let mut record = self
+            .0
+            .store
+            .deal(uuid)?
+            .context(format!("no deal {uuid}"))?;
+        anyhow::ensure!(
+            record.state == DealState::Failed,
+            "deal {uuid} is {}, not Failed: only failed deals can be retried",
+            record.state
+        );
+        let step = record.failed_step.unwrap_or(DealState::Accepted);
+        // A failed transfer starts over: the data may have been the problem.
+        let step = match step {
+            DealState::Verifying | DealState::Transferring => {
+                let _ = std::fs::remove_file(self.staged_path(uuid));
+                record.bytes_received = 0;
+                if record.is_offline {
+                    DealState::Accepted
+                } else {
+                    DealState::Transferring
+                }
+            }
+            s => s,
+        };
+        record.transfer_attempts = 0;
+        record.error.clear();
+        record.failed_step = None;
+        self.advance(&mut record, step, "retried by the operator")?;
+        self.spawn(uuid);
+        Ok(record.info())
+    }
+
+    pub fn cancel(&self, uuid: &str) -> anyhow::Result<DealInfo> {
+        let mut record = self
+            .0
+            .store
+            .deal(uuid)?
+            .context(format!("no deal {uuid}"))?;
+        let can = matches!(
+            record.state,
+            DealState::Accepted | DealState::Transferring | DealState::Verifying
+        ) || (record.state == DealState::Failed && record.deal_id.is_none());
+        anyhow::ensure!(
+            can,
+            "deal {uuid} is {}: only deals not yet sent for publishing can be cancelled",
+            record.state
+        );
+        self.stop_task(uuid);
+        record.failed_step = Some(record.state);
+        self.advance(
+            &mut record,
+            DealState::Cancelled,
+            "cancelled by the operator",
+        )?;
+        let _ = std::fs::remove_file(self.staged_path(uuid));
+        Ok(record.info())
+    }
+
+    /// Copies an offline deal's data into staging and starts its checks.
+    pub async fn import_data(&self, uuid: &str, file: &Path) -> anyhow::Result<DealInfo> {
+        let mut record = self
+            .0
+            .store
+            .deal(uuid)?
+            .context(format!("no deal {uuid}"))?;
+        anyhow::ensure!(
+            record.is_offline,
+            "deal {uuid} is an online deal: its data comes from the client's URL"
+        );
+        anyhow::ensure!(
+            record.state == DealState::Accepted,
+            "deal {uuid} is {}, not waiting for data",
+            record.state
+        );
+        let length = tokio::fs::metadata(file)
+            .await
+            .with_context(|| format!("read {}", file.display()))?
+            .len();
+        let capacity = record.piece_size / 128 * 127;
+        anyhow::ensure!(
+            length <= capacity,
+            "{} is {length} bytes, more than a piece of {} bytes holds ({capacity})",
+            file.display(),
+            record.piece_size
+        );
+        let path = self.staged_path(uuid);
+        let temp = path.with_extension("import");
+        tokio::fs::copy(file, &temp)
+            .await
+            .with_context(|| format!("copy {} into staging", file.display()))?;
+        tokio::fs::File::open(&temp).await?.sync_all().await?;
+        tokio::fs::rename(&temp, &path).await?;
+        record.bytes_received = length;
+        record.transfer_size = length;
+        self.advance(
+            &mut record,
+            DealState::Verifying,
+            &format!("imported {length} bytes from {}", file.display()),
+        )?;
+        self.spawn(uuid);
+        Ok(record.info())
+    }
+}
+
+/// The piece CID of a staged file zero-padded to `piece_size`.
+pub fn piece_commitment(path: &Path, piece_size: u64) -> anyhow::Result<Cid> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("open the staged data {}", path.display()))?;
+    let mut hasher = nelumbo_commp::CommPHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n])?;
+    }
+    let digest = hasher.finish()?;
+    let target = nelumbo_commp::PaddedPieceSize::new(piece_size)?;
+    let padded = nelumbo_commp::pad_commitment(&digest.commitment, digest.piece_size, target)
+        .with_context(|| {
+            format!(
+                "the data ({} bytes) needs a piece of {}, larger than the proposal's {piece_size}",
+                digest.payload_size, digest.piece_size
+            )
+        })?;
+    Ok(nelumbo_commp::piece_cid_v1(&padded))
+}

@@ -1,0 +1,154 @@
+//! The markets process's link to the hub: its JSON-RPC API and the piece upload, with the
+//! connection's state kept for health and metrics. The hub being away is a state, never a crash
+//! (invariant 5): callers retry with capped backoff.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cid::Cid;
+use nelumbo_rpc::{ApiInfo, ClientError, RpcClient, RpcMethod};
+use nelumbo_service::Health;
+use prometheus::IntGauge;
+
+/// Why a hub call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The hub is away (not listening, timed out): try again later.
+    #[error("the hub is unreachable: {0}")]
+    Unreachable(String),
+    /// The hub answered and refused.
+    #[error("the hub refused: {0}")]
+    Refused(String),
+}
+
+impl HubError {
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hub {
+    pub rpc: RpcClient,
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    connected: Arc<AtomicBool>,
+    health: Health,
+    gauge: IntGauge,
+}
+
+impl Hub {
+    pub fn new(api_info: &str, health: Health, gauge: IntGauge) -> anyhow::Result<Self> {
+        let info = ApiInfo::parse(api_info)
+            .map_err(|e| anyhow::anyhow!("the hub's connection string: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        health.not_ready("hub", "not yet reached");
+        Ok(Self {
+            rpc: RpcClient::from_api_info(&info),
+            base: info.base,
+            token: info.token,
+            http,
+            connected: Arc::new(AtomicBool::new(false)),
+            health,
+            gauge,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn mark(&self, result: Result<(), &str>) {
+        match result {
+            Ok(()) => {
+                if !self.connected.swap(true, Ordering::Relaxed) {
+                    tracing::info!(hub = %self.base, "hub connected");
+                }
+                self.gauge.set(1);
+                self.health.ready("hub");
+            }
+            Err(why) => {
+                if self.connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(hub = %self.base, error = why, "hub unreachable");
+                }
+                self.gauge.set(0);
+                self.health.not_ready("hub", format!("unreachable: {why}"));
+            }
+        }
+    }
+
+    pub async fn call<M: RpcMethod>(&self, params: M::Params) -> Result<M::Ok, HubError> {
+        match self.rpc.call::<M>(params).await {
+            Ok(v) => {
+                self.mark(Ok(()));
+                Ok(v)
+            }
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    fn classify(&self, e: ClientError) -> HubError {
+        if e.is_unreachable() {
+            let text = e.to_string();
+            self.mark(Err(&text));
+            HubError::Unreachable(text)
+        } else {
+            self.mark(Ok(()));
+            HubError::Refused(e.to_string())
+        }
+    }
+
+    /// Streams a staged CAR to the hub as a piece (`PUT /pieces/{cid}?size=`); the hub pads it,
+    /// recomputes its commitment and refuses a mismatch. Repeating an upload is harmless.
+    pub async fn upload_piece(
+        &self,
+        piece: &Cid,
+        piece_size: u64,
+        path: &Path,
+    ) -> Result<(), HubError> {
+        let file = tokio::fs::File::open(path).await.map_err(|e| {
+            HubError::Refused(format!("open the staged data {}: {e}", path.display()))
+        })?;
+        let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let mut request = self
+            .http
+            .put(format!("{}/pieces/{piece}?size={piece_size}", self.base))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Err(e) => {
+                let text = crate::deals::transfer::error_chain(&e);
+                if e.is_connect() || e.is_timeout() || e.is_request() {
+                    self.mark(Err(&text));
+                    Err(HubError::Unreachable(text))
+                } else {
+                    Err(HubError::Refused(text))
+                }
+            }
+            Ok(response) => {
+                self.mark(Ok(()));
+                let status = response.status();
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    let body = response.text().await.unwrap_or_default();
+                    if status.is_server_error() {
+                        Err(HubError::Unreachable(format!("{status}: {body}")))
+                    } else {
+                        Err(HubError::Refused(format!("{status}: {body}")))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `nelumbo-markets init`: the repo, the libp2p identity, the hub's connection string, and the
+//! miner's peer ID and addresses on chain (set through the hub, which holds the keys).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use nelumbo_miner_api::methods::{ActorAddress, ActorSectorSize};
+use nelumbo_rpc::{ApiInfo, RpcClient};
+
+use crate::config::Config;
+use crate::repo::{MinerRecord, Repo};
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub hub_api_info: String,
+    pub listen: Vec<String>,
+    pub announce: Vec<String>,
+    pub api: SocketAddr,
+    pub staging: Option<PathBuf>,
+}
+
+pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !repo.config().exists(),
+        "{} is already set up (it has a config.toml); use another --repo to make a new one",
+        repo.dir.display()
+    );
+    let info = ApiInfo::parse(&options.hub_api_info)
+        .map_err(|e| anyhow::anyhow!("the hub's connection string: {e}"))?;
+    anyhow::ensure!(
+        info.token.is_some(),
+        "the hub's connection string has no token: make one with `nelumbo-miner auth api-info --perm write`"
+    );
+    let hub = RpcClient::from_api_info(&info);
+    let actor = hub
+        .call::<ActorAddress>(())
+        .await
+        .context("ask the hub for its miner (init needs the hub running)")?;
+    let sector_size = hub
+        .call::<ActorSectorSize>((actor.clone(),))
+        .await
+        .context("ask the hub for the sector size")?;
+
+    std::fs::create_dir_all(&repo.dir).with_context(|| format!("create {}", repo.dir.display()))?;
+    let _lock = nelumbo_service::lock_repo(&repo.dir, "nelumbo-markets")?;
+    let key = if repo.identity().exists() {
+        repo.load_identity()?
+    } else {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        write_private_bytes(&repo.identity(), &key.to_protobuf_encoding()?)?;
+        key
+    };
+    nelumbo_service::write_private(&repo.hub_api_info(), options.hub_api_info.trim())?;
+    let miner = MinerRecord {
+        actor: actor.0.to_string(),
+        sector_size,
+    };
+    nelumbo_service::write_atomic(&repo.miner(), &serde_json::to_vec_pretty(&miner)?)?;
+    let mut config = Config::new(options.listen, options.announce, options.api, sector_size);
+    config.deals.staging_dir = options.staging;
+    config.validate()?;
+    let addrs = public_addrs(&config.network.announce, &config.network.listen)?;
+    let changed = set_peer_info(&hub, &key.public().to_peer_id(), &addrs).await?;
+    println!(
+        "on chain: peer ID and {} address(es) {}",
+        addrs.len(),
+        if changed { "set" } else { "already set" }
+    );
+    // The config goes last: its presence means init finished.
+    nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
+    println!("peer ID: {}", key.public().to_peer_id());
+    println!("miner:   {}", miner.actor);
+    println!(
+        "repo:    {} (start it with `nelumbo-markets --repo {} run`; it publishes its addresses on chain through the hub)",
+        repo.dir.display(),
+        repo.dir.display()
+    );
+    Ok(())
+}
+
+fn write_private_bytes(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("write {}", temp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    Ok(())
+}
+
+/// The addresses to publish: the announce list, else the listen list with unspecified hosts
+/// (0.0.0.0, ::) replaced by loopback and port-0 entries left out.
+pub fn public_addrs(
+    announce: &[String],
+    listen: &[String],
+) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    use libp2p::multiaddr::Protocol;
+    if !announce.is_empty() {
+        return announce
+            .iter()
+            .map(|a| a.parse().with_context(|| format!("announce address {a:?}")))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for text in listen {
+        let addr: libp2p::Multiaddr = text
+            .parse()
+            .with_context(|| format!("listen address {text:?}"))?;
+        if addr.iter().any(|p| matches!(p, Protocol::Tcp(0))) {
+            continue;
+        }
+        let addr = addr
+            .into_iter()
+            .map(|p| match p {
+                Protocol::Ip4(ip) if ip.is_unspecified() => {
+                    Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST)
+                }
+                Protocol::Ip6(ip) if ip.is_unspecified() => {
+                    Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST)
+                }
+                p => p,
+            })
+            .collect();
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+/// Asks the hub to put the peer ID and addresses on chain (nothing is sent if they are there).
+pub async fn set_peer_info(
+    hub: &RpcClient,
+    peer: &libp2p::PeerId,
+    addrs: &[libp2p::Multiaddr],
+) -> anyhow::Result<bool> {
+    use nelumbo_chain_api::Base64;
+    use nelumbo_miner_api::methods::MarketSetPeerInfo;
+    hub.call::<MarketSetPeerInfo>((
+        Base64(peer.to_bytes()),
+        addrs.iter().map(|a| Base64(a.to_vec())).collect(),
+    ))
+    .await
+    .context("set the miner's peer ID and addresses on chain through the hub")
+}

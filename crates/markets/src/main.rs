@@ -1,0 +1,346 @@
+//! `nelumbo-markets`: the markets spoke and its CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nelumbo_chain_api::json::use_testnet_addresses;
+use nelumbo_markets::config::{DEFAULT_API_LISTEN, DEFAULT_P2P_LISTEN};
+use nelumbo_markets::init::{InitOptions, init};
+use nelumbo_markets::repo::Repo;
+use nelumbo_markets_api::MARKETS_API_INFO;
+use nelumbo_markets_api::admin::*;
+use nelumbo_rpc::{ApiInfo, Permission, RpcClient, TokenSecret};
+
+/// The Nelumbo markets spoke: storage deals over Boost's protocols, handed to the hub.
+#[derive(Debug, Parser)]
+#[command(name = "nelumbo-markets", version, about)]
+struct Cli {
+    /// The repo directory (default: NELUMBO_MARKETS_REPO or ~/.nelumbo/markets).
+    #[arg(long, global = true)]
+    repo: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the repo: config.toml, the libp2p identity, the hub's connection string; and put
+    /// the peer ID and addresses on chain through the hub.
+    Init {
+        /// The hub's connection string (TOKEN:/ip4/HOST/tcp/PORT/http, a write token); default:
+        /// MINER_API_INFO.
+        #[arg(long, env = "MINER_API_INFO")]
+        hub_api: String,
+        /// libp2p listen multiaddrs (repeat for several).
+        #[arg(long = "listen", default_value = DEFAULT_P2P_LISTEN)]
+        listen: Vec<String>,
+        /// Multiaddrs to publish instead of the listen addresses (repeat for several).
+        #[arg(long = "announce")]
+        announce: Vec<String>,
+        /// Where the admin API, health and metrics listen.
+        #[arg(long, default_value = DEFAULT_API_LISTEN)]
+        api: SocketAddr,
+        /// Where deal data is staged (default: REPO/staging).
+        #[arg(long)]
+        staging: Option<PathBuf>,
+    },
+    /// Run the services.
+    Run {
+        /// Comma-separated: deals, retrieval, indexing.
+        #[arg(long, default_value = "deals,retrieval,indexing")]
+        services: String,
+    },
+    /// Deals: list, inspect, retry, cancel, import offline data.
+    #[command(subcommand)]
+    Deals(DealsCommand),
+    /// The storage ask.
+    #[command(subcommand)]
+    Ask(AskCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// The peer ID, addresses, services and miner of the running process.
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+enum DealsCommand {
+    /// Every deal, newest first.
+    List,
+    /// One deal.
+    Show {
+        uuid: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A deal's history.
+    Logs { uuid: String },
+    /// Resume a failed deal from the step that failed.
+    Retry { uuid: String },
+    /// Cancel a deal not yet sent for publishing.
+    Cancel { uuid: String },
+    /// Give an offline deal its data (a CAR file the markets process can read).
+    ImportData { uuid: String, file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum AskCommand {
+    /// The current ask.
+    Get,
+    /// Change the ask; unnamed fields keep their value.
+    Set {
+        /// attoFIL per GiB per epoch.
+        #[arg(long)]
+        price: Option<String>,
+        /// attoFIL per GiB per epoch, for verified deals.
+        #[arg(long)]
+        verified_price: Option<String>,
+        /// Padded bytes.
+        #[arg(long)]
+        min_size: Option<u64>,
+        #[arg(long)]
+        max_size: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Print MARKETS_API_INFO for the running process.
+    ApiInfo {
+        #[arg(long, default_value = "admin")]
+        perm: Permission,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    nelumbo_service::init_logging(nelumbo_service::DAEMON_LOG_FILTER);
+    use_testnet_addresses();
+    nelumbo_service::block_on_main(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let repo = Repo::locate(cli.repo)?;
+    match cli.command {
+        Command::Init {
+            hub_api,
+            listen,
+            announce,
+            api,
+            staging,
+        } => {
+            init(
+                &repo,
+                InitOptions {
+                    hub_api_info: hub_api,
+                    listen,
+                    announce,
+                    api,
+                    staging,
+                },
+            )
+            .await
+        }
+        Command::Run { services } => {
+            let services = nelumbo_markets::daemon::parse_services(&services)
+                .map_err(|e| anyhow::anyhow!("--services: {e}"))?;
+            nelumbo_markets::daemon::run(repo, services).await
+        }
+        Command::Info => {
+            let info = client(&repo)?.call::<Info>(()).await?;
+            println!("peer ID:   {}", info.peer_id);
+            println!("addresses: {}", info.listen_addrs.join(" "));
+            println!("services:  {}", info.services.join(","));
+            println!("miner:     {}", info.miner);
+            println!(
+                "hub:       {}",
+                if info.hub_connected {
+                    "connected"
+                } else {
+                    "unreachable"
+                }
+            );
+            Ok(())
+        }
+        Command::Deals(DealsCommand::List) => {
+            let deals = client(&repo)?.call::<DealsList>(()).await?;
+            if deals.is_empty() {
+                println!("no deals yet");
+                return Ok(());
+            }
+            println!(
+                "{:<36}  {:<12}  {:>8}  {:>12}  {:<12}  ERROR",
+                "UUID", "STATE", "DEAL ID", "RECEIVED", "SEALING"
+            );
+            for d in deals {
+                println!(
+                    "{:<36}  {:<12}  {:>8}  {:>12}  {:<12}  {}",
+                    d.uuid,
+                    d.state.name(),
+                    d.deal_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{}/{}", d.bytes_received, d.transfer_size),
+                    d.sealing_status,
+                    d.error
+                );
+            }
+            Ok(())
+        }
+        Command::Deals(DealsCommand::Show { uuid, json }) => {
+            let d = client(&repo)?.call::<DealsShow>((uuid,)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+                return Ok(());
+            }
+            print_deal(&d);
+            Ok(())
+        }
+        Command::Deals(DealsCommand::Logs { uuid }) => {
+            for entry in client(&repo)?.call::<DealsLogs>((uuid,)).await? {
+                println!(
+                    "{}  {:<12}  {}",
+                    entry.at,
+                    entry.state.name(),
+                    entry.message
+                );
+            }
+            Ok(())
+        }
+        Command::Deals(DealsCommand::Retry { uuid }) => {
+            let d = client(&repo)?.call::<DealsRetry>((uuid,)).await?;
+            println!("deal {} resumes in {}", d.uuid, d.state);
+            Ok(())
+        }
+        Command::Deals(DealsCommand::Cancel { uuid }) => {
+            let d = client(&repo)?.call::<DealsCancel>((uuid,)).await?;
+            println!("deal {} is {}", d.uuid, d.state);
+            Ok(())
+        }
+        Command::Deals(DealsCommand::ImportData { uuid, file }) => {
+            let file = std::fs::canonicalize(&file)
+                .with_context(|| format!("{} cannot be read", file.display()))?;
+            let d = client(&repo)?
+                .call::<DealsImportData>((uuid, file.display().to_string()))
+                .await?;
+            println!("deal {} has its data and is {}", d.uuid, d.state);
+            Ok(())
+        }
+        Command::Ask(AskCommand::Get) => {
+            print_ask(&client(&repo)?.call::<AskGet>(()).await?);
+            Ok(())
+        }
+        Command::Ask(AskCommand::Set {
+            price,
+            verified_price,
+            min_size,
+            max_size,
+        }) => {
+            let client = client(&repo)?;
+            let mut ask = client.call::<AskGet>(()).await?;
+            if let Some(v) = price {
+                ask.price = v;
+            }
+            if let Some(v) = verified_price {
+                ask.verified_price = v;
+            }
+            if let Some(v) = min_size {
+                ask.min_piece_size = v;
+            }
+            if let Some(v) = max_size {
+                ask.max_piece_size = v;
+            }
+            print_ask(&client.call::<AskSet>((ask,)).await?);
+            Ok(())
+        }
+        Command::Auth(AuthCommand::ApiInfo { perm }) => {
+            let secret = TokenSecret::load_or_create(&repo.token_secret())?;
+            println!(
+                "{MARKETS_API_INFO}={}:{}",
+                secret.create_token(perm),
+                running_api(&repo)?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_ask(ask: &AskSettings) {
+    println!("price:          {} attoFIL/GiB/epoch", ask.price);
+    println!("verified price: {} attoFIL/GiB/epoch", ask.verified_price);
+    println!(
+        "piece sizes:    {} to {} bytes",
+        ask.min_piece_size, ask.max_piece_size
+    );
+}
+
+fn print_deal(d: &DealInfo) {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!("deal:           {}", d.uuid);
+    println!("state:          {}", d.state);
+    if !d.error.is_empty() {
+        println!(
+            "error:          {} (in {})",
+            d.error,
+            opt(d.failed_step.map(|s| s.to_string()))
+        );
+    }
+    println!("client:         {}", d.client);
+    println!("provider:       {}", d.provider);
+    println!("piece:          {} ({} bytes)", d.piece_cid, d.piece_size);
+    println!("data root:      {}", d.data_root);
+    println!("proposal:       {}", d.proposal_cid);
+    println!("epochs:         {} to {}", d.start_epoch, d.end_epoch);
+    println!(
+        "price:          {} attoFIL/epoch{}",
+        d.price_per_epoch,
+        if d.verified { " (verified)" } else { "" }
+    );
+    if d.is_offline {
+        println!(
+            "transfer:       offline ({} bytes imported)",
+            d.bytes_received
+        );
+    } else {
+        println!(
+            "transfer:       {} of {} bytes from {} ({} restarts)",
+            d.bytes_received, d.transfer_size, d.transfer_url, d.transfer_restarts
+        );
+    }
+    println!("deal ID:        {}", opt(d.deal_id.map(|i| i.to_string())));
+    println!("published by:   {}", opt(d.publish_message.clone()));
+    println!("sector:         {}", opt(d.sector.map(|s| s.to_string())));
+    println!(
+        "sealing:        {}",
+        if d.sealing_status.is_empty() {
+            "-"
+        } else {
+            &d.sealing_status
+        }
+    );
+}
+
+fn running_api(repo: &Repo) -> anyhow::Result<String> {
+    let api = std::fs::read_to_string(repo.api()).with_context(|| {
+        format!(
+            "no running markets process found in {} (no api file): start it with `nelumbo-markets run`",
+            repo.dir.display()
+        )
+    })?;
+    Ok(api.trim().to_string())
+}
+
+/// A client of the running process: MARKETS_API_INFO if set, else the repo's api and token.
+fn client(repo: &Repo) -> anyhow::Result<RpcClient> {
+    if let Ok(info) = std::env::var(MARKETS_API_INFO) {
+        return Ok(RpcClient::from_api_info(&ApiInfo::parse(&info)?));
+    }
+    let mut info = ApiInfo::parse(&running_api(repo)?)?;
+    info.token = std::fs::read_to_string(repo.token())
+        .ok()
+        .map(|t| t.trim().to_string());
+    Ok(RpcClient::from_api_info(&info))
+}
