@@ -51,6 +51,17 @@ impl std::fmt::Display for KeyKind {
     }
 }
 
+impl std::str::FromStr for KeyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "secp256k1" | "secp" => Ok(Self::Secp256k1),
+            "bls" => Ok(Self::Bls),
+            other => Err(format!("unknown key type {other:?}: use secp256k1 or bls")),
+        }
+    }
+}
+
 /// A private key and its kind: Lotus's `KeyInfo` (`{"Type": ..., "PrivateKey": base64}`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {

@@ -24,6 +24,8 @@ enum Command {
     Proofs(cmd::proofs::ProofsCommand),
     /// Run a local devnet: a chain and a hub as separate processes, until Ctrl-C.
     Devnet(cmd::devnet::DevnetArgs),
+    /// A storage client: wallet keys, deals over Boost's protocols, deal status, asks.
+    Client(cmd::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Command::Commp(args) => cmd::commp::run(args),
         Command::Proofs(command) => cmd::proofs::run(command),
         Command::Devnet(args) => cmd::devnet::run(args),
+        Command::Client(args) => cmd::client::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

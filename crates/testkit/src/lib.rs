@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod hub;
+pub mod markets;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! The tool's subcommands, one module each.
 
+pub mod client;
 pub mod commp;
 pub mod devnet;
 pub mod proofs;
