@@ -9,12 +9,17 @@ use fvm_shared::address::Address;
 use nelumbo_markets_api::admin::{DealState, DealsList};
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, text};
-use nelumbo_testkit::markets::{TestClient, TestMarkets};
+use nelumbo_testkit::markets::{DataServer, TestClient, TestMarkets};
 
 /// Market actor method 4: PublishStorageDeals.
 const PUBLISH_STORAGE_DEALS: u64 = 4;
 
 async fn setup() -> (Devnet, TestHub, TestMarkets) {
+    setup_with(false).await
+}
+
+/// `fixed_hub_port`: the hub listens on one port across restarts (markets keeps its address).
+async fn setup_with(fixed_hub_port: bool) -> (Devnet, TestHub, TestMarkets) {
     let devnet = Devnet::start(&[
         "--proof-mode",
         "insecure-testing",
@@ -33,6 +38,13 @@ async fn setup() -> (Devnet, TestHub, TestMarkets) {
     .await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 2");
+    if fixed_hub_port {
+        let port = nelumbo_testkit::markets::free_port();
+        hub.edit_config(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+    }
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
     markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
@@ -82,4 +94,165 @@ async fn a_client_deal_becomes_active_on_chain() {
             .len(),
         1
     );
+}
+
+/// Makes a deal whose data comes slowly from `server`; returns its UUID.
+async fn slow_deal(
+    devnet: &Devnet,
+    hub: &TestHub,
+    client: &TestClient,
+    server: &DataServer,
+    seed: u8,
+) -> String {
+    let file = devnet.dir.path().join(format!("file-{seed}.bin"));
+    std::fs::write(&file, payload(700, seed)).expect("write");
+    let url = format!("{}/latest.car", server.base);
+    let output = client.run(&[
+        "deal",
+        "--provider",
+        &hub.actor.to_string(),
+        "--start-in",
+        "600",
+        "--duration",
+        "400",
+        "--url",
+        &url,
+        file.to_str().expect("path"),
+    ]);
+    let printed = text(&output);
+    assert!(output.status.success(), "client deal failed: {printed}");
+    printed
+        .split("deal ")
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|word| word.len() == 36)
+        .unwrap_or_else(|| panic!("no deal UUID in {printed}"))
+        .to_string()
+}
+
+async fn publish_count(devnet: &Devnet) -> usize {
+    devnet
+        .messages_to(Address::new_id(5), PUBLISH_STORAGE_DEALS)
+        .await
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markets_killed_mid_transfer_and_after_publishing_completes_the_deal_once() {
+    let (devnet, _hub_guard, mut markets) = setup().await;
+    let hub = &_hub_guard;
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 10).await;
+    let server = DataServer::start(client.repo.join("cars"), Duration::from_millis(150)).await;
+    let uuid = slow_deal(&devnet, hub, &client, &server, 2).await;
+
+    // Mid-transfer: some bytes are in staging, not all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let deal = markets.deal(&uuid).await;
+        if deal.bytes_received >= 128 {
+            assert!(
+                deal.bytes_received < deal.transfer_size,
+                "the transfer was too fast to interrupt"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer did not start: {deal:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    markets.stop(true);
+    markets.run().await;
+    let deal = markets
+        .wait_deal_until(
+            &uuid,
+            "published",
+            |d| d.deal_id.is_some(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_ne!(
+        deal.state,
+        DealState::Active,
+        "the deal went too fast to interrupt after publishing"
+    );
+    let resumed = server.ranges.lock().expect("ranges").clone();
+    assert!(
+        resumed.iter().any(|r| r
+            .as_deref()
+            .is_some_and(|r| r != "bytes=0-0" && !r.starts_with("bytes=0-"))),
+        "the restarted transfer did not resume with Range: {resumed:?}"
+    );
+
+    // After publishing.
+    markets.stop(true);
+    assert_eq!(publish_count(&devnet).await, 1);
+    markets.run().await;
+    let deal = markets
+        .wait_deal(&uuid, DealState::Active, Duration::from_secs(120))
+        .await;
+    assert_eq!(
+        publish_count(&devnet).await,
+        1,
+        "the deal was published twice"
+    );
+    let logs = markets.cli(&["deals", "logs", &uuid]);
+    let logs = text(&logs);
+    for step in [
+        "Transferring",
+        "Verifying",
+        "Publishing",
+        "Uploading",
+        "AddingPiece",
+        "Sealing",
+        "Active",
+    ] {
+        assert!(
+            logs.contains(step),
+            "no {step} in the deal's history:\n{logs}"
+        );
+    }
+    let sector = deal.sector.expect("sector");
+    let status = hub.status(sector).await;
+    assert_eq!(status.pieces.len(), 1, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_waits_for_a_stopped_hub_and_completes_when_it_returns() {
+    let (devnet, mut hub, markets) = setup_with(true).await;
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 10).await;
+    let server = DataServer::start(client.repo.join("cars"), Duration::from_millis(100)).await;
+    let uuid = slow_deal(&devnet, &hub, &client, &server, 3).await;
+    hub.stop(false);
+
+    // The transfer finishes without the hub; publishing waits for it, and health says why.
+    markets
+        .wait_deal(&uuid, DealState::Publishing, Duration::from_secs(60))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = reqwest::get(format!("{}/health/ready", markets.url))
+            .await
+            .expect("health");
+        let status = ready.status();
+        let body = ready.text().await.unwrap_or_default();
+        if status == 503 && body.contains("hub") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health does not report the hub away: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(markets.deal(&uuid).await.state, DealState::Publishing);
+
+    hub.run(&[]).await;
+    markets
+        .wait_deal(&uuid, DealState::Active, Duration::from_secs(120))
+        .await;
+    assert_eq!(publish_count(&devnet).await, 1);
 }

@@ -148,14 +148,26 @@ impl TestMarkets {
 
     /// Waits until the deal is in `state`, failing early if it fails.
     pub async fn wait_deal(&self, uuid: &str, state: DealState, timeout: Duration) -> DealInfo {
+        self.wait_deal_until(uuid, &format!("{state}"), |d| d.state == state, timeout)
+            .await
+    }
+
+    /// Waits until `done` holds for the deal, failing early if it fails.
+    pub async fn wait_deal_until(
+        &self,
+        uuid: &str,
+        what: &str,
+        done: impl Fn(&DealInfo) -> bool,
+        timeout: Duration,
+    ) -> DealInfo {
         let deadline = Instant::now() + timeout;
         loop {
             let deal = self.deal(uuid).await;
-            if deal.state == state {
+            if done(&deal) {
                 return deal;
             }
             assert!(
-                deal.state != DealState::Failed || state == DealState::Failed,
+                deal.state != DealState::Failed || what == "Failed",
                 "deal {uuid} failed in {:?}: {}\n{}",
                 deal.failed_step,
                 deal.error,
@@ -163,7 +175,7 @@ impl TestMarkets {
             );
             assert!(
                 Instant::now() < deadline,
-                "deal {uuid} is still {} (waiting for {state})\n{}",
+                "deal {uuid} is still {} (waiting for {what})\n{}",
                 deal.state,
                 self.log()
             );
@@ -217,5 +229,112 @@ impl TestClient {
                 .expect("address");
         devnet.fund(address, fil).await;
         address
+    }
+}
+
+/// An HTTP server for deal data that sends slowly (so a test can act mid-transfer), honours
+/// `Range: bytes=N-`, and records the ranges asked for. `GET /latest.car` serves the newest
+/// `.car` file in `dir` at the time of the request (the client packs it after the URL is
+/// chosen); `GET /NAME` serves `dir/NAME`.
+#[derive(Debug)]
+pub struct DataServer {
+    pub base: String,
+    /// The `Range` header of each request (None: whole file).
+    pub ranges: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DataServer {
+    /// `delay`: the pause after every 64 bytes sent.
+    pub async fn start(dir: PathBuf, delay: Duration) -> Self {
+        use axum::extract::{Path as UrlPath, State};
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::response::IntoResponse;
+
+        type Shared = (
+            PathBuf,
+            Duration,
+            std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        );
+        async fn serve(
+            State((dir, delay, ranges)): State<Shared>,
+            UrlPath(name): UrlPath<String>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            let path = if name == "latest.car" {
+                let mut cars: Vec<_> = std::fs::read_dir(&dir)
+                    .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                cars.retain(|p: &PathBuf| p.extension().is_some_and(|e| e == "car"));
+                cars.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+                match cars.pop() {
+                    Some(p) => p,
+                    None => return StatusCode::NOT_FOUND.into_response(),
+                }
+            } else {
+                dir.join(name)
+            };
+            let Ok(bytes) = std::fs::read(&path) else {
+                return StatusCode::NOT_FOUND.into_response();
+            };
+            let range = headers
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if let Ok(mut r) = ranges.lock() {
+                r.push(range.clone());
+            }
+            let total = bytes.len();
+            let (start, end) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+                Some(spec) => {
+                    let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
+                    let start: usize = a.parse().unwrap_or(0);
+                    let end: usize = b
+                        .parse::<usize>()
+                        .map(|e| e + 1)
+                        .unwrap_or(total)
+                        .min(total);
+                    (start.min(total), end)
+                }
+                None => (0, total),
+            };
+            let body = bytes[start..end].to_vec();
+            let chunks: Vec<Vec<u8>> = body.chunks(64).map(<[u8]>::to_vec).collect();
+            let stream = futures::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+                let chunk = rest.next()?;
+                tokio::time::sleep(delay).await;
+                Some((Ok::<_, std::io::Error>(chunk), rest))
+            });
+            let mut response = axum::body::Body::from_stream(stream).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, (end - start).into());
+            if range.is_some() {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                if let Ok(v) = format!("bytes {start}-{}/{total}", end.saturating_sub(1)).parse() {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            response
+        }
+
+        let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let router = axum::Router::new()
+            .route("/{name}", axum::routing::get(serve))
+            .with_state((dir, delay, ranges.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { base, ranges, task }
+    }
+}
+
+impl Drop for DataServer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
