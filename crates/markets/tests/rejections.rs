@@ -1,0 +1,378 @@
+//! Proposals a provider must refuse, each with a message that names the problem, sent over the
+//! real libp2p deal protocol to a running markets process; and data that turns out wrong after
+//! acceptance, which fails the deal with the reason (reported by the status protocol too).
+
+use std::time::Duration;
+
+use fvm_shared::address::Address;
+use fvm_shared::econ::TokenAmount;
+use fvm_shared::piece::PaddedPieceSize;
+use libp2p::{Multiaddr, PeerId};
+use nelumbo_keys::{KeyInfo, KeyKind};
+use nelumbo_markets_api::admin::{DealState, Info};
+use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
+use nelumbo_markets_api::wire::{
+    ClientDealProposal, DealParams, DealProposal, DealResponse, DealStatusRequest, HttpRequest,
+    Label, Transfer, checkpoint,
+};
+use nelumbo_testkit::chain::{Devnet, cbor};
+use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::markets::{DataServer, TestMarkets, free_port};
+
+struct World {
+    devnet: Devnet,
+    hub: TestHub,
+    markets: TestMarkets,
+    peer: PeerId,
+    addr: Multiaddr,
+    client: KeyInfo,
+    client_addr: Address,
+    server: DataServer,
+    car: Vec<u8>,
+    root: cid::Cid,
+}
+
+async fn world() -> World {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "2KiB",
+        "--epoch-ms",
+        "250",
+    ])
+    .await;
+    let mut hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.run(&[]).await;
+    let mut markets = TestMarkets::init(&devnet, &hub);
+    markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
+    markets.run().await;
+    let info = markets.client.call::<Info>(()).await.expect("info");
+    let peer: PeerId = info.peer_id.parse().expect("peer id");
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", markets.p2p_port)
+        .parse()
+        .expect("addr");
+
+    let client = KeyInfo::generate(KeyKind::Secp256k1);
+    let client_addr = client.address().expect("address");
+    devnet.fund(client_addr, 10).await;
+    devnet
+        .execute(
+            &client,
+            Address::new_id(5),
+            2,
+            cbor(&client_addr),
+            TokenAmount::from_whole(1),
+        )
+        .await;
+
+    let data_dir = devnet.dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    let payload: Vec<u8> = (0..600u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut car = std::io::Cursor::new(Vec::new());
+    let packed =
+        nelumbo_car::unixfs::pack(payload.as_slice(), &mut car, Some("data.bin")).expect("pack");
+    let car = car.into_inner();
+    std::fs::write(data_dir.join("data.car"), &car).expect("write");
+    let server = DataServer::start(data_dir, Duration::ZERO).await;
+    World {
+        devnet,
+        hub,
+        markets,
+        peer,
+        addr,
+        client,
+        client_addr,
+        server,
+        car,
+        root: packed.root,
+    }
+}
+
+impl World {
+    /// A proposal for the served CAR that passes every check; tests spoil one thing.
+    async fn good_deal(&self) -> (DealProposal, Transfer) {
+        let digest = nelumbo_commp::commp(&self.car).expect("commp");
+        let start = self.devnet.head().await + 600;
+        let proposal = DealProposal {
+            piece_cid: digest.cid_v1(),
+            piece_size: PaddedPieceSize(digest.piece_size.bytes()),
+            verified_deal: false,
+            client: self.client_addr,
+            provider: self.hub.actor,
+            label: Label::String(self.root.to_string()),
+            start_epoch: start,
+            end_epoch: start + 400,
+            storage_price_per_epoch: TokenAmount::from_atto(1000),
+            provider_collateral: TokenAmount::default(),
+            client_collateral: TokenAmount::default(),
+        };
+        (proposal, self.transfer("data.car", self.car.len() as u64))
+    }
+
+    fn transfer(&self, name: &str, size: u64) -> Transfer {
+        Transfer {
+            size,
+            kind: "http".into(),
+            params: serde_json::to_vec(&HttpRequest {
+                url: format!("{}/{name}", self.server.base),
+                headers: None,
+            })
+            .expect("json"),
+            client_id: String::new(),
+        }
+    }
+
+    async fn propose_signed_by(
+        &self,
+        signer: &KeyInfo,
+        proposal: DealProposal,
+        transfer: Transfer,
+    ) -> (uuid::Uuid, DealResponse) {
+        let client_signature = signer.sign(&cbor(&proposal)).expect("sign");
+        let uuid = uuid::Uuid::new_v4();
+        let params = DealParams {
+            deal_uuid: *uuid.as_bytes(),
+            transfer,
+            is_offline: false,
+            deal_data_root: self.root,
+            skip_ipni_announce: false,
+            client_deal_proposal: ClientDealProposal {
+                proposal,
+                client_signature,
+            },
+            remove_unsealed_copy: false,
+        };
+        let mut swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519(), "test", false)
+            .expect("swarm");
+        match request_once(
+            &mut swarm,
+            self.peer,
+            &[self.addr.clone()],
+            Request::Deal(Box::new(params)),
+        )
+        .await
+        .expect("the provider answers")
+        {
+            Response::Deal(response) => (uuid, response),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    async fn propose(
+        &self,
+        proposal: DealProposal,
+        transfer: Transfer,
+    ) -> (uuid::Uuid, DealResponse) {
+        self.propose_signed_by(&self.client, proposal, transfer)
+            .await
+    }
+
+    async fn expect_rejected(&self, proposal: DealProposal, transfer: Transfer, words: &[&str]) {
+        let (_, response) = self.propose(proposal, transfer).await;
+        assert!(
+            !response.accepted,
+            "accepted a deal that should fail with {words:?}"
+        );
+        for word in words {
+            assert!(
+                response.message.contains(word),
+                "the rejection {:?} does not say {word:?}",
+                response.message
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_proposals_are_refused_with_the_reason() {
+    let w = world().await;
+
+    // Bad signature: signed by another key.
+    let (proposal, transfer) = w.good_deal().await;
+    let other = KeyInfo::generate(KeyKind::Secp256k1);
+    let (_, response) = w.propose_signed_by(&other, proposal, transfer).await;
+    assert!(!response.accepted);
+    assert!(
+        response.message.contains("invalid signature"),
+        "{}",
+        response.message
+    );
+
+    // Price below the ask.
+    let output = w.markets.cli(&["ask", "set", "--price", "100000000000000"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let (proposal, transfer) = w.good_deal().await;
+    w.expect_rejected(
+        proposal,
+        transfer,
+        &["storage price per epoch less than asking price"],
+    )
+    .await;
+    let output = w.markets.cli(&["ask", "set", "--price", "0"]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A piece larger than the ask (and the sector) allows.
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.piece_size = PaddedPieceSize(4096);
+    w.expect_rejected(
+        proposal,
+        transfer,
+        &["piece size more than maximum allowed size", "4096"],
+    )
+    .await;
+
+    // A start epoch too soon to transfer, publish and seal.
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.start_epoch = w.devnet.head().await + 5;
+    proposal.end_epoch = proposal.start_epoch + 400;
+    w.expect_rejected(proposal, transfer, &["start epoch", "too soon"])
+        .await;
+
+    // A transfer size that is not what the URL serves.
+    let (proposal, _) = w.good_deal().await;
+    let transfer = w.transfer("data.car", w.car.len() as u64 + 10);
+    w.expect_rejected(proposal, transfer, &["transfer size mismatch"])
+        .await;
+
+    // A URL nobody answers at.
+    let (proposal, mut transfer) = w.good_deal().await;
+    transfer.params = serde_json::to_vec(&HttpRequest {
+        url: format!("http://127.0.0.1:{}/data.car", free_port()),
+        headers: None,
+    })
+    .expect("json");
+    w.expect_rejected(proposal, transfer, &["unreachable"])
+        .await;
+
+    // Another provider's deal.
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.provider = Address::new_id(9999);
+    w.expect_rejected(proposal, transfer, &["incorrect provider"])
+        .await;
+
+    let metrics = reqwest::get(format!("{}/metrics", w.markets.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for reason in [
+        "signature",
+        "price",
+        "piece_too_large",
+        "start_epoch",
+        "transfer",
+        "provider",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "nelumbo_markets_deal_rejections_total{{reason=\"{reason}\"}}"
+            )),
+            "no rejection counted for {reason}:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_whose_piece_commitment_differs_fails_the_deal_and_status_says_why() {
+    let w = world().await;
+    // The proposal names the piece of other data; the URL serves the real CAR.
+    let (mut proposal, transfer) = w.good_deal().await;
+    let other = nelumbo_commp::commp(&vec![0x55u8; w.car.len()]).expect("commp");
+    proposal.piece_cid = other.cid_v1();
+    let (uuid, response) = w.propose(proposal, transfer).await;
+    assert!(response.accepted, "{}", response.message);
+    let deal = w
+        .markets
+        .wait_deal(
+            &uuid.to_string(),
+            DealState::Failed,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        deal.error.contains("piece commitment") && deal.error.contains("does not match"),
+        "{}",
+        deal.error
+    );
+
+    // The client asks over the status protocol (signed with its key); a stranger is refused.
+    let mut swarm =
+        build_swarm(libp2p::identity::Keypair::generate_ed25519(), "test", false).expect("swarm");
+    for (signer, expect_ok) in [
+        (&w.client, true),
+        (&KeyInfo::generate(KeyKind::Secp256k1), false),
+    ] {
+        let request = DealStatusRequest {
+            deal_uuid: *uuid.as_bytes(),
+            signature: signer.sign(uuid.as_bytes()).expect("sign"),
+        };
+        let Response::Status(status) = request_once(
+            &mut swarm,
+            w.peer,
+            &[w.addr.clone()],
+            Request::Status(request),
+        )
+        .await
+        .expect("status") else {
+            panic!("not a status answer");
+        };
+        if expect_ok {
+            assert_eq!(status.error, "");
+            let s = status.deal_status.expect("status");
+            assert_eq!(s.status, checkpoint::TRANSFERRED);
+            assert!(s.error.contains("does not match"), "{}", s.error);
+            assert_eq!(status.n_bytes_received, w.car.len() as u64);
+        } else {
+            assert_eq!(status.error, "signature verification failed");
+            assert!(status.deal_status.is_none());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_markets_repo_holds_no_wallet_key() {
+    let w = world().await;
+    let mut files = Vec::new();
+    let mut stack = vec![w.markets.repo.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    for path in &files {
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            !name.contains("keystore") && !path.to_string_lossy().contains("/keystore/"),
+            "{}",
+            path.display()
+        );
+        let bytes = std::fs::read(path).expect("read");
+        // Lotus/Nelumbo key files are JSON with a PrivateKey; none may be here.
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("PrivateKey"),
+            "{} holds a wallet key",
+            path.display()
+        );
+    }
+    // The one private key it has is its libp2p identity (ed25519), which moves no funds.
+    let identity = std::fs::read(w.markets.repo.join("identity.key")).expect("identity");
+    let key = libp2p::identity::Keypair::from_protobuf_encoding(&identity).expect("libp2p key");
+    assert_eq!(key.key_type(), libp2p::identity::KeyType::Ed25519);
+}
