@@ -1,0 +1,115 @@
+//! The whole deal with real proofs and real processes: chain, hub, markets and `nelumbo client`.
+//! A file packed by the client goes from proposal to a deal active on chain; the hub's sector
+//! holds exactly that piece; the status protocol reported each step on the way.
+
+use std::time::Duration;
+
+use nelumbo_chain_api::methods::StateMarketStorageDeal;
+use nelumbo_chain_api::types::TipSetKey;
+use nelumbo_markets_api::admin::{DealState, DealsList};
+use nelumbo_miner_api::types::SectorState;
+use nelumbo_proofs::Prover;
+use nelumbo_testkit::chain::Devnet;
+use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::markets::{TestClient, TestMarkets};
+use nelumbo_types::SectorSize;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_chain() {
+    Prover::from_env()
+        .expect("proofs")
+        .param_cache()
+        .ensure(SectorSize::KIB_2, &|e| eprintln!("{e:?}"))
+        .expect("2 KiB parameters");
+    let devnet = Devnet::start_with_policy(
+        &["--sector-size", "2KiB"],
+        serde_json::json!({ "epoch_duration_ms": 1000, "pre_commit_challenge_delay": 5 }),
+    )
+    .await;
+    let mut hub = TestHub::init(&devnet, &["--sector-size", "2KiB"]).await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    hub.run(&[]).await;
+    let mut markets = TestMarkets::init(&devnet, &hub);
+    markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
+    markets.run().await;
+
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 10).await;
+    let output = client.run(&["ask", &hub.actor.to_string()]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("piece sizes:    256 to 2048 bytes"),
+        "{}",
+        text(&output)
+    );
+
+    let file = devnet.dir.path().join("notes.txt");
+    let payload: Vec<u8> = (0..1200u32).map(|i| b"nelumbo "[i as usize % 8]).collect();
+    std::fs::write(&file, &payload).expect("write");
+    let output = client.run(&[
+        "deal",
+        "--provider",
+        &hub.actor.to_string(),
+        "--start-in",
+        "600",
+        "--duration",
+        "400",
+        "--wait-active",
+        file.to_str().expect("path"),
+    ]);
+    let printed = text(&output);
+    eprintln!("{printed}");
+    assert!(
+        output.status.success(),
+        "client deal failed: {printed}\n{}",
+        markets.log()
+    );
+
+    // The status protocol reported the deal's checkpoints in order as the client followed it.
+    let mut at = 0;
+    for step in ["Transferred", "AddedPiece", "Complete"] {
+        let found = printed[at..]
+            .find(&format!("\n{step}: "))
+            .unwrap_or_else(|| panic!("the client never saw {step}:\n{printed}"));
+        at += found + 1;
+    }
+
+    let deals = markets.client.call::<DealsList>(()).await.expect("deals");
+    assert_eq!(deals.len(), 1);
+    let deal = &deals[0];
+    assert_eq!(deal.state, DealState::Active);
+    let deal_id = deal.deal_id.expect("deal id");
+    let sector = deal.sector.expect("sector");
+
+    // On chain: the deal is active in that sector.
+    let onchain = devnet
+        .client
+        .call::<StateMarketStorageDeal>((deal_id, TipSetKey::head()))
+        .await
+        .expect("deal on chain");
+    assert!(onchain.state.sector_start_epoch >= 0, "{onchain:?}");
+    assert_eq!(onchain.proposal.piece_cid.to_string(), deal.piece_cid);
+
+    // The hub's sector holds exactly that deal's piece, and is proven.
+    let status = hub
+        .wait_state(sector, SectorState::Proving, Duration::from_secs(120))
+        .await;
+    let deal_pieces: Vec<_> = status
+        .pieces
+        .iter()
+        .filter(|p| p.deal_id.is_some())
+        .collect();
+    assert_eq!(deal_pieces.len(), 1, "{status:?}");
+    assert_eq!(deal_pieces[0].deal_id, Some(deal_id));
+    assert_eq!(deal_pieces[0].piece_cid.to_string(), deal.piece_cid);
+
+    // The client's status command agrees.
+    let output = client.run(&["deal-status", &deal.uuid]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("status:      Complete"),
+        "{}",
+        text(&output)
+    );
+}
