@@ -153,7 +153,7 @@ impl World {
         match request_once(
             &mut swarm,
             self.peer,
-            &[self.addr.clone()],
+            std::slice::from_ref(&self.addr),
             Request::Deal(Box::new(params)),
         )
         .await
@@ -316,7 +316,7 @@ async fn data_whose_piece_commitment_differs_fails_the_deal_and_status_says_why(
         let Response::Status(status) = request_once(
             &mut swarm,
             w.peer,
-            &[w.addr.clone()],
+            std::slice::from_ref(&w.addr),
             Request::Status(request),
         )
         .await

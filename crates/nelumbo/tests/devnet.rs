@@ -1,5 +1,6 @@
-//! `nelumbo devnet` as an operator runs it: the chain and the hub start as separate processes
-//! under one directory, the printed commands work, and Ctrl-C (SIGINT) stops them all.
+//! `nelumbo devnet` as an operator runs it: the chain, the hub and a markets process start as
+//! separate processes under one directory, the printed walkthrough works (a client deal
+//! becomes active), and Ctrl-C (SIGINT) stops them all.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,30 @@ fn miner(repo: &Path, args: &[&str]) -> Output {
         .expect("run nelumbo-miner")
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(sibling(program))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{program} {args:?} failed: {text}");
+    text
+}
+
 #[test]
-fn devnet_starts_a_chain_and_a_hub_and_stops_them_on_ctrl_c() {
+fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c() {
     assert!(
         sibling("nelumbo-chain").exists(),
         "build nelumbo-chain first"
@@ -45,6 +68,14 @@ fn devnet_starts_a_chain_and_a_hub_and_stops_them_on_ctrl_c() {
             "127.0.0.1:0",
             "--hub-listen",
             "127.0.0.1:0",
+            "--markets-api",
+            "127.0.0.1:0",
+            "--wait-deals-secs",
+            "2",
+        ])
+        .args([
+            "--markets-listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
         ])
         .arg("--dir")
         .arg(dir.path())
@@ -96,6 +127,72 @@ fn devnet_starts_a_chain_and_a_hub_and_stops_them_on_ctrl_c() {
     );
     assert!(dir.path().join("chain.log").exists() && dir.path().join("miner.log").exists());
 
+    // The printed deal walkthrough, as a user follows it.
+    let export = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export FULLNODE_API_INFO="))
+        .expect("an export line")
+        .to_string();
+    let deal_line = printed
+        .iter()
+        .find(|l| l.contains("nelumbo client deal --provider"))
+        .expect("a deal line");
+    let actor = deal_line
+        .split("--provider ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("actor")
+        .to_string();
+    let client_repo = dir.path().join("client");
+    let client_repo = client_repo.to_str().expect("path");
+    let env = [("FULLNODE_API_INFO", export.as_str())];
+    let address = run(
+        "nelumbo",
+        &["client", "--repo", client_repo, "wallet", "new"],
+        &env,
+    );
+    let chain_repo = dir.path().join("chain");
+    run(
+        "nelumbo-chain",
+        &[
+            "--repo",
+            chain_repo.to_str().expect("path"),
+            "faucet",
+            address.trim(),
+            "10",
+        ],
+        &[],
+    );
+    let file = dir.path().join("hello.txt");
+    std::fs::write(&file, "hello from the devnet walkthrough\n").expect("write");
+    let dealt = run(
+        "nelumbo",
+        &[
+            "client",
+            "--repo",
+            client_repo,
+            "deal",
+            "--provider",
+            &actor,
+            "--wait-active",
+            file.to_str().expect("path"),
+        ],
+        &env,
+    );
+    assert!(dealt.contains("Complete"), "{dealt}");
+    let markets_repo = dir.path().join("markets");
+    let listed = run(
+        "nelumbo-markets",
+        &[
+            "--repo",
+            markets_repo.to_str().expect("path"),
+            "deals",
+            "list",
+        ],
+        &[],
+    );
+    assert!(listed.contains("Active"), "{listed}");
+
     // Ctrl-C: both daemons stop cleanly (they remove their api files) and devnet exits 0.
     Command::new("kill")
         .args(["-INT", &devnet.id().to_string()])
@@ -111,6 +208,10 @@ fn devnet_starts_a_chain_and_a_hub_and_stops_them_on_ctrl_c() {
     };
     assert!(status.success(), "devnet exited with {status}");
     assert!(!repo.join("api").exists(), "the hub did not stop cleanly");
+    assert!(
+        !markets_repo.join("api").exists(),
+        "markets did not stop cleanly"
+    );
     assert!(
         !dir.path().join("chain/api").exists(),
         "the chain did not stop cleanly"

@@ -1,14 +1,15 @@
-//! `nelumbo devnet`: a chain and a hub as separate processes under one directory, with their
-//! logs in files, until Ctrl-C.
+//! `nelumbo devnet`: a chain, a hub and a markets spoke as separate processes under one
+//! directory, with their logs in files, until Ctrl-C.
 //!
 //! ```text
 //! DIR/chain/      nelumbo-chain's repo (genesis, database, keys)
 //! DIR/miner/      nelumbo-miner's repo (config.toml, keys, sectors under storage/)
-//! DIR/chain.log   DIR/miner.log
+//! DIR/markets/    nelumbo-markets' repo (config.toml, libp2p identity, deals, staging/)
+//! DIR/chain.log   DIR/miner.log   DIR/markets.log
 //! ```
 //!
-//! A second run reuses what the first created: the chain continues from its database and the
-//! hub resumes its sectors.
+//! A second run reuses what the first created: the chain continues from its database, the hub
+//! resumes its sectors and markets its deals.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,16 @@ pub struct DevnetArgs {
     /// Where the hub's API listens (recorded in its config.toml when the miner is created).
     #[arg(long, default_value = "127.0.0.1:2345")]
     hub_listen: String,
+    /// Where the markets process takes deals (libp2p; recorded on chain as the miner's address).
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/24001")]
+    markets_listen: String,
+    /// Where the markets admin API, health and metrics listen.
+    #[arg(long, default_value = "127.0.0.1:24100")]
+    markets_api: String,
+    /// Seconds a sector waits for more deals before it is sealed (the hub's wait_deals_secs,
+    /// set when the miner is created; short, so a devnet deal seals soon).
+    #[arg(long, default_value_t = 30)]
+    wait_deals_secs: u64,
 }
 
 fn default_dir() -> PathBuf {
@@ -186,6 +197,9 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let miner_repo = args.dir.join("miner");
     let chain_log = args.dir.join("chain.log");
     let miner_log = args.dir.join("miner.log");
+    let markets_repo = args.dir.join("markets");
+    let markets_log = args.dir.join("markets.log");
+    let markets_bin = binary("nelumbo-markets");
     let chain_bin = binary("nelumbo-chain");
     let miner_bin = binary("nelumbo-miner");
 
@@ -228,6 +242,45 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let miner_api = wait_for_api(&mut miner, &miner_repo, &miner_log, &stop)?;
     println!("hub running: {miner_api} (log {})", miner_log.display());
 
+    if !markets_repo.join("config.toml").exists() {
+        println!("creating the markets process in {}", markets_repo.display());
+        let write_token = run_ok(
+            Command::new(&miner_bin)
+                .arg("--repo")
+                .arg(&miner_repo)
+                .args(["auth", "api-info", "--perm", "write"]),
+            "nelumbo-miner auth api-info",
+        )?;
+        let hub_api = String::from_utf8_lossy(&write_token.stdout)
+            .trim()
+            .trim_start_matches("MINER_API_INFO=")
+            .to_string();
+        run_ok(
+            Command::new(&markets_bin)
+                .arg("--repo")
+                .arg(&markets_repo)
+                .args(["init", "--hub-api", &hub_api])
+                .args(["--listen", &args.markets_listen])
+                .args(["--api", &args.markets_api]),
+            "nelumbo-markets init",
+        )?;
+    }
+    let _ = std::fs::remove_file(markets_repo.join("api"));
+    let mut markets = Process::start(
+        "nelumbo-markets",
+        Command::new(&markets_bin)
+            .arg("--repo")
+            .arg(&markets_repo)
+            .args(["run", "--services=deals"]),
+        &markets_log,
+    )?;
+    let markets_api = wait_for_api(&mut markets, &markets_repo, &markets_log, &stop)?;
+    println!(
+        "markets running: deals at {}, admin API {markets_api} (log {})",
+        args.markets_listen,
+        markets_log.display()
+    );
+
     let chain_info = run_ok(
         Command::new(&chain_bin)
             .arg("--repo")
@@ -243,12 +296,31 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         "nelumbo-miner auth api-info",
     )?;
     let miner_repo_text = miner_repo.display();
+    let miner_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(miner_repo.join("miner.json"))?)?;
+    let actor = miner_json["Actor"].as_str().unwrap_or("t01000").to_string();
+    let chain_info_text = String::from_utf8_lossy(&chain_info.stdout)
+        .trim()
+        .to_string();
     println!();
     println!("The devnet is up. Connection strings (admin tokens):");
-    println!("  {}", String::from_utf8_lossy(&chain_info.stdout).trim());
+    println!("  {chain_info_text}");
     println!("  {}", String::from_utf8_lossy(&miner_info.stdout).trim());
     println!();
-    println!("Try, in another terminal:");
+    println!("Make a deal, in another terminal:");
+    println!("  export {chain_info_text}");
+    println!("  nelumbo client wallet new");
+    println!(
+        "  nelumbo-chain --repo {} faucet ADDRESS 10",
+        chain_repo.display()
+    );
+    println!("  nelumbo client deal --provider {actor} --wait-active FILE");
+    println!(
+        "  nelumbo-markets --repo {} deals list",
+        markets_repo.display()
+    );
+    println!();
+    println!("Or look at the hub:");
     println!("  nelumbo-miner --repo {miner_repo_text} info");
     println!("  nelumbo-miner --repo {miner_repo_text} sectors pledge");
     println!("  nelumbo-miner --repo {miner_repo_text} sectors list");
@@ -262,10 +334,11 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
             println!("stopping");
             break;
         }
-        let exited = [&mut miner, &mut chain]
+        let exited = [&mut markets, &mut miner, &mut chain]
             .into_iter()
             .find_map(|p| p.exited().map(|status| (p.name, status)));
         if let Some((name, status)) = exited {
+            markets.stop();
             miner.stop();
             chain.stop();
             anyhow::bail!(
@@ -275,6 +348,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    markets.stop();
     miner.stop();
     chain.stop();
     Ok(())
@@ -311,7 +385,7 @@ fn init_miner(
     };
     let first = init().context("run nelumbo-miner init")?;
     if first.status.success() {
-        return Ok(());
+        return shorten_wait_deals(args, miner_repo);
     }
     // Init stops until its owner is funded; on a devnet the faucet does that.
     let wallet: serde_json::Value = serde_json::from_str(
@@ -339,6 +413,25 @@ fn init_miner(
         "nelumbo-miner init failed:\n{}",
         String::from_utf8_lossy(&second.stderr)
     );
+    shorten_wait_deals(args, miner_repo)
+}
+
+/// A new devnet hub seals deal sectors after `--wait-deals-secs`, not the production hour.
+fn shorten_wait_deals(args: &DevnetArgs, miner_repo: &Path) -> anyhow::Result<()> {
+    let path = miner_repo.join("config.toml");
+    let text = std::fs::read_to_string(&path)?;
+    let edited: String = text
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("wait_deals_secs") {
+                format!("wait_deals_secs = {}", args.wait_deals_secs)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, edited + "\n")?;
     Ok(())
 }
 
