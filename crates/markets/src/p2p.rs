@@ -147,6 +147,19 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         Ok(None) => {}
         Err(e) => return rejected(p, "server", format!("server error: {e:#}")),
     }
+    // The same signed proposal under another UUID would be one deal on chain for two records.
+    if let Ok(deals) = deals.store.deals()
+        && let Some(twin) = deals.iter().find(|d| d.proposal_cid == proposal_cid)
+    {
+        return rejected(
+            p,
+            "duplicate",
+            format!(
+                "deal proposal is identical to deal {} (proposed at {})",
+                twin.uuid, twin.created_at
+            ),
+        );
+    }
     let ask = p.asks.ask();
     let staging_free = p.deals.staging_free();
     let cx = CheckContext {

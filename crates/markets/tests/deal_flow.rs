@@ -256,3 +256,107 @@ async fn a_deal_waits_for_a_stopped_hub_and_completes_when_it_returns() {
         .await;
     assert_eq!(publish_count(&devnet).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_transfer_fails_and_retry_resumes_it_and_cancel_stops_a_deal() {
+    let (devnet, hub, mut markets) = setup().await;
+    markets.stop(false);
+    markets.edit_config("stall_timeout_secs = 60", "stall_timeout_secs = 1");
+    markets.edit_config("max_transfer_attempts = 10", "max_transfer_attempts = 2");
+    markets.run().await;
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 10).await;
+    // Each 64 bytes take longer than the stall timeout: every attempt stalls.
+    let server = DataServer::start(client.repo.join("cars"), Duration::from_millis(1500)).await;
+    let uuid = slow_deal(&devnet, &hub, &client, &server, 4).await;
+    let failed = markets
+        .wait_deal(&uuid, DealState::Failed, Duration::from_secs(60))
+        .await;
+    assert!(
+        failed.error.contains("stalled") && failed.error.contains("after 2 attempts"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.failed_step, Some(DealState::Transferring));
+
+    // The operator fixes the source and retries: the deal completes.
+    server.set_delay(Duration::ZERO);
+    let output = markets.cli(&["deals", "retry", &uuid]);
+    assert!(output.status.success(), "{}", text(&output));
+    markets
+        .wait_deal(&uuid, DealState::Active, Duration::from_secs(120))
+        .await;
+    let output = markets.cli(&["deals", "cancel", &uuid]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("only deals not yet sent for publishing"),
+        "{}",
+        text(&output)
+    );
+
+    // A deal cancelled mid-transfer stops and its staged data goes.
+    server.set_delay(Duration::from_millis(300));
+    let second = slow_deal(&devnet, &hub, &client, &server, 5).await;
+    markets
+        .wait_deal(&second, DealState::Transferring, Duration::from_secs(30))
+        .await;
+    let output = markets.cli(&["deals", "cancel", &second]);
+    assert!(output.status.success(), "{}", text(&output));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(markets.deal(&second).await.state, DealState::Cancelled);
+    assert!(!markets.repo.join(format!("staging/{second}.car")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_deal_waits_for_imported_data() {
+    let (devnet, hub, markets) = setup().await;
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 10).await;
+    let file = devnet.dir.path().join("offline.bin");
+    std::fs::write(&file, payload(900, 6)).expect("write");
+    let output = client.run(&[
+        "deal",
+        "--provider",
+        &hub.actor.to_string(),
+        "--offline",
+        "--start-in",
+        "600",
+        "--duration",
+        "400",
+        file.to_str().expect("path"),
+    ]);
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    let uuid = printed
+        .split("deal ")
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|word| word.len() == 36)
+        .expect("uuid")
+        .to_string();
+    let car = printed
+        .split("give the provider ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("car path")
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = markets.deal(&uuid).await;
+    assert_eq!(waiting.state, DealState::Accepted);
+    assert!(waiting.is_offline);
+
+    // Data too large for the deal's piece is refused; the right CAR completes the deal.
+    let wrong = devnet.dir.path().join("wrong.car");
+    std::fs::write(&wrong, vec![7u8; 4000]).expect("write");
+    let output = markets.cli(&["deals", "import-data", &uuid, wrong.to_str().expect("path")]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("more than a piece"),
+        "{}",
+        text(&output)
+    );
+    let output = markets.cli(&["deals", "import-data", &uuid, &car]);
+    assert!(output.status.success(), "{}", text(&output));
+    markets
+        .wait_deal(&uuid, DealState::Active, Duration::from_secs(120))
+        .await;
+}

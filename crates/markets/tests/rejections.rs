@@ -376,3 +376,73 @@ async fn the_markets_repo_holds_no_wallet_key() {
     let key = libp2p::identity::Keypair::from_protobuf_encoding(&identity).expect("libp2p key");
     assert_eq!(key.key_type(), libp2p::identity::KeyType::Ed25519);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bls_client_is_accepted_and_the_operators_filter_and_duplicates_refuse() {
+    let mut w = world().await;
+    // A BLS client, with its own escrow.
+    let bls = KeyInfo::generate(KeyKind::Bls);
+    let bls_addr = bls.address().expect("address");
+    w.devnet.fund(bls_addr, 10).await;
+    w.devnet
+        .execute(
+            &bls,
+            Address::new_id(5),
+            2,
+            cbor(&bls_addr),
+            TokenAmount::from_whole(1),
+        )
+        .await;
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.client = bls_addr;
+    let (uuid, response) = w
+        .propose_signed_by(&bls, proposal.clone(), transfer.clone())
+        .await;
+    assert!(response.accepted, "{}", response.message);
+    w.markets
+        .wait_deal_until(
+            &uuid.to_string(),
+            "published",
+            |d| d.deal_id.is_some(),
+            Duration::from_secs(60),
+        )
+        .await;
+    // The same signed proposal again under a new UUID is refused.
+    let (_, again) = w.propose_signed_by(&bls, proposal, transfer).await;
+    assert!(!again.accepted);
+    assert!(
+        again.message.contains("identical to deal"),
+        "{}",
+        again.message
+    );
+
+    // The operator's filter (Boost's format: JSON on stdin, exit 0 accepts, stdout is why).
+    let filter = w.devnet.dir.path().join("filter.sh");
+    let seen = w.devnet.dir.path().join("filter-input.json");
+    std::fs::write(
+        &filter,
+        format!(
+            "cat > {}\necho 'we take no deals on Sundays'\nexit 1\n",
+            seen.display()
+        ),
+    )
+    .expect("write");
+    w.markets.stop(false);
+    w.markets.edit_config(
+        "filter = \"\"",
+        &format!("filter = \"sh {}\"", filter.display()),
+    );
+    w.markets.run().await;
+    let (proposal, transfer) = w.good_deal().await;
+    let (_, response) = w.propose(proposal, transfer).await;
+    assert!(!response.accepted);
+    assert_eq!(response.message.trim(), "we take no deals on Sundays");
+    let input: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&seen).expect("the filter saw the deal"))
+            .expect("json");
+    assert_eq!(input["DealType"], "storage");
+    assert_eq!(
+        input["ClientDealProposal"]["Proposal"]["Client"],
+        w.client_addr.to_string()
+    );
+}

@@ -241,6 +241,8 @@ pub struct DataServer {
     pub base: String,
     /// The `Range` header of each request (None: whole file).
     pub ranges: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    /// Milliseconds of pause after every 64 bytes; change it with [`DataServer::set_delay`].
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -253,7 +255,7 @@ impl DataServer {
 
         type Shared = (
             PathBuf,
-            Duration,
+            std::sync::Arc<std::sync::atomic::AtomicU64>,
             std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
         );
         async fn serve(
@@ -300,10 +302,13 @@ impl DataServer {
             };
             let body = bytes[start..end].to_vec();
             let chunks: Vec<Vec<u8>> = body.chunks(64).map(<[u8]>::to_vec).collect();
-            let stream = futures::stream::unfold(chunks.into_iter(), move |mut rest| async move {
-                let chunk = rest.next()?;
-                tokio::time::sleep(delay).await;
-                Some((Ok::<_, std::io::Error>(chunk), rest))
+            let stream = futures::stream::unfold(chunks.into_iter(), move |mut rest| {
+                let pause = Duration::from_millis(delay.load(std::sync::atomic::Ordering::Relaxed));
+                async move {
+                    let chunk = rest.next()?;
+                    tokio::time::sleep(pause).await;
+                    Some((Ok::<_, std::io::Error>(chunk), rest))
+                }
             });
             let mut response = axum::body::Body::from_stream(stream).into_response();
             response
@@ -319,9 +324,11 @@ impl DataServer {
         }
 
         let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let delay_ms =
+            std::sync::Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
         let router = axum::Router::new()
             .route("/{name}", axum::routing::get(serve))
-            .with_state((dir, delay, ranges.clone()));
+            .with_state((dir, delay_ms.clone(), ranges.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -329,7 +336,19 @@ impl DataServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self { base, ranges, task }
+        Self {
+            base,
+            ranges,
+            delay_ms,
+            task,
+        }
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 
