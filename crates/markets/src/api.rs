@@ -65,9 +65,9 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
         .register::<DealsRetry, _, _>(
             |s, (uuid,)| async move { s.deals.retry(&uuid).map_err(failed) },
         )
-        .register::<DealsCancel, _, _>(
-            |s, (uuid,)| async move { s.deals.cancel(&uuid).map_err(failed) },
-        )
+        .register::<DealsCancel, _, _>(|s, (uuid,)| async move {
+            s.deals.cancel(&uuid).await.map_err(failed)
+        })
         .register::<DealsImportData, _, _>(|s, (uuid, path)| async move {
             s.deals
                 .import_data(&uuid, std::path::Path::new(&path))

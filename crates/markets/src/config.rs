@@ -61,7 +61,7 @@ impl Default for DealsConfig {
         Self {
             staging_dir: None,
             staging_reserve_bytes: 1 << 30,
-            min_start_lead_epochs: 60,
+            min_start_lead_epochs: 2880,
             min_duration_epochs: 180,
             max_duration_epochs: 1_278_000,
             max_transfers: 4,
@@ -175,7 +175,8 @@ listen = {api}
 # Free bytes staging must keep: a deal that would go below is refused.
 staging_reserve_bytes = {reserve}
 # A deal must start at least this many epochs after it is proposed: time to transfer the
-# data, publish, and seal (one epoch is 30 s on mainnet, 1 s on a default devnet).
+# data, publish, and seal. The default, 2880, is a day of 30-second mainnet epochs (Boost's
+# expected seal duration); a devnet with 2-second epochs and small sectors needs far less.
 min_start_lead_epochs = {lead}
 # The shortest and longest deals taken, in epochs.
 min_duration_epochs = {min_dur}

@@ -62,6 +62,22 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
     config.deals.staging_dir = options.staging;
     config.validate()?;
     let addrs = public_addrs(&config.network.announce, &config.network.listen)?;
+    if config.network.announce.is_empty()
+        && config
+            .network
+            .listen
+            .iter()
+            .any(|a| a.contains("/0.0.0.0/") || a.contains("/::/"))
+    {
+        eprintln!(
+            "warning: no --announce address: clients are told to dial {}; give your public address with --announce",
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let changed = set_peer_info(&hub, &key.public().to_peer_id(), &addrs).await?;
     println!(
         "on chain: peer ID and {} address(es) {}",

@@ -56,6 +56,12 @@ impl TestMarkets {
             "markets init failed: {}",
             text(&output)
         );
+        // Devnet epochs are short and test sectors small: a minute of lead is plenty.
+        let config = repo.join("config.toml");
+        let edited = std::fs::read_to_string(&config)
+            .expect("config.toml")
+            .replace("min_start_lead_epochs = 2880", "min_start_lead_epochs = 60");
+        std::fs::write(&config, edited).expect("write config.toml");
         Self {
             log: devnet.dir.path().join("markets.log"),
             repo,

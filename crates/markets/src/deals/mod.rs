@@ -337,6 +337,14 @@ impl Deals {
         });
     }
 
+    fn is_running(&self, uuid: &str) -> bool {
+        self.0
+            .running
+            .lock()
+            .map(|r| r.contains_key(uuid))
+            .unwrap_or(false)
+    }
+
     /// Stops the deal's task, if it runs.
     fn stop_task(&self, uuid: &str) {
         if let Ok(running) = self.0.running.lock()
@@ -794,8 +802,8 @@ impl Deals {
         Ok(record.info())
     }
 
-    pub fn cancel(&self, uuid: &str) -> anyhow::Result<DealInfo> {
-        let mut record = self
+    pub async fn cancel(&self, uuid: &str) -> anyhow::Result<DealInfo> {
+        let record = self
             .0
             .store
             .deal(uuid)?
@@ -809,7 +817,31 @@ impl Deals {
             "deal {uuid} is {}: only deals not yet sent for publishing can be cancelled",
             record.state
         );
+        // Stop the deal's task and wait for it to end, so it cannot write after us.
         self.stop_task(uuid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.is_running(uuid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut record = self
+            .0
+            .store
+            .deal(uuid)?
+            .context(format!("no deal {uuid}"))?;
+        if !matches!(
+            record.state,
+            DealState::Accepted
+                | DealState::Transferring
+                | DealState::Verifying
+                | DealState::Failed
+        ) {
+            // It moved on to the hub meanwhile: let it go on.
+            self.spawn(uuid);
+            anyhow::bail!(
+                "deal {uuid} reached {} while being cancelled and can no longer be cancelled",
+                record.state
+            );
+        }
         record.failed_step = Some(record.state);
         self.advance(
             &mut record,

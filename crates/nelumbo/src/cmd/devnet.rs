@@ -264,6 +264,13 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 .args(["--api", &args.markets_api]),
             "nelumbo-markets init",
         )?;
+        // Devnet epochs are seconds, not 30 s: 60 epochs of lead is enough to seal small sectors.
+        let config = markets_repo.join("config.toml");
+        let text = std::fs::read_to_string(&config)?;
+        std::fs::write(
+            &config,
+            text.replace("min_start_lead_epochs = 2880", "min_start_lead_epochs = 60"),
+        )?;
     }
     let _ = std::fs::remove_file(markets_repo.join("api"));
     let mut markets = Process::start(
