@@ -38,7 +38,15 @@ pub async fn read_cbor_item<R: AsyncRead + Unpin>(io: &mut R, limit: usize) -> i
             0 | 1 | 7 => {}
             2 | 3 => {
                 let length = usize::try_from(argument).map_err(|_| too_large(limit))?;
-                read_n(io, &mut out, length, limit).await?;
+                if out.len().saturating_add(length) > limit {
+                    return Err(too_large(limit));
+                }
+                // Grown as bytes arrive: a declared length alone reserves nothing.
+                let start = out.len();
+                (&mut *io).take(length as u64).read_to_end(&mut out).await?;
+                if out.len() - start != length {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
             }
             4 => pending = add(pending, argument, limit)?,
             5 => pending = add(pending, argument.saturating_mul(2), limit)?,

@@ -51,6 +51,9 @@ pub struct DealsConfig {
     pub stall_timeout_secs: u64,
     /// Attempts at a transfer before the deal fails.
     pub max_transfer_attempts: u32,
+    /// The most provider collateral a deal may ask of this provider, in attoFIL: the hub locks
+    /// it from the worker's funds for the deal's whole life.
+    pub max_provider_collateral: String,
     /// An external deal filter, run with `sh -c`: the deal as JSON on stdin; exit 0 accepts,
     /// anything else rejects with stdout as the reason (Boost's format). Empty: none.
     pub filter: String,
@@ -67,6 +70,7 @@ impl Default for DealsConfig {
             max_transfers: 4,
             stall_timeout_secs: 60,
             max_transfer_attempts: 10,
+            max_provider_collateral: "1000000000000000000".into(),
             filter: String::new(),
         }
     }
@@ -127,6 +131,16 @@ impl Config {
             addr.parse::<libp2p::Multiaddr>()
                 .map_err(|e| anyhow::anyhow!("[network] {addr:?} is not a multiaddr: {e}"))?;
         }
+        self.deals
+            .max_provider_collateral
+            .trim()
+            .parse::<num_bigint::BigUint>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[deals] max_provider_collateral {:?} is not a whole number of attoFIL",
+                    self.deals.max_provider_collateral
+                )
+            })?;
         anyhow::ensure!(
             self.deals.max_transfers > 0,
             "[deals] max_transfers must be at least 1"
@@ -161,7 +175,9 @@ impl Config {
 # libp2p listen addresses: clients reach the deal protocols here (public).
 listen = [{listen}]
 # Addresses to publish on chain and tell clients, when they differ from the listen addresses
-# (behind NAT, say). Empty: the listen addresses, with 0.0.0.0 replaced by the machine's.
+# (always, when listening on 0.0.0.0 or behind NAT). Empty: the listen addresses, with 0.0.0.0
+# replaced by 127.0.0.1, which only clients on this machine can dial. Every markets process of
+# a miner publishes its own: run one deals process per miner until shared deal storage exists.
 announce = [{announce}]
 
 [api]
@@ -187,6 +203,9 @@ max_transfers = {transfers}
 stall_timeout_secs = {stall}
 # Transfer attempts before the deal fails.
 max_transfer_attempts = {attempts}
+# The most provider collateral a deal may ask (attoFIL; 1 FIL by default). The hub locks it
+# from the worker's funds until the deal ends.
+max_provider_collateral = {max_collateral}
 # An external deal filter, run with `sh -c`: the deal (Boost's DealFilterParams JSON) on stdin;
 # exit 0 accepts, any other exit rejects with stdout as the reason. Empty: none.
 filter = {filter}
@@ -214,6 +233,7 @@ max_piece_size = {max}
             transfers = d.max_transfers,
             stall = d.stall_timeout_secs,
             attempts = d.max_transfer_attempts,
+            max_collateral = toml_string(&d.max_provider_collateral),
             filter = toml_string(&d.filter),
             price = toml_string(&self.ask.price),
             vprice = toml_string(&self.ask.verified_price),

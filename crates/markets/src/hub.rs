@@ -142,7 +142,8 @@ impl Hub {
                     Ok(())
                 } else {
                     let body = response.text().await.unwrap_or_default();
-                    if status.is_server_error() {
+                    // 503: busy or stopping, come back later; anything else is the hub's answer.
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
                         Err(HubError::Unreachable(format!("{status}: {body}")))
                     } else {
                         Err(HubError::Refused(format!("{status}: {body}")))

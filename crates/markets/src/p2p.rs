@@ -210,12 +210,22 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
             p.deals.recount_public();
             accepted()
         }
-        Ok(Some(existing)) if existing.proposal_cid == proposal_cid => accepted(),
-        Ok(Some(existing)) => rejected(
+        Ok(Some(existing)) if existing.uuid == uuid && existing.proposal_cid == proposal_cid => {
+            accepted()
+        }
+        Ok(Some(existing)) if existing.uuid == uuid => rejected(
             p,
             "duplicate",
             format!(
                 "deal has the same uuid as deal {} (proposed at {})",
+                existing.uuid, existing.created_at
+            ),
+        ),
+        Ok(Some(existing)) => rejected(
+            p,
+            "duplicate",
+            format!(
+                "deal proposal is identical to deal {} (proposed at {})",
                 existing.uuid, existing.created_at
             ),
         ),

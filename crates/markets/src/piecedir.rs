@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use cid::Cid;
 use nelumbo_car::CarReader;
-use redb::{MultimapTableDefinition, ReadableTable, TableDefinition};
+use redb::{MultimapTableDefinition, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
@@ -46,71 +46,39 @@ pub struct BlockLocation {
     pub length: u64,
 }
 
-/// What reading a CAR found: its roots, (multihash, offset, length) per block, how many blocks
-/// were not hash-checked, and its length.
-#[derive(Debug)]
-pub struct Scanned {
-    pub roots: Vec<Cid>,
-    pub entries: Vec<(Vec<u8>, u64, u64)>,
-    pub unverified: u64,
-    pub car_bytes: u64,
-}
-
-/// Reads the CAR at `path` (checking every block's hash); nothing is stored.
-pub fn scan_car(path: &Path) -> anyhow::Result<Scanned> {
+/// Indexes a piece's CAR, block by block as it is read (one transaction: all or nothing).
+/// Indexing the same piece again adds nothing.
+pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Result<IndexedPiece> {
+    let piece = piece_cid.to_string();
+    if let Some(indexed) = self::piece(store, &piece)? {
+        return Ok(indexed);
+    }
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut reader = CarReader::new(BufReader::with_capacity(1 << 20, file))?;
-    let roots = reader.roots().to_vec();
-    let mut entries = Vec::new();
-    let mut unverified = 0;
-    while let Some((section, _data)) = reader.next_block()? {
-        if !section.verified {
-            unverified += 1;
+    let roots: Vec<String> = reader.roots().iter().map(|c| c.to_string()).collect();
+    let txn = store.db.begin_write()?;
+    let (blocks, unverified) = {
+        let mut table = txn.open_multimap_table(BLOCKS)?;
+        let (mut blocks, mut unverified) = (0u64, 0u64);
+        while let Some((section, _data)) = reader.next_block()? {
+            blocks += 1;
+            if !section.verified {
+                unverified += 1;
+            }
+            let entry = format!("{piece}|{}|{}", section.data_offset, section.data_len);
+            table.insert(section.cid.hash().to_bytes().as_slice(), entry.as_str())?;
         }
-        entries.push((
-            section.cid.hash().to_bytes(),
-            section.data_offset,
-            section.data_len,
-        ));
-    }
-    Ok(Scanned {
-        roots,
-        entries,
-        unverified,
-        car_bytes: reader.position(),
-    })
-}
-
-/// Indexes a piece's CAR. Indexing the same piece again replaces nothing and adds nothing.
-pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Result<IndexedPiece> {
-    let Scanned {
-        roots,
-        entries,
-        unverified,
-        car_bytes,
-    } = scan_car(path)?;
-    let piece = piece_cid.to_string();
+        (blocks, unverified)
+    };
     let indexed = IndexedPiece {
         piece_cid: piece.clone(),
-        roots: roots.iter().map(|c| c.to_string()).collect(),
-        blocks: entries.len() as u64,
+        roots,
+        blocks,
         unverified_blocks: unverified,
-        car_bytes,
+        car_bytes: reader.position(),
     };
-    let txn = store.db.begin_write()?;
-    {
-        let mut pieces = txn.open_table(PIECES)?;
-        if pieces.get(piece.as_str())?.is_none() {
-            let mut blocks = txn.open_multimap_table(BLOCKS)?;
-            for (multihash, offset, length) in &entries {
-                blocks.insert(
-                    multihash.as_slice(),
-                    format!("{piece}|{offset}|{length}").as_str(),
-                )?;
-            }
-            pieces.insert(piece.as_str(), serde_json::to_vec(&indexed)?.as_slice())?;
-        }
-    }
+    txn.open_table(PIECES)?
+        .insert(piece.as_str(), serde_json::to_vec(&indexed)?.as_slice())?;
     txn.commit()?;
     Ok(indexed)
 }

@@ -63,7 +63,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a new deal unless one with its UUID exists; returns the stored one in that case.
+    /// Stores a new deal unless one with its UUID, or with its signed proposal, exists; returns
+    /// the stored one in that case (checked in the same transaction as the insert).
     pub fn insert_new(
         &self,
         record: &DealRecord,
@@ -75,6 +76,13 @@ impl Store {
             if let Some(existing) = table.get(record.uuid.as_str())? {
                 let existing = serde_json::from_slice(existing.value())?;
                 return Ok(Some(existing));
+            }
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                let existing: DealRecord = serde_json::from_slice(value.value())?;
+                if existing.proposal_cid == record.proposal_cid {
+                    return Ok(Some(existing));
+                }
             }
             let bytes = serde_json::to_vec(record)?;
             table.insert(record.uuid.as_str(), bytes.as_slice())?;

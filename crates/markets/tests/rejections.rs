@@ -250,6 +250,16 @@ async fn bad_proposals_are_refused_with_the_reason() {
     w.expect_rejected(proposal, transfer, &["unreachable"])
         .await;
 
+    // More provider collateral than this provider puts up.
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.provider_collateral = TokenAmount::from_whole(5);
+    w.expect_rejected(
+        proposal,
+        transfer,
+        &["provider collateral", "above maximum"],
+    )
+    .await;
+
     // Another provider's deal.
     let (mut proposal, transfer) = w.good_deal().await;
     proposal.provider = Address::new_id(9999);
@@ -263,6 +273,7 @@ async fn bad_proposals_are_refused_with_the_reason() {
         .await
         .expect("text");
     for reason in [
+        "collateral",
         "signature",
         "price",
         "piece_too_large",
@@ -351,26 +362,36 @@ async fn the_markets_repo_holds_no_wallet_key() {
             }
         }
     }
+    // Every file is one the repo layout names; none is a keystore or a wallet key.
+    let allowed = [
+        "config.toml",
+        "identity.key",
+        "hub-api-info",
+        "miner.json",
+        "token-secret",
+        "token",
+        "api",
+        "markets.redb",
+        "daemon.lock",
+    ];
     assert!(!files.is_empty());
     for path in &files {
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let relative = path.strip_prefix(&w.markets.repo).expect("inside the repo");
+        let name = relative.to_string_lossy().into_owned();
+        let staged = name.starts_with("staging/") && name.ends_with(".car");
         assert!(
-            !name.contains("keystore") && !path.to_string_lossy().contains("/keystore/"),
-            "{}",
-            path.display()
+            allowed.contains(&name.as_str()) || staged,
+            "unexpected file {name} in the markets repo"
         );
         let bytes = std::fs::read(path).expect("read");
-        // Lotus/Nelumbo key files are JSON with a PrivateKey; none may be here.
+        // Lotus and Nelumbo key files are JSON with a PrivateKey.
         assert!(
             !String::from_utf8_lossy(&bytes).contains("PrivateKey"),
-            "{} holds a wallet key",
-            path.display()
+            "{name} holds a wallet key"
         );
     }
+    // The hub's connection string is a token for the hub's API, not a key; the token secret
+    // signs admin-API tokens only.
     // The one private key it has is its libp2p identity (ed25519), which moves no funds.
     let identity = std::fs::read(w.markets.repo.join("identity.key")).expect("identity");
     let key = libp2p::identity::Keypair::from_protobuf_encoding(&identity).expect("libp2p key");

@@ -243,17 +243,35 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
 
 /// `MarketSignAsk`: only a CBOR storage ask for this miner is signed.
 fn sign_ask(s: &ApiState, cbor: &[u8]) -> Result<Base64, RpcError> {
-    #[derive(serde::Deserialize)]
-    struct AskMiner {
+    // The ask protocol's StorageAsk (go-fil-markets 1.1.0), every field required, no other
+    // keys, in cbor-gen's key order: only bytes that are exactly such an ask are signed.
+    #[derive(serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct StorageAsk {
         #[serde(rename = "Miner")]
         miner: fvm_shared::address::Address,
         #[serde(rename = "Price")]
-        _price: fvm_shared::econ::TokenAmount,
+        price: fvm_shared::econ::TokenAmount,
+        #[serde(rename = "SeqNo")]
+        seq_no: u64,
+        #[serde(rename = "Expiry")]
+        expiry: i64,
+        #[serde(rename = "Timestamp")]
+        timestamp: i64,
+        #[serde(rename = "MaxPieceSize")]
+        max_piece_size: u64,
+        #[serde(rename = "MinPieceSize")]
+        min_piece_size: u64,
         #[serde(rename = "VerifiedPrice")]
-        _verified_price: fvm_shared::econ::TokenAmount,
+        verified_price: fvm_shared::econ::TokenAmount,
     }
-    let ask: AskMiner = fvm_ipld_encoding::from_slice(cbor)
+    let ask: StorageAsk = fvm_ipld_encoding::from_slice(cbor)
         .map_err(|e| RpcError::invalid_params(format!("not a CBOR StorageAsk: {e}")))?;
+    if fvm_ipld_encoding::to_vec(&ask).ok().as_deref() != Some(cbor) {
+        return Err(RpcError::invalid_params(
+            "the StorageAsk is not in its canonical encoding",
+        ));
+    }
     if ask.miner != s.miner.actor {
         return Err(RpcError::invalid_params(format!(
             "the ask is for {}, not this hub's miner {}",

@@ -160,6 +160,22 @@ pub async fn check_proposal(
     if p.provider_collateral.is_negative() || p.client_collateral.is_negative() {
         return Err(reject("collateral", "collateral cannot be negative"));
     }
+    let max_collateral: num_bigint::BigInt = cx
+        .config
+        .max_provider_collateral
+        .trim()
+        .parse()
+        .unwrap_or_default();
+    if p.provider_collateral.atto() > &max_collateral {
+        return Err(reject(
+            "collateral",
+            format!(
+                "proposed provider collateral {} above maximum {} attoFIL",
+                p.provider_collateral.atto(),
+                max_collateral
+            ),
+        ));
+    }
 
     // Transfer.
     let source = if params.is_offline {

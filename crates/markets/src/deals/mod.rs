@@ -23,7 +23,7 @@ use nelumbo_chain_api::Base64;
 use nelumbo_markets_api::admin::{DealInfo, DealState};
 use nelumbo_markets_api::wire::{self, ClientDealProposal, DealParams, DealStatus, checkpoint};
 use nelumbo_miner_api::methods::{
-    MarketPublishDeals, SectorAddPieceToAny, SectorsStatus, StateMarketStorageDeal,
+    ChainHead, MarketPublishDeals, SectorAddPieceToAny, SectorsStatus, StateMarketStorageDeal,
 };
 use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
 use nelumbo_service::Backoff;
@@ -36,6 +36,9 @@ use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use transfer::{HttpSource, TransferError};
+
+/// How often a running transfer logs its progress.
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A deal as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,6 +260,17 @@ impl Deals {
             if !deal.state.is_final() {
                 tracing::info!(deal = %deal.uuid, state = %deal.state, "resuming deal");
                 self.spawn(&deal.uuid);
+            } else if deal.state == DealState::Active {
+                // A crash between recording Active and removing the staged copy.
+                self.cleanup_staging(&deal);
+            }
+        }
+        // Imports interrupted by a crash.
+        if let Ok(entries) = std::fs::read_dir(&self.0.staging) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "import") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         Ok(())
@@ -462,20 +476,29 @@ impl Deals {
             let uuid = record.uuid.clone();
             let metrics = self.0.metrics.clone();
             let mut last = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let result = transfer::pull_once(
-                &self.0.http,
-                &source,
-                &path,
-                record.transfer_size,
-                stall,
-                |have| {
-                    metrics.bytes_received.inc_by(have.saturating_sub(last));
-                    last = have;
-                    if let Ok(mut p) = self.0.progress.lock() {
-                        p.insert(uuid.clone(), have);
-                    }
-                },
-            )
+            let total = record.transfer_size;
+            let mut logged = (std::time::Instant::now(), last);
+            let result = transfer::pull_once(&self.0.http, &source, &path, total, stall, |have| {
+                metrics.bytes_received.inc_by(have.saturating_sub(last));
+                last = have;
+                if let Ok(mut p) = self.0.progress.lock() {
+                    p.insert(uuid.clone(), have);
+                }
+                // A progress line every 10 s for operators reading the log.
+                let elapsed = logged.0.elapsed();
+                if elapsed >= PROGRESS_LOG_INTERVAL {
+                    let rate = have.saturating_sub(logged.1) as f64 / elapsed.as_secs_f64();
+                    tracing::info!(
+                        deal = %uuid,
+                        received = have,
+                        total,
+                        percent = have * 100 / total.max(1),
+                        bytes_per_sec = rate as u64,
+                        "transfer progress"
+                    );
+                    logged = (std::time::Instant::now(), have);
+                }
+            })
             .await;
             record.bytes_received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             match result {
@@ -743,14 +766,38 @@ impl Deals {
                         )?;
                         return Ok(Step::Park);
                     }
+                    if head_after(&self.0.hub, record.start_epoch).await {
+                        self.fail(
+                            record,
+                            format!(
+                                "the deal was not activated before its start epoch {} (sector {sector} is {})",
+                                record.start_epoch, status.state
+                            ),
+                        )?;
+                        return Ok(Step::Park);
+                    }
                     tokio::select! {
                         _ = wake => {}
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     }
                 }
                 (Err(e), _) | (_, Err(e)) => {
+                    // A deal never activated is dropped by the market after its start epoch:
+                    // then it can never become active.
+                    if head_after(&self.0.hub, record.start_epoch).await {
+                        self.fail(
+                            record,
+                            format!(
+                                "the deal was not activated before its start epoch {} (sector {sector}; last error: {e})",
+                                record.start_epoch
+                            ),
+                        )?;
+                        return Ok(Step::Park);
+                    }
                     let delay = backoff.next_delay();
-                    tracing::debug!(deal = %record.uuid, error = %e, "following the sector");
+                    if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
+                        tracing::warn!(deal = %record.uuid, sector, error = %e, retry_in = ?delay, "cannot follow the deal's sector yet");
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -808,12 +855,8 @@ impl Deals {
             .store
             .deal(uuid)?
             .context(format!("no deal {uuid}"))?;
-        let can = matches!(
-            record.state,
-            DealState::Accepted | DealState::Transferring | DealState::Verifying
-        ) || (record.state == DealState::Failed && record.deal_id.is_none());
         anyhow::ensure!(
-            can,
+            cancellable(&record),
             "deal {uuid} is {}: only deals not yet sent for publishing can be cancelled",
             record.state
         );
@@ -828,21 +871,18 @@ impl Deals {
             .store
             .deal(uuid)?
             .context(format!("no deal {uuid}"))?;
-        if !matches!(
-            record.state,
-            DealState::Accepted
-                | DealState::Transferring
-                | DealState::Verifying
-                | DealState::Failed
-        ) {
+        if !cancellable(&record) {
             // It moved on to the hub meanwhile: let it go on.
-            self.spawn(uuid);
+            if !record.state.is_final() {
+                self.spawn(uuid);
+            }
             anyhow::bail!(
                 "deal {uuid} reached {} while being cancelled and can no longer be cancelled",
                 record.state
             );
         }
         record.failed_step = Some(record.state);
+        record.error = "cancelled by the provider's operator".into();
         self.advance(
             &mut record,
             DealState::Cancelled,
@@ -854,7 +894,7 @@ impl Deals {
 
     /// Copies an offline deal's data into staging and starts its checks.
     pub async fn import_data(&self, uuid: &str, file: &Path) -> anyhow::Result<DealInfo> {
-        let mut record = self
+        let record = self
             .0
             .store
             .deal(uuid)?
@@ -880,11 +920,27 @@ impl Deals {
             record.piece_size
         );
         let path = self.staged_path(uuid);
-        let temp = path.with_extension("import");
+        let temp = self
+            .0
+            .staging
+            .join(format!("{uuid}.{}.import", uuid::Uuid::new_v4()));
         tokio::fs::copy(file, &temp)
             .await
             .with_context(|| format!("copy {} into staging", file.display()))?;
         tokio::fs::File::open(&temp).await?.sync_all().await?;
+        // The copy took a while: the deal may have been cancelled or imported meanwhile.
+        let mut record = self
+            .0
+            .store
+            .deal(uuid)?
+            .context(format!("no deal {uuid}"))?;
+        if record.state != DealState::Accepted {
+            let _ = tokio::fs::remove_file(&temp).await;
+            anyhow::bail!(
+                "deal {uuid} became {} during the import; nothing was changed",
+                record.state
+            );
+        }
         tokio::fs::rename(&temp, &path).await?;
         record.bytes_received = length;
         record.transfer_size = length;
@@ -896,6 +952,26 @@ impl Deals {
         self.spawn(uuid);
         Ok(record.info())
     }
+}
+
+/// A deal can be cancelled until it is sent to the hub for publishing: once sent, the hub may
+/// publish it whatever the markets process does.
+fn cancellable(record: &DealRecord) -> bool {
+    let not_sent = |s: DealState| {
+        matches!(
+            s,
+            DealState::Accepted | DealState::Transferring | DealState::Verifying
+        )
+    };
+    not_sent(record.state)
+        || (record.state == DealState::Failed && record.failed_step.is_some_and(not_sent))
+}
+
+/// Whether the chain is past `epoch` (false when the hub cannot say).
+async fn head_after(hub: &Hub, epoch: i64) -> bool {
+    hub.call::<ChainHead>(())
+        .await
+        .is_ok_and(|head| head.height > epoch)
 }
 
 /// The piece CID of a staged file zero-padded to `piece_size`.

@@ -135,7 +135,23 @@ pub async fn pull_once(
         .await
         .map_err(io_fatal)?;
     match status {
-        StatusCode::PARTIAL_CONTENT if have > 0 => {}
+        StatusCode::PARTIAL_CONTENT if have > 0 => {
+            let start = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if start != Some(have) {
+                // Not the bytes asked for: start over rather than splice wrong data.
+                file.set_len(0).await.map_err(io_fatal)?;
+                return Err(TransferError::Retry(format!(
+                    "{} answered Range bytes={have}- with Content-Range starting at {start:?}; starting the transfer over",
+                    source.url
+                )));
+            }
+        }
         StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
             if have > 0 {
                 tracing::info!(url = %source.url, "the server ignored Range; starting the transfer over");

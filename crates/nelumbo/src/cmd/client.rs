@@ -88,8 +88,8 @@ struct DealArgs {
     #[arg(long, conflicts_with = "url")]
     offline: bool,
     /// Epochs from now until the deal starts: enough for the provider to transfer, publish
-    /// and seal (1 epoch is 30 s on mainnet, 1 s on a default devnet).
-    #[arg(long, default_value_t = 300)]
+    /// and seal (providers ask for a day by default: 2880 epochs of 30 s on mainnet).
+    #[arg(long, default_value_t = 3000)]
     start_in: i64,
     /// Epochs the deal lasts.
     #[arg(long, default_value_t = 518_400)]
