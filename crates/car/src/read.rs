@@ -230,7 +230,7 @@ mod tests {
 
     fn testdata(name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/testdata/car")
+            .join("../../testdata/car")
             .join(name)
     }
 

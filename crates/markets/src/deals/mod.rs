@@ -203,8 +203,9 @@ pub struct DealsInner {
     transfers: Semaphore,
     /// Bytes held by running transfers (the stored figure is updated less often).
     progress: Mutex<HashMap<String, u64>>,
-    /// Running deal tasks, to cancel them.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Running deal tasks, to cancel them, and whether each must drive its deal once more
+    /// (asked while it was finishing).
+    running: Mutex<HashMap<String, (CancellationToken, bool)>>,
     /// Woken by hub events about sectors.
     pub sector_news: Notify,
     cancel: CancellationToken,
@@ -328,25 +329,36 @@ impl Deals {
             .unwrap_or(record.bytes_received)
     }
 
-    /// Starts the deal's task unless it is running.
+    /// Starts the deal's task; if one runs, it reads the deal again before it ends (so a
+    /// task that was just finishing cannot miss a retry or an import).
     pub fn spawn(&self, uuid: &str) {
         let token = {
             let Ok(mut running) = self.0.running.lock() else {
                 return;
             };
-            if running.contains_key(uuid) {
+            if let Some((_, again)) = running.get_mut(uuid) {
+                *again = true;
                 return;
             }
             let token = self.0.cancel.child_token();
-            running.insert(uuid.to_string(), token.clone());
+            running.insert(uuid.to_string(), (token.clone(), false));
             token
         };
         let deals = self.clone();
         let uuid = uuid.to_string();
         tokio::spawn(async move {
-            deals.drive(&uuid, &token).await;
-            if let Ok(mut running) = deals.0.running.lock() {
-                running.remove(&uuid);
+            loop {
+                deals.drive(&uuid, &token).await;
+                let Ok(mut running) = deals.0.running.lock() else {
+                    return;
+                };
+                match running.get_mut(&uuid) {
+                    Some((_, again)) if *again && !token.is_cancelled() => *again = false,
+                    _ => {
+                        running.remove(&uuid);
+                        return;
+                    }
+                }
             }
         });
     }
@@ -362,7 +374,7 @@ impl Deals {
     /// Stops the deal's task, if it runs.
     fn stop_task(&self, uuid: &str) {
         if let Ok(running) = self.0.running.lock()
-            && let Some(token) = running.get(uuid)
+            && let Some((token, _)) = running.get(uuid)
         {
             token.cancel();
         }
@@ -580,6 +592,29 @@ impl Deals {
                 return Ok(Step::Park);
             }
         }
+        // The root first, so a CAR of other data is never indexed.
+        let root = std::fs::File::open(&path)
+            .map_err(nelumbo_car::CarError::from)
+            .and_then(|f| nelumbo_car::CarReader::new(std::io::BufReader::new(f)))
+            .map(|r| r.roots().first().map(|c| c.to_string()));
+        match root {
+            Ok(Some(root)) if root == record.data_root => {}
+            Ok(root) => {
+                self.fail(
+                    record,
+                    format!(
+                        "the CAR's root {} is not the proposal's DealDataRoot {}",
+                        root.as_deref().unwrap_or("(none)"),
+                        record.data_root
+                    ),
+                )?;
+                return Ok(Step::Park);
+            }
+            Err(e) => {
+                self.fail(record, format!("the data is not a valid CAR: {e}"))?;
+                return Ok(Step::Park);
+            }
+        }
         let store = self.0.store.clone();
         let index_path = path.clone();
         let indexed = tokio::task::spawn_blocking(move || {
@@ -593,17 +628,6 @@ impl Deals {
                 return Ok(Step::Park);
             }
         };
-        if indexed.roots.first() != Some(&record.data_root) {
-            self.fail(
-                record,
-                format!(
-                    "the CAR's root {} is not the proposal's DealDataRoot {}",
-                    indexed.roots.first().map_or("(none)", |r| r.as_str()),
-                    record.data_root
-                ),
-            )?;
-            return Ok(Step::Park);
-        }
         self.advance(
             record,
             DealState::Publishing,
