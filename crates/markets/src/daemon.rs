@@ -200,12 +200,8 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
 }
 
 fn check_staging(staging: &std::path::Path, health: &Health) {
-    let probe = staging.join(".nelumbo-write-check");
-    match std::fs::create_dir_all(staging).and_then(|_| std::fs::write(&probe, b"ok")) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            health.ready("staging");
-        }
+    match nelumbo_service::check_writable(staging) {
+        Ok(()) => health.ready("staging"),
         Err(e) => {
             tracing::error!(path = %staging.display(), error = %e, "staging is not writable");
             health.not_ready(

@@ -12,7 +12,7 @@ use nelumbo_markets::init::{InitOptions, init};
 use nelumbo_markets::repo::Repo;
 use nelumbo_markets_api::MARKETS_API_INFO;
 use nelumbo_markets_api::admin::*;
-use nelumbo_rpc::{ApiInfo, Permission, RpcClient, TokenSecret};
+use nelumbo_rpc::{Permission, RpcClient, TokenSecret};
 
 /// The Nelumbo markets spoke: storage deals over Boost's protocols, handed to the hub.
 #[derive(Debug, Parser)]
@@ -324,23 +324,11 @@ fn print_deal(d: &DealInfo) {
 }
 
 fn running_api(repo: &Repo) -> anyhow::Result<String> {
-    let api = std::fs::read_to_string(repo.api()).with_context(|| {
-        format!(
-            "no running markets process found in {} (no api file): start it with `nelumbo-markets run`",
-            repo.dir.display()
-        )
-    })?;
-    Ok(api.trim().to_string())
+    nelumbo_rpc::running_api(&repo.dir, "nelumbo-markets").map_err(anyhow::Error::msg)
 }
 
 /// A client of the running process: MARKETS_API_INFO if set, else the repo's api and token.
 fn client(repo: &Repo) -> anyhow::Result<RpcClient> {
-    if let Ok(info) = std::env::var(MARKETS_API_INFO) {
-        return Ok(RpcClient::from_api_info(&ApiInfo::parse(&info)?));
-    }
-    let mut info = ApiInfo::parse(&running_api(repo)?)?;
-    info.token = std::fs::read_to_string(repo.token())
-        .ok()
-        .map(|t| t.trim().to_string());
-    Ok(RpcClient::from_api_info(&info))
+    nelumbo_rpc::local_client(MARKETS_API_INFO, &repo.dir, "nelumbo-markets")
+        .map_err(anyhow::Error::msg)
 }

@@ -208,19 +208,13 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 /// Every storage path must exist and be writable.
 fn check_storage(config: &Config, health: &Health) {
     for path in &config.storage.paths {
-        let probe = path.join(".nelumbo-write-check");
-        match std::fs::create_dir_all(path).and_then(|_| std::fs::write(&probe, b"ok")) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&probe);
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "storage path is not writable");
-                health.not_ready(
-                    "storage",
-                    format!("{} is not writable: {e}", path.display()),
-                );
-                return;
-            }
+        if let Err(e) = nelumbo_service::check_writable(path) {
+            tracing::error!(path = %path.display(), error = %e, "storage path is not writable");
+            health.not_ready(
+                "storage",
+                format!("{} is not writable: {e}", path.display()),
+            );
+            return;
         }
     }
     health.ready("storage");

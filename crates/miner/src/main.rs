@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nelumbo_chain_api::json::use_testnet_addresses;
 use nelumbo_miner::init::{InitOptions, init};
@@ -15,7 +14,7 @@ use nelumbo_miner_api::methods::{
     SectorsSummary, SpokesList,
 };
 use nelumbo_proofs::ProofMode;
-use nelumbo_rpc::{ApiInfo, Permission, RpcClient, TokenSecret};
+use nelumbo_rpc::{Permission, RpcClient, TokenSecret};
 use nelumbo_types::SectorSize;
 
 /// The Nelumbo hub: sealing, proving, mining and keys, with a narrow API for spokes.
@@ -374,23 +373,11 @@ fn format_bytes(bytes: u64) -> String {
 }
 
 fn running_api(repo: &Repo) -> anyhow::Result<String> {
-    let api = std::fs::read_to_string(repo.api()).with_context(|| {
-        format!(
-            "no running hub found in {} (no api file): start it with `nelumbo-miner run`",
-            repo.dir.display()
-        )
-    })?;
-    Ok(api.trim().to_string())
+    nelumbo_rpc::running_api(&repo.dir, "nelumbo-miner").map_err(anyhow::Error::msg)
 }
 
-/// A client of the running hub: MINER_API_INFO if set, else the repo's api and token.
+/// A client of the running process: MINER_API_INFO if set, else the repo's api and token.
 fn client(repo: &Repo) -> anyhow::Result<RpcClient> {
-    if let Ok(info) = std::env::var(MINER_API_INFO) {
-        return Ok(RpcClient::from_api_info(&ApiInfo::parse(&info)?));
-    }
-    let mut info = ApiInfo::parse(&running_api(repo)?)?;
-    info.token = std::fs::read_to_string(repo.token())
-        .ok()
-        .map(|t| t.trim().to_string());
-    Ok(RpcClient::from_api_info(&info))
+    nelumbo_rpc::local_client(MINER_API_INFO, &repo.dir, "nelumbo-miner")
+        .map_err(anyhow::Error::msg)
 }

@@ -9,6 +9,7 @@
 
 mod client;
 mod error;
+mod local;
 mod method;
 mod permission;
 mod server;
@@ -16,6 +17,7 @@ mod token;
 
 pub use client::{ApiInfo, ClientError, RpcClient};
 pub use error::RpcError;
+pub use local::{local_client, running_api};
 pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
 pub use permission::{Permission, Permissions};
 pub use server::{RpcModule, ServerConfig, rpc_router};

@@ -12,5 +12,5 @@ pub use backoff::Backoff;
 pub use health::{Health, HealthState, ops_router};
 pub use logging::{DAEMON_LOG_FILTER, init_logging};
 pub use main_loop::block_on_main;
-pub use repo::{locate_repo, lock_repo, write_atomic, write_private};
+pub use repo::{check_writable, locate_repo, lock_repo, write_atomic, write_private};
 pub use shutdown::shutdown_on_signals;

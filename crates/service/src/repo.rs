@@ -71,6 +71,15 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` if needed and checks that a file can be written in it (the probe is removed).
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(".nelumbo-write-check");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&probe, b"ok")?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

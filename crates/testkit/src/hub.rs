@@ -3,7 +3,7 @@
 //! CLI and JSON-RPC API.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use fvm_shared::address::Address;
@@ -116,54 +116,19 @@ impl TestHub {
     }
 
     /// Starts `nelumbo-miner run` with extra environment and waits for its API.
-    pub async fn run(&mut self, env: &[(&str, &str)]) {
-        let _ = std::fs::remove_file(self.repo.join("api"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(miner_binary())
-            .arg("--repo")
-            .arg(&self.repo)
-            .arg("run")
-            .env(
-                "RUST_LOG",
-                "info,storage_proofs_core=warn,filecoin_proofs=warn,storage_proofs_porep=warn",
-            )
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start nelumbo-miner");
+    pub async fn run(&mut self, env_extra: &[(&str, &str)]) {
+        // The test's own variables come last, so they override this default.
+        let mut env = vec![(
+            "RUST_LOG",
+            "info,storage_proofs_core=warn,filecoin_proofs=warn,storage_proofs_porep=warn",
+        )];
+        env.extend_from_slice(env_extra);
+        let (child, client) =
+            crate::start_daemon::<Version>(&miner_binary(), &self.repo, &["run"], &env, &self.log)
+                .await;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "the hub did not start:\n{}",
-                self.log()
-            );
-            if let Some(child) = &mut self.child
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("the hub exited with {status}:\n{}", self.log());
-            }
-            if let (Ok(api), Ok(token)) = (
-                std::fs::read_to_string(self.repo.join("api")),
-                std::fs::read_to_string(self.repo.join("token")),
-            ) {
-                let mut info = ApiInfo::parse(api.trim()).expect("api file");
-                info.token = Some(token.trim().to_string());
-                let client = RpcClient::from_api_info(&info);
-                if client.call::<Version>(()).await.is_ok() {
-                    self.url = client.url().trim_end_matches("/rpc/v1").to_string();
-                    self.client = client;
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.url = client.url().trim_end_matches("/rpc/v1").to_string();
+        self.client = client;
     }
 
     /// SIGKILL (`kill`) or SIGTERM, and waits for the process to end.

@@ -44,3 +44,62 @@ pub fn stop_process(mut child: std::process::Child, kill: bool) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Starts `binary --repo REPO ARGS` with its log appended to `log`, and waits up to 60 s until
+/// the repo's `api` and `token` files give a client that answers `M` (a cheap read method).
+/// Panics with the log if the daemon exits or does not answer. The `api` file of an earlier run
+/// is removed first, so a stale one is never used.
+pub async fn start_daemon<M>(
+    binary: &std::path::Path,
+    repo: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> (std::process::Child, nelumbo_rpc::RpcClient)
+where
+    M: nelumbo_rpc::RpcMethod<Params = ()>,
+{
+    use std::time::{Duration, Instant};
+    let _ = std::fs::remove_file(repo.join("api"));
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = std::process::Command::new(binary)
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+    let name = binary
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start:\n{}",
+            read_log()
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited with {status}:\n{}", read_log());
+        }
+        if let (Ok(api), Ok(token)) = (
+            std::fs::read_to_string(repo.join("api")),
+            std::fs::read_to_string(repo.join("token")),
+        ) {
+            let mut info = nelumbo_rpc::ApiInfo::parse(api.trim()).expect("api file");
+            info.token = Some(token.trim().to_string());
+            let client = nelumbo_rpc::RpcClient::from_api_info(&info);
+            if client.call::<M>(()).await.is_ok() {
+                return (child, client);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -3,11 +3,11 @@
 //! `nelumbo client` with its own repo.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use nelumbo_markets_api::admin::{DealInfo, DealState, DealsShow, Info};
-use nelumbo_rpc::{ApiInfo, RpcClient};
+use nelumbo_rpc::RpcClient;
 
 use crate::chain::Devnet;
 use crate::hub::{TestHub, chain_api_info, text};
@@ -81,49 +81,17 @@ impl TestMarkets {
 
     /// Starts `nelumbo-markets run --services=deals` and waits for its admin API.
     pub async fn run(&mut self) {
-        let _ = std::fs::remove_file(self.repo.join("api"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(markets_binary())
-            .arg("--repo")
-            .arg(&self.repo)
-            .args(["run", "--services=deals"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start nelumbo-markets");
+        let (child, client) = crate::start_daemon::<Info>(
+            &markets_binary(),
+            &self.repo,
+            &["run", "--services=deals"],
+            &[("RUST_LOG", "info")],
+            &self.log,
+        )
+        .await;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "markets did not start:\n{}",
-                self.log()
-            );
-            if let Some(child) = &mut self.child
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("markets exited with {status}:\n{}", self.log());
-            }
-            if let (Ok(api), Ok(token)) = (
-                std::fs::read_to_string(self.repo.join("api")),
-                std::fs::read_to_string(self.repo.join("token")),
-            ) {
-                let mut info = ApiInfo::parse(api.trim()).expect("api file");
-                info.token = Some(token.trim().to_string());
-                let client = RpcClient::from_api_info(&info);
-                if client.call::<Info>(()).await.is_ok() {
-                    self.url = client.url().trim_end_matches("/rpc/v1").to_string();
-                    self.client = client;
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.url = client.url().trim_end_matches("/rpc/v1").to_string();
+        self.client = client;
     }
 
     pub fn stop(&mut self, kill: bool) {

@@ -8,7 +8,9 @@
 //!    (offline: Accepted waits for `deals import-data`)          any step -> Failed (retry resumes)
 //! ```
 
+mod actions;
 pub mod checks;
+mod record;
 pub mod transfer;
 
 use std::collections::HashMap;
@@ -20,14 +22,12 @@ use anyhow::Context;
 use base64::Engine;
 use cid::Cid;
 use nelumbo_chain_api::Base64;
-use nelumbo_markets_api::admin::{DealInfo, DealState};
-use nelumbo_markets_api::wire::{self, ClientDealProposal, DealParams, DealStatus, checkpoint};
+use nelumbo_markets_api::admin::DealState;
 use nelumbo_miner_api::methods::{
     ChainHead, MarketPublishDeals, SectorAddPieceToAny, SectorsStatus, StateMarketStorageDeal,
 };
 use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
 use nelumbo_service::Backoff;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -35,161 +35,11 @@ use crate::config::DealsConfig;
 use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use transfer::{HttpSource, TransferError};
+pub use record::DealRecord;
+use transfer::TransferError;
 
 /// How often a running transfer logs its progress.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A deal as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DealRecord {
-    pub uuid: String,
-    pub state: DealState,
-    pub failed_step: Option<DealState>,
-    pub error: String,
-    /// The signed proposal, CBOR `ClientDealProposal`, base64.
-    pub proposal: String,
-    /// Boost's `SignedProposalCid`.
-    pub proposal_cid: String,
-    pub piece_cid: String,
-    pub piece_size: u64,
-    pub data_root: String,
-    pub client: String,
-    pub provider: String,
-    pub verified: bool,
-    pub start_epoch: i64,
-    pub end_epoch: i64,
-    pub price_per_epoch: String,
-    pub is_offline: bool,
-    pub source: Option<HttpSource>,
-    pub transfer_size: u64,
-    pub bytes_received: u64,
-    pub transfer_attempts: u32,
-    pub transfer_restarts: u32,
-    pub remove_unsealed_copy: bool,
-    pub skip_ipni_announce: bool,
-    pub deal_id: Option<u64>,
-    pub publish_message: Option<String>,
-    pub sector: Option<u64>,
-    pub sealing_status: String,
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-impl DealRecord {
-    pub fn new(params: &DealParams, source: Option<HttpSource>) -> anyhow::Result<Self> {
-        let deal = &params.client_deal_proposal;
-        let p = &deal.proposal;
-        let now = crate::now_secs();
-        Ok(Self {
-            uuid: uuid::Uuid::from_bytes(params.deal_uuid).to_string(),
-            state: DealState::Accepted,
-            failed_step: None,
-            error: String::new(),
-            proposal: base64::engine::general_purpose::STANDARD
-                .encode(fvm_ipld_encoding::to_vec(deal)?),
-            proposal_cid: wire::signed_proposal_cid(deal)?.to_string(),
-            piece_cid: p.piece_cid.to_string(),
-            piece_size: p.piece_size.0,
-            data_root: params.deal_data_root.to_string(),
-            client: p.client.to_string(),
-            provider: p.provider.to_string(),
-            verified: p.verified_deal,
-            start_epoch: p.start_epoch,
-            end_epoch: p.end_epoch,
-            price_per_epoch: p.storage_price_per_epoch.atto().to_string(),
-            is_offline: params.is_offline,
-            source,
-            transfer_size: params.transfer.size,
-            bytes_received: 0,
-            transfer_attempts: 0,
-            transfer_restarts: 0,
-            remove_unsealed_copy: params.remove_unsealed_copy,
-            skip_ipni_announce: params.skip_ipni_announce,
-            deal_id: None,
-            publish_message: None,
-            sector: None,
-            sealing_status: String::new(),
-            created_at: now,
-            updated_at: now,
-        })
-    }
-
-    pub fn client_deal_proposal(&self) -> anyhow::Result<ClientDealProposal> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.proposal)?;
-        Ok(fvm_ipld_encoding::from_slice(&bytes)?)
-    }
-
-    pub fn info(&self) -> DealInfo {
-        DealInfo {
-            uuid: self.uuid.clone(),
-            state: self.state,
-            failed_step: self.failed_step,
-            error: self.error.clone(),
-            client: self.client.clone(),
-            provider: self.provider.clone(),
-            piece_cid: self.piece_cid.clone(),
-            piece_size: self.piece_size,
-            data_root: self.data_root.clone(),
-            proposal_cid: self.proposal_cid.clone(),
-            is_offline: self.is_offline,
-            verified: self.verified,
-            start_epoch: self.start_epoch,
-            end_epoch: self.end_epoch,
-            price_per_epoch: self.price_per_epoch.clone(),
-            transfer_url: self
-                .source
-                .as_ref()
-                .map(|s| s.url.clone())
-                .unwrap_or_default(),
-            transfer_size: self.transfer_size,
-            bytes_received: self.bytes_received,
-            transfer_restarts: self.transfer_restarts,
-            deal_id: self.deal_id,
-            publish_message: self.publish_message.clone(),
-            sector: self.sector,
-            sealing_status: self.sealing_status.clone(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        }
-    }
-
-    /// Boost's checkpoint for the status protocol: the last one reached.
-    pub fn checkpoint(&self) -> &'static str {
-        let step = match self.state {
-            DealState::Failed | DealState::Cancelled => {
-                self.failed_step.unwrap_or(DealState::Accepted)
-            }
-            s => s,
-        };
-        match step {
-            DealState::Accepted | DealState::Transferring => checkpoint::ACCEPTED,
-            DealState::Verifying | DealState::Publishing => checkpoint::TRANSFERRED,
-            DealState::Uploading | DealState::AddingPiece => checkpoint::PUBLISH_CONFIRMED,
-            DealState::Sealing => checkpoint::ADDED_PIECE,
-            DealState::Active => checkpoint::COMPLETE,
-            DealState::Failed | DealState::Cancelled => checkpoint::ACCEPTED,
-        }
-    }
-
-    /// The status protocol's view of this deal.
-    pub fn status(&self) -> anyhow::Result<DealStatus> {
-        let deal = self.client_deal_proposal()?;
-        Ok(DealStatus {
-            error: self.error.clone(),
-            status: self.checkpoint().to_string(),
-            proposal: deal.proposal,
-            publish_cid: self
-                .publish_message
-                .as_deref()
-                .map(Cid::try_from)
-                .transpose()?,
-            chain_deal_id: self.deal_id.unwrap_or(0),
-            sealing_status: self.sealing_status.clone(),
-            signed_proposal_cid: Cid::try_from(self.proposal_cid.as_str())?,
-        })
-    }
-}
 
 /// What every deal task shares.
 #[derive(Debug)]
@@ -837,158 +687,6 @@ impl Deals {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove staged data");
         }
     }
-
-    // Operator actions.
-
-    pub fn retry(&self, uuid: &str) -> anyhow::Result<DealInfo> {
-        let mut record = self
-            .0
-            .store
-            .deal(uuid)?
-            .context(format!("no deal {uuid}"))?;
-        anyhow::ensure!(
-            record.state == DealState::Failed,
-            "deal {uuid} is {}, not Failed: only failed deals can be retried",
-            record.state
-        );
-        let step = record.failed_step.unwrap_or(DealState::Accepted);
-        // A failed transfer starts over: the data may have been the problem.
-        let step = match step {
-            DealState::Verifying | DealState::Transferring => {
-                let _ = std::fs::remove_file(self.staged_path(uuid));
-                record.bytes_received = 0;
-                if record.is_offline {
-                    DealState::Accepted
-                } else {
-                    DealState::Transferring
-                }
-            }
-            s => s,
-        };
-        record.transfer_attempts = 0;
-        record.error.clear();
-        record.failed_step = None;
-        self.advance(&mut record, step, "retried by the operator")?;
-        self.spawn(uuid);
-        Ok(record.info())
-    }
-
-    pub async fn cancel(&self, uuid: &str) -> anyhow::Result<DealInfo> {
-        let record = self
-            .0
-            .store
-            .deal(uuid)?
-            .context(format!("no deal {uuid}"))?;
-        anyhow::ensure!(
-            cancellable(&record),
-            "deal {uuid} is {}: only deals not yet sent for publishing can be cancelled",
-            record.state
-        );
-        // Stop the deal's task and wait for it to end, so it cannot write after us.
-        self.stop_task(uuid);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.is_running(uuid) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let mut record = self
-            .0
-            .store
-            .deal(uuid)?
-            .context(format!("no deal {uuid}"))?;
-        if !cancellable(&record) {
-            // It moved on to the hub meanwhile: let it go on.
-            if !record.state.is_final() {
-                self.spawn(uuid);
-            }
-            anyhow::bail!(
-                "deal {uuid} reached {} while being cancelled and can no longer be cancelled",
-                record.state
-            );
-        }
-        record.failed_step = Some(record.state);
-        record.error = "cancelled by the provider's operator".into();
-        self.advance(
-            &mut record,
-            DealState::Cancelled,
-            "cancelled by the operator",
-        )?;
-        let _ = std::fs::remove_file(self.staged_path(uuid));
-        Ok(record.info())
-    }
-
-    /// Copies an offline deal's data into staging and starts its checks.
-    pub async fn import_data(&self, uuid: &str, file: &Path) -> anyhow::Result<DealInfo> {
-        let record = self
-            .0
-            .store
-            .deal(uuid)?
-            .context(format!("no deal {uuid}"))?;
-        anyhow::ensure!(
-            record.is_offline,
-            "deal {uuid} is an online deal: its data comes from the client's URL"
-        );
-        anyhow::ensure!(
-            record.state == DealState::Accepted,
-            "deal {uuid} is {}, not waiting for data",
-            record.state
-        );
-        let length = tokio::fs::metadata(file)
-            .await
-            .with_context(|| format!("read {}", file.display()))?
-            .len();
-        let capacity = record.piece_size / 128 * 127;
-        anyhow::ensure!(
-            length <= capacity,
-            "{} is {length} bytes, more than a piece of {} bytes holds ({capacity})",
-            file.display(),
-            record.piece_size
-        );
-        let path = self.staged_path(uuid);
-        let temp = self
-            .0
-            .staging
-            .join(format!("{uuid}.{}.import", uuid::Uuid::new_v4()));
-        tokio::fs::copy(file, &temp)
-            .await
-            .with_context(|| format!("copy {} into staging", file.display()))?;
-        tokio::fs::File::open(&temp).await?.sync_all().await?;
-        // The copy took a while: the deal may have been cancelled or imported meanwhile.
-        let mut record = self
-            .0
-            .store
-            .deal(uuid)?
-            .context(format!("no deal {uuid}"))?;
-        if record.state != DealState::Accepted {
-            let _ = tokio::fs::remove_file(&temp).await;
-            anyhow::bail!(
-                "deal {uuid} became {} during the import; nothing was changed",
-                record.state
-            );
-        }
-        tokio::fs::rename(&temp, &path).await?;
-        record.bytes_received = length;
-        record.transfer_size = length;
-        self.advance(
-            &mut record,
-            DealState::Verifying,
-            &format!("imported {length} bytes from {}", file.display()),
-        )?;
-        self.spawn(uuid);
-        Ok(record.info())
-    }
-}
-
-/// A deal can be cancelled until it is sent to the hub for publishing: once sent, the hub may
-/// publish it whatever the markets process does.
-fn cancellable(record: &DealRecord) -> bool {
-    let not_sent = |s: DealState| {
-        matches!(
-            s,
-            DealState::Accepted | DealState::Transferring | DealState::Verifying
-        )
-    };
-    not_sent(record.state)
-        || (record.state == DealState::Failed && record.failed_step.is_some_and(not_sent))
 }
 
 /// Whether the chain is past `epoch` (false when the hub cannot say).

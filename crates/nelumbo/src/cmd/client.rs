@@ -191,7 +191,9 @@ async fn run_async(args: ClientArgs) -> anyhow::Result<()> {
         ClientCommand::DealStatus { uuid } => {
             let chain = chain()?;
             let deal = load_deal(&repo, &uuid)?;
-            let response = deal_status(&chain, &keystore, &deal).await?;
+            let provider = parse_address(&deal.provider, "provider")?;
+            let (peer, addrs, _) = provider_peer(&chain, provider).await?;
+            let response = deal_status(&mut swarm()?, peer, &addrs, &keystore, &deal).await?;
             print_status(&response);
             Ok(())
         }
@@ -482,9 +484,10 @@ async fn make_deal(
     // Follow it: while serving, until the provider has the data; with --wait-active, to the end.
     if server.is_some() || args.wait_active {
         let mut last = String::new();
+        let mut follower = swarm()?;
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let status = match deal_status(chain, keystore, &deal).await {
+            let status = match deal_status(&mut follower, peer, &addrs, keystore, &deal).await {
                 Ok(status) => status,
                 Err(e) => {
                     eprintln!("status: {e:#}");
@@ -583,21 +586,22 @@ fn print_status(status: &DealStatusResponse) {
     }
 }
 
+/// Asks the provider at `peer` for a deal's status, signed with the deal's client key.
 async fn deal_status(
-    chain: &RpcClient,
+    swarm: &mut Swarm<MarketsBehaviour>,
+    peer: PeerId,
+    addrs: &[Multiaddr],
     keystore: &Keystore,
     deal: &LocalDeal,
 ) -> anyhow::Result<DealStatusResponse> {
-    let provider = parse_address(&deal.provider, "provider")?;
     let client = parse_address(&deal.client, "client")?;
     let key = keystore.get(&client)?;
     let uuid = uuid::Uuid::parse_str(&deal.uuid)?;
     let signature = key.sign(uuid.as_bytes())?;
-    let (peer, addrs, _) = provider_peer(chain, provider).await?;
     let response = request_once(
-        &mut swarm()?,
+        swarm,
         peer,
-        &addrs,
+        addrs,
         Request::Status(DealStatusRequest {
             deal_uuid: *uuid.as_bytes(),
             signature,
