@@ -64,6 +64,9 @@ rpc_method!(MpoolPush, "Filecoin.MpoolPush", Write,
 rpc_method!(MpoolPushMessage, "Filecoin.MpoolPushMessage", Sign,
     "Assigns the nonce, estimates gas, signs with the wallet and pushes a message.",
     ["message", "spec"] (Message, Option<MessageSendSpec>) -> SignedMessage);
+rpc_method!(MpoolPending, "Filecoin.MpoolPending", Read,
+    "The signed messages waiting in the message pool.",
+    ["tsk"] (TipSetKey) -> Vec<SignedMessage>);
 rpc_method!(MpoolGetNonce, "Filecoin.MpoolGetNonce", Read,
     "The next nonce of an address, counting messages waiting in the pool.",
     ["address"] (Addr) -> u64);
@@ -104,6 +107,9 @@ rpc_method!(StateMarketBalance, "Filecoin.StateMarketBalance", Read, "An address
     ["address", "tsk"] (Addr, TipSetKey) -> MarketBalance);
 rpc_method!(StateMarketStorageDeal, "Filecoin.StateMarketStorageDeal", Read, "A deal's proposal and state.",
     ["dealId", "tsk"] (u64, TipSetKey) -> MarketDeal);
+rpc_method!(StateDealProviderCollateralBounds, "Filecoin.StateDealProviderCollateralBounds", Read,
+    "The least and most provider collateral the market accepts for a deal of a padded piece size.",
+    ["size", "verified", "tsk"] (u64, bool, TipSetKey) -> DealCollateralBounds);
 rpc_method!(StateMarketDeals, "Filecoin.StateMarketDeals", Read, "Every deal, by deal ID.",
     ["tsk"] (TipSetKey) -> BTreeMap<String, MarketDeal>);
 rpc_method!(StateVerifiedClientStatus, "Filecoin.StateVerifiedClientStatus", Read,

@@ -78,7 +78,9 @@ pub struct Policy {
     /// Epochs after its epoch during which a won block is still accepted: a WinningPoSt takes
     /// 6 to 17 s on a small machine, longer than a devnet epoch.
     pub block_acceptance_epochs: ChainEpoch,
-    /// Base fee in attoFIL per unit of gas.
+    /// Base fee in attoFIL per unit of gas (fixed). The default, 1000, is ten times the pool's
+    /// minimum fee cap (Lotus's 100), so a message can be priced under the base fee and wait in
+    /// the pool as it would on Filecoin when the base fee rises.
     pub base_fee_atto: u64,
     /// FIL locked per pre-committed sector until it is proven.
     pub pre_commit_deposit: String,
@@ -116,7 +118,7 @@ impl Policy {
             block_reward: "10".into(),
             election_rate_permille: 50,
             block_acceptance_epochs: 20,
-            base_fee_atto: 100,
+            base_fee_atto: 1000,
             pre_commit_deposit: "0.01".into(),
             initial_pledge: "0.1".into(),
             fault_fee: "0.01".into(),

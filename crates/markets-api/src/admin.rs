@@ -13,10 +13,11 @@ pub enum DealState {
     Transferring,
     /// Checking the piece commitment and the CAR, and indexing its blocks.
     Verifying,
+    /// Uploading the piece to the hub, which checks it and keeps it (before publishing: the
+    /// hub never locks collateral for data it does not hold).
+    Uploading,
     /// Asking the hub to publish the deal, waiting for its deal ID.
     Publishing,
-    /// Uploading the piece to the hub.
-    Uploading,
     /// Asking the hub to put the piece into a sector.
     AddingPiece,
     /// The piece is in a sector; following it until the deal is active on chain.
@@ -34,8 +35,8 @@ impl DealState {
         Self::Accepted,
         Self::Transferring,
         Self::Verifying,
-        Self::Publishing,
         Self::Uploading,
+        Self::Publishing,
         Self::AddingPiece,
         Self::Sealing,
         Self::Active,

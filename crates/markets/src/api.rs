@@ -76,7 +76,12 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
         })
         .register::<AskGet, _, _>(|s, ()| async move { Ok(s.asks.settings()) })
         .register::<AskSet, _, _>(|s, (ask,)| async move {
-            s.asks.set(&s.deals.0.store, ask).map_err(failed)
+            let settings = s.asks.set(&s.deals.0.store, ask).map_err(failed)?;
+            // The hub holds deals to the last ask it signed: have it sign this one now.
+            if let Err(e) = s.asks.signed(&s.deals.0.hub).await {
+                tracing::warn!(error = %format!("{e:#}"), "the new ask is set but the hub has not signed it yet; it signs it when the hub is back");
+            }
+            Ok(settings)
         });
     module
 }

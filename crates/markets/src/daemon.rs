@@ -164,7 +164,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     deals.resume_all()?;
     let protocols = Protocols {
         deals: deals.clone(),
-        asks,
+        asks: asks.clone(),
         miner,
         sector_size: miner_record.sector_size,
     };
@@ -181,6 +181,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             hello,
             peer_id,
             public,
+            asks.clone(),
             cancel.clone(),
         )),
         tokio::spawn(follow_events(hub.clone(), deals.clone(), cancel.clone())),
@@ -212,21 +213,32 @@ fn check_staging(staging: &std::path::Path, health: &Health) {
     }
 }
 
-/// Tells the hub this spoke is alive, and keeps the miner's peer info on chain in step with
-/// this process's identity and addresses (checked once per connection to the hub).
+/// Tells the hub this spoke is alive, keeps the miner's peer info on chain in step with this
+/// process's identity and addresses, and has the hub sign the ask (deals are held to the ask
+/// the hub signed): each checked once per connection to the hub.
 async fn heartbeat(
     hub: Hub,
     hello: SpokeHello,
     peer: libp2p::PeerId,
     public: Vec<libp2p::Multiaddr>,
+    asks: Arc<AskBook>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut peer_info_set = false;
+    let mut ask_signed = false;
     loop {
         let delay = match hub.call::<SpokeHeartbeat>((hello.clone(),)).await {
             Ok(ack) => {
                 backoff.reset();
+                if !ask_signed {
+                    match asks.signed(&hub).await {
+                        Ok(_) => ask_signed = true,
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "the hub cannot sign the ask yet")
+                        }
+                    }
+                }
                 if !peer_info_set && !public.is_empty() {
                     match crate::init::set_peer_info(&hub.rpc, &peer, &public).await {
                         Ok(changed) => {
@@ -242,7 +254,14 @@ async fn heartbeat(
                 }
                 Duration::from_secs(ack.heartbeat_secs.max(1))
             }
-            Err(_) => backoff.next_delay(),
+            Err(e) => {
+                if backoff.attempts() == 0 && !matches!(e, crate::hub::HubError::Unreachable(_)) {
+                    tracing::error!(error = %e, "the hub refuses this spoke's heartbeat");
+                }
+                peer_info_set = false;
+                ask_signed = false;
+                backoff.next_delay()
+            }
         };
         tokio::select! {
             _ = cancel.cancelled() => return,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cid::Cid;
+use nelumbo_miner_api::ApiError;
 use nelumbo_rpc::{ApiInfo, ClientError, RpcClient, RpcMethod};
 use nelumbo_service::Health;
 use prometheus::IntGauge;
@@ -15,12 +16,16 @@ use prometheus::IntGauge;
 /// Why a hub call did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    /// The hub is away (not listening, timed out): try again later.
-    #[error("the hub is unreachable: {0}")]
+    /// The hub is away (not listening, timed out) or said that what it depends on is (the
+    /// chain): try again later.
+    #[error("the hub is unavailable: {0}")]
     Unreachable(String),
     /// The hub answered and refused.
     #[error("the hub refused: {0}")]
     Refused(String),
+    /// `MarketPublishDeals`: the hub does not hold the piece; upload it first.
+    #[error("the hub does not hold the piece: {0}")]
+    PieceMissing(String),
 }
 
 impl HubError {
@@ -28,6 +33,10 @@ impl HubError {
         matches!(self, Self::Unreachable(_))
     }
 }
+
+/// How long calls that wait on purpose may take: publishing waits for the chain to execute the
+/// batch, unsealing for the hub's job.
+const LONG_CALL: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -46,6 +55,10 @@ impl Hub {
             .map_err(|e| anyhow::anyhow!("the hub's connection string: {e}"))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // An upload streams for as long as it needs; a hub that stops reading for this
+            // long is treated as away.
+            .read_timeout(Duration::from_secs(120))
+            .no_proxy()
             .build()?;
         health.not_ready("hub", "not yet reached");
         Ok(Self {
@@ -83,7 +96,13 @@ impl Hub {
     }
 
     pub async fn call<M: RpcMethod>(&self, params: M::Params) -> Result<M::Ok, HubError> {
-        match self.rpc.call::<M>(params).await {
+        let timeout = match M::NAME {
+            "Nelumbo.MarketPublishDeals"
+            | "Nelumbo.SectorsUnsealPiece"
+            | "Nelumbo.MarketSetPeerInfo" => LONG_CALL,
+            _ => nelumbo_rpc::DEFAULT_CALL_TIMEOUT,
+        };
+        match self.rpc.call_with_timeout::<M>(params, timeout).await {
             Ok(v) => {
                 self.mark(Ok(()));
                 Ok(v)
@@ -96,10 +115,16 @@ impl Hub {
         if e.is_unreachable() {
             let text = e.to_string();
             self.mark(Err(&text));
-            HubError::Unreachable(text)
-        } else {
-            self.mark(Ok(()));
-            HubError::Refused(e.to_string())
+            return HubError::Unreachable(text);
+        }
+        self.mark(Ok(()));
+        match &e {
+            ClientError::Rpc { error, .. } => match ApiError::from_rpc(error) {
+                ApiError::Unavailable(why) => HubError::Unreachable(why),
+                ApiError::PieceMissing(why) => HubError::PieceMissing(why),
+                ApiError::Refused(_) => HubError::Refused(e.to_string()),
+            },
+            _ => HubError::Refused(e.to_string()),
         }
     }
 
@@ -142,8 +167,12 @@ impl Hub {
                     Ok(())
                 } else {
                     let body = response.text().await.unwrap_or_default();
-                    // 503: busy or stopping, come back later; anything else is the hub's answer.
-                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    // 503: busy or stopping; 507: no room now (sealing needs it, or too many
+                    // pieces wait for deals): come back later. Anything else is a refusal.
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                        || status == reqwest::StatusCode::INSUFFICIENT_STORAGE
+                        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    {
                         Err(HubError::Unreachable(format!("{status}: {body}")))
                     } else {
                         Err(HubError::Refused(format!("{status}: {body}")))

@@ -29,10 +29,10 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
     );
     let info = ApiInfo::parse(&options.hub_api_info)
         .map_err(|e| anyhow::anyhow!("the hub's connection string: {e}"))?;
-    anyhow::ensure!(
-        info.token.is_some(),
-        "the hub's connection string has no token: make one with `nelumbo-miner auth api-info --perm write`"
-    );
+    let token = info.token.as_deref().context(
+        "the hub's connection string has no token: make one with `nelumbo-miner auth api-info --perm spoke`",
+    )?;
+    check_spoke_token(token)?;
     let hub = RpcClient::from_api_info(&info);
     let actor = hub
         .call::<ActorAddress>(())
@@ -92,6 +92,37 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
         "repo:    {} (start it with `nelumbo-markets --repo {} run`; it publishes its addresses on chain through the hub)",
         repo.dir.display(),
         repo.dir.display()
+    );
+    Ok(())
+}
+
+/// A markets process holds a spoke token and nothing more: a broader one (write, admin) would
+/// let whoever takes over this public-facing process pledge sectors or read everything.
+fn check_spoke_token(token: &str) -> anyhow::Result<()> {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .context("the hub token is not a JWT")?;
+    let allow: Vec<String> = payload["Allow"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(
+        allow == ["spoke"],
+        "the hub token grants [{}]; a markets process must hold only a spoke token, which reaches \
+         exactly what spokes need: make one with `nelumbo-miner auth api-info --perm spoke`",
+        allow.join(", ")
     );
     Ok(())
 }

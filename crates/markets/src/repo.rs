@@ -67,9 +67,14 @@ impl Repo {
 
     pub fn load_identity(&self) -> anyhow::Result<libp2p::identity::Keypair> {
         let path = self.identity();
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!("read {}: run `nelumbo-markets init` first", path.display())
-        })?;
+        if !path.exists() {
+            anyhow::bail!(
+                "{} is missing: run `nelumbo-markets init` first",
+                path.display()
+            );
+        }
+        // The libp2p identity is the miner's on chain: refused when others may read it.
+        let bytes = nelumbo_rpc::read_private_bytes(&path)?;
         libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
             .with_context(|| format!("{} is not a libp2p private key", path.display()))
     }
@@ -81,10 +86,14 @@ impl Repo {
             return Ok(info.trim().to_string());
         }
         let path = self.hub_api_info();
-        Ok(std::fs::read_to_string(&path)
-            .with_context(|| format!("read {}: run `nelumbo-markets init` first", path.display()))?
-            .trim()
-            .to_string())
+        if !path.exists() {
+            anyhow::bail!(
+                "{} is missing: run `nelumbo-markets init` first",
+                path.display()
+            );
+        }
+        // It holds the hub token: refused when others may read it.
+        Ok(nelumbo_rpc::read_private(&path)?.trim().to_string())
     }
 
     pub fn miner_record(&self) -> anyhow::Result<MinerRecord> {

@@ -227,9 +227,10 @@ async fn a_deal_waits_for_a_stopped_hub_and_completes_when_it_returns() {
     let uuid = slow_deal(&devnet, &hub, &client, &server, 3).await;
     hub.stop(false);
 
-    // The transfer finishes without the hub; publishing waits for it, and health says why.
+    // The transfer finishes without the hub; the upload (before publishing) waits for it, and
+    // health says why.
     markets
-        .wait_deal(&uuid, DealState::Publishing, Duration::from_secs(60))
+        .wait_deal(&uuid, DealState::Uploading, Duration::from_secs(60))
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -248,7 +249,7 @@ async fn a_deal_waits_for_a_stopped_hub_and_completes_when_it_returns() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(markets.deal(&uuid).await.state, DealState::Publishing);
+    assert_eq!(markets.deal(&uuid).await.state, DealState::Uploading);
 
     hub.run(&[]).await;
     markets

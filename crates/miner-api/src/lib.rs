@@ -4,8 +4,11 @@
 //! Clients find the hub through the `MINER_API_INFO` environment variable
 //! (`TOKEN:/ip4/127.0.0.1/tcp/2345/http`), as Lotus's miner clients do.
 
+pub mod error;
 pub mod methods;
 pub mod types;
+
+pub use error::ApiError;
 
 /// The environment variable that holds the hub's connection string.
 pub const MINER_API_INFO: &str = "MINER_API_INFO";

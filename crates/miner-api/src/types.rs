@@ -26,6 +26,15 @@ pub struct HubMinerInfo {
     pub owner: Address,
     #[serde(with = "json::address")]
     pub worker: Address,
+    /// The control address WindowPoSt is sent from (its own nonces, so proving never waits
+    /// behind the worker's messages); hubs made before it existed have none and prove from the
+    /// worker.
+    #[serde(
+        default,
+        with = "json::opt_address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub control: Option<Address>,
     /// Bytes.
     pub sector_size: u64,
     /// The epoch at which the miner actor was created.
@@ -323,6 +332,9 @@ pub struct SpokeAck {
 pub struct SpokeStatus {
     #[serde(flatten)]
     pub hello: SpokeHello,
+    /// The name of the spoke token it calls with (its binding), if any.
+    #[serde(default)]
+    pub token: Option<String>,
     /// Unix seconds.
     pub first_seen: u64,
     pub last_seen: u64,

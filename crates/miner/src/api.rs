@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use fvm_shared::econ::TokenAmount;
 use nelumbo_chain_api::methods::{
     self as chain, StateMinerDeadlines, StateMinerInfo, StateMinerPartitions,
     StateMinerProvingDeadline,
 };
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_chain_api::{Addr, Base64};
+use nelumbo_miner_api::ApiError;
+use nelumbo_miner_api::error::from_chain_error;
 use nelumbo_miner_api::methods::*;
 use nelumbo_miner_api::types::{
     self, DeadlineSummary, HubMinerInfo, HubVersion, SectorBrief, SpokeAck,
@@ -22,7 +25,7 @@ use crate::events::Events;
 use crate::proving::Proving;
 use crate::reads::PieceReads;
 use crate::sealing::Sealing;
-use crate::spokes::{HEARTBEAT_SECS, Spokes};
+use crate::spokes::{HEARTBEAT_SECS, MinerKeys, Spokes};
 
 /// What handlers share.
 #[derive(Debug, Clone)]
@@ -36,14 +39,41 @@ pub struct ApiState {
     pub spokes: Spokes,
     pub publisher: Publisher,
     pub reads: Arc<PieceReads>,
+    /// `[deals] min_price` and `min_verified_price`: floors under any ask the hub signs.
+    pub ask_floors: Arc<(TokenAmount, TokenAmount)>,
+    /// `[spokes] peer_info_min_interval_secs`.
+    pub peer_info_min_interval_secs: u64,
+}
+
+impl ApiState {
+    fn keys(&self) -> MinerKeys {
+        MinerKeys {
+            actor: self.miner.actor,
+            worker: self.miner.worker,
+        }
+    }
 }
 
 fn internal(e: anyhow::Error) -> RpcError {
     RpcError::failed(format!("{e:#}"))
 }
 
+/// A chain call's failure as the hub's callers see it: "unavailable, call again" when the chain
+/// is away or slow, a refusal when it answered with an error.
 fn chain_error(e: nelumbo_rpc::ClientError) -> RpcError {
-    RpcError::failed(format!("ask the chain: {e}"))
+    from_chain_error("ask the chain", &e).into()
+}
+
+/// An error from a step that may have been a chain call.
+fn step_error(e: anyhow::Error) -> RpcError {
+    if crate::chain::is_transient(&e) {
+        ApiError::unavailable(format!(
+            "the hub's chain node is away or slow ({e:#}); call again later"
+        ))
+        .into()
+    } else {
+        internal(e)
+    }
 }
 
 /// Every deadline of the miner's proving period, from the chain.
@@ -115,7 +145,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             Ok(info.sector_size)
         })
         .register::<SectorsPledge, _, _>(|s, ()| async move {
-            s.sealing.pledge().await.map_err(internal)
+            s.sealing.pledge().await.map_err(step_error)
         })
         .register::<SectorsStatus, _, _>(|s, (number,)| async move {
             s.sealing
@@ -169,17 +199,18 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             })
         })
         .register::<ProvingDeadlines, _, _>(|s, ()| async move { deadlines(&s).await })
-        .register::<SpokeHeartbeat, _, _>(|s, (hello,)| async move {
-            s.spokes
-                .heartbeat(hello)
-                .map_err(RpcError::invalid_params)?;
+        .register_with_caller::<SpokeHeartbeat, _, _>(|s, caller, (hello,)| async move {
+            s.spokes.heartbeat(&caller, hello)?;
             Ok(SpokeAck {
                 heartbeat_secs: HEARTBEAT_SECS,
             })
         })
         .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
+        .register::<SpokesUnbind, _, _>(|s, (name,)| async move {
+            s.spokes.unbind(&name).map_err(internal)
+        })
         .register::<SectorAddPieceToAny, _, _>(|s, (piece,)| async move {
-            s.sealing.add_piece(piece).await.map_err(internal)
+            s.sealing.add_piece(piece).await.map_err(step_error)
         })
         // The spokes' chain view: allow-listed reads, passed through to the chain at the head.
         .register::<ChainHead, _, _>(|s, ()| async move {
@@ -231,115 +262,31 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             s.reads.unseal(sector, &cid).await.map_err(internal)
         })
         .register::<MarketPublishDeals, _, _>(|s, (deal,)| async move {
-            s.publisher.publish(&deal.0).await.map_err(RpcError::failed)
+            Ok(s.publisher.publish(&deal.0).await?)
         })
-        .register::<MarketSignAsk, _, _>(|s, (ask,)| async move { sign_ask(&s, &ask.0) })
-        .register::<MarketSetPeerInfo, _, _>(|s, (peer, addrs)| async move {
-            set_peer_info(&s, peer.0, addrs.into_iter().map(|a| a.0).collect()).await
+        .register::<MarketSignAsk, _, _>(|s, (ask,)| async move {
+            let (min_price, min_verified) = &*s.ask_floors;
+            let signature = crate::spokes::sign_ask(
+                &s.db,
+                &s.chain,
+                &s.keys(),
+                (min_price, min_verified),
+                &ask.0,
+            )?;
+            Ok(Base64(signature))
+        })
+        .register_with_caller::<MarketSetPeerInfo, _, _>(|s, caller, (peer, addrs)| async move {
+            Ok(crate::spokes::set_peer_info(
+                &s.spokes,
+                &s.chain,
+                &s.keys(),
+                s.peer_info_min_interval_secs,
+                &caller,
+                peer.0,
+                addrs.into_iter().map(|a| a.0).collect(),
+            )
+            .await?)
         })
         .register_channel::<SubscribeEvents, _, _>(|s, ()| async move { Ok(s.events.subscribe()) });
     module
-}
-
-/// `MarketSignAsk`: only a CBOR storage ask for this miner is signed.
-fn sign_ask(s: &ApiState, cbor: &[u8]) -> Result<Base64, RpcError> {
-    // The ask protocol's StorageAsk (go-fil-markets 1.1.0), every field required, no other
-    // keys, in cbor-gen's key order: only bytes that are exactly such an ask are signed.
-    #[derive(serde::Deserialize, serde::Serialize)]
-    #[serde(deny_unknown_fields)]
-    struct StorageAsk {
-        #[serde(rename = "Miner")]
-        miner: fvm_shared::address::Address,
-        #[serde(rename = "Price")]
-        price: fvm_shared::econ::TokenAmount,
-        #[serde(rename = "SeqNo")]
-        seq_no: u64,
-        #[serde(rename = "Expiry")]
-        expiry: i64,
-        #[serde(rename = "Timestamp")]
-        timestamp: i64,
-        #[serde(rename = "MaxPieceSize")]
-        max_piece_size: u64,
-        #[serde(rename = "MinPieceSize")]
-        min_piece_size: u64,
-        #[serde(rename = "VerifiedPrice")]
-        verified_price: fvm_shared::econ::TokenAmount,
-    }
-    let ask: StorageAsk = fvm_ipld_encoding::from_slice(cbor)
-        .map_err(|e| RpcError::invalid_params(format!("not a CBOR StorageAsk: {e}")))?;
-    if fvm_ipld_encoding::to_vec(&ask).ok().as_deref() != Some(cbor) {
-        return Err(RpcError::invalid_params(
-            "the StorageAsk is not in its canonical encoding",
-        ));
-    }
-    if ask.miner != s.miner.actor {
-        return Err(RpcError::invalid_params(format!(
-            "the ask is for {}, not this hub's miner {}",
-            ask.miner, s.miner.actor
-        )));
-    }
-    let signature = s
-        .chain
-        .sign_bytes(&s.miner.worker, cbor)
-        .map_err(internal)?;
-    let mut bytes = vec![signature.signature_type() as u8];
-    bytes.extend_from_slice(signature.bytes());
-    Ok(Base64(bytes))
-}
-
-/// `MarketSetPeerInfo`: ChangePeerID and ChangeMultiaddrs where the chain differs.
-async fn set_peer_info(
-    s: &ApiState,
-    peer_id: Vec<u8>,
-    multiaddrs: Vec<Vec<u8>>,
-) -> Result<bool, RpcError> {
-    use fil_actor_miner_state::v18::{ChangeMultiaddrsParams, ChangePeerIDParams, Method};
-    let info = s
-        .chain
-        .rpc
-        .call::<StateMinerInfo>((Addr(s.miner.actor), TipSetKey::head()))
-        .await
-        .map_err(chain_error)?;
-    let mut changes = Vec::new();
-    if info.peer_id != peer_id {
-        let params = fvm_ipld_encoding::to_vec(&ChangePeerIDParams { new_id: peer_id })
-            .map_err(|e| internal(e.into()))?;
-        changes.push(("ChangePeerID", Method::ChangePeerID as u64, params));
-    }
-    if info.multiaddrs != multiaddrs {
-        let params = fvm_ipld_encoding::to_vec(&ChangeMultiaddrsParams {
-            new_multi_addrs: multiaddrs
-                .into_iter()
-                .map(fvm_ipld_encoding::BytesDe)
-                .collect(),
-        })
-        .map_err(|e| internal(e.into()))?;
-        changes.push(("ChangeMultiaddrs", Method::ChangeMultiaddrs as u64, params));
-    }
-    let changed = !changes.is_empty();
-    for (name, method, params) in changes {
-        let signed = s
-            .chain
-            .send(
-                s.miner.worker,
-                s.miner.actor,
-                method,
-                params,
-                fvm_shared::econ::TokenAmount::default(),
-                |_| Ok(()),
-            )
-            .await
-            .map_err(internal)?;
-        match s.chain.wait_landed(&signed, None).await.map_err(internal)? {
-            Some(crate::chain::Landed::Executed(lookup)) if lookup.receipt.exit_code == 0 => {
-                tracing::info!(message = name, "the miner's peer info changed on chain");
-            }
-            other => {
-                return Err(RpcError::failed(format!(
-                    "{name} did not execute: {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(changed)
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use fvm_shared::econ::TokenAmount;
 use nelumbo_proofs::ProofMode;
 use nelumbo_rpc::{ApiInfo, RpcClient};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,86 @@ pub struct Config {
     pub sealing: SealingConfig,
     #[serde(default)]
     pub mining: MiningConfig,
+    #[serde(default)]
+    pub deals: DealsConfig,
+    #[serde(default)]
+    pub spokes: SpokesConfig,
+}
+
+/// The hub's own deal policy: whatever a spoke says, the hub publishes only deals within it
+/// (invariant 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DealsConfig {
+    /// The most provider collateral one deal may lock from the hub's funds, in attoFIL.
+    pub max_provider_collateral: String,
+    /// Floors under any ask a spoke has the hub sign, in attoFIL per GiB per epoch.
+    pub min_price: String,
+    pub min_verified_price: String,
+    /// A deal must start at least this many epochs after the hub publishes it.
+    pub min_start_lead_epochs: i64,
+    /// The shortest and longest deals published, in epochs.
+    pub min_duration_epochs: i64,
+    pub max_duration_epochs: i64,
+    /// Uploaded pieces no deal has claimed yet: the most bytes kept at once.
+    pub max_unclaimed_piece_bytes: u64,
+    /// And how long one is kept before it is deleted.
+    pub unclaimed_piece_ttl_secs: u64,
+}
+
+impl Default for DealsConfig {
+    fn default() -> Self {
+        Self {
+            max_provider_collateral: "1000000000000000000".into(),
+            min_price: "0".into(),
+            min_verified_price: "0".into(),
+            min_start_lead_epochs: 2880,
+            min_duration_epochs: 180,
+            max_duration_epochs: 1_278_000,
+            max_unclaimed_piece_bytes: 64 << 30,
+            unclaimed_piece_ttl_secs: 6 * 3600,
+        }
+    }
+}
+
+impl DealsConfig {
+    pub fn max_provider_collateral(&self) -> anyhow::Result<TokenAmount> {
+        parse_atto(
+            "[deals] max_provider_collateral",
+            &self.max_provider_collateral,
+        )
+    }
+    pub fn min_price(&self) -> anyhow::Result<TokenAmount> {
+        parse_atto("[deals] min_price", &self.min_price)
+    }
+    pub fn min_verified_price(&self) -> anyhow::Result<TokenAmount> {
+        parse_atto("[deals] min_verified_price", &self.min_verified_price)
+    }
+}
+
+fn parse_atto(what: &str, text: &str) -> anyhow::Result<TokenAmount> {
+    let value: num_bigint::BigUint = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{what} {text:?} is not a whole number of attoFIL"))?;
+    Ok(TokenAmount::from_atto(num_bigint::BigInt::from(value)))
+}
+
+/// How the hub treats its spokes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpokesConfig {
+    /// The least time between two changes of the miner's peer info on chain that spokes ask
+    /// for (each costs the worker gas), in seconds.
+    pub peer_info_min_interval_secs: u64,
+}
+
+impl Default for SpokesConfig {
+    fn default() -> Self {
+        Self {
+            peer_info_min_interval_secs: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +170,21 @@ pub struct ChainConfig {
     /// The chain's connection string, `TOKEN:/ip4/HOST/tcp/PORT/http`, with a `sign` token.
     /// `FULLNODE_API_INFO` in the environment overrides it.
     pub api_info: String,
+    /// Seconds a chain call may take before it counts as unanswered.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_secs: u64,
+    /// A message of the hub's addresses that holds back its sender's later messages for this
+    /// many epochs is replaced at a higher fee.
+    #[serde(default = "default_replace_after")]
+    pub replace_after_epochs: i64,
+}
+
+fn default_call_timeout() -> u64 {
+    30
+}
+
+fn default_replace_after() -> i64 {
+    10
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +233,25 @@ impl Config {
             self.sealing.sector_lifetime_epochs > 0,
             "[sealing] sector_lifetime_epochs must be positive"
         );
+        self.deals.max_provider_collateral()?;
+        self.deals.min_price()?;
+        self.deals.min_verified_price()?;
+        anyhow::ensure!(
+            self.deals.min_duration_epochs <= self.deals.max_duration_epochs,
+            "[deals] min_duration_epochs is above max_duration_epochs"
+        );
+        anyhow::ensure!(
+            self.deals.min_start_lead_epochs >= 0,
+            "[deals] min_start_lead_epochs must not be negative"
+        );
+        anyhow::ensure!(
+            self.chain.call_timeout_secs > 0,
+            "[chain] call_timeout_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.chain.replace_after_epochs > 0,
+            "[chain] replace_after_epochs must be at least 1"
+        );
         if !self.chain.api_info.is_empty() {
             ApiInfo::parse(&self.chain.api_info)
                 .map_err(|e| anyhow::anyhow!("[chain] api_info: {e}"))?;
@@ -156,7 +271,8 @@ impl Config {
             nelumbo_chain_api::FULLNODE_API_INFO
         );
         let info = ApiInfo::parse(&info).map_err(|e| anyhow::anyhow!("chain API info: {e}"))?;
-        Ok(RpcClient::from_api_info(&info))
+        Ok(RpcClient::from_api_info(&info)
+            .with_timeout(std::time::Duration::from_secs(self.chain.call_timeout_secs)))
     }
 
     /// The file `init` writes: every setting, each explained.
@@ -181,6 +297,11 @@ listen = {listen}
 # sign (print one with `nelumbo-chain auth api-info --perm sign`, or Lotus's
 # `lotus auth api-info --perm sign`). FULLNODE_API_INFO in the environment overrides it.
 api_info = {api_info}
+# Seconds a chain call may take before the hub counts it as unanswered and retries later.
+call_timeout_secs = {call_timeout}
+# A message from the hub's addresses that holds back the sender's later messages for this many
+# epochs is replaced by the same message at a higher fee (premium +25%, Lotus's rule).
+replace_after_epochs = {replace_after}
 
 [storage]
 # Directories that hold sectors; each gets sealed/, cache/ and unsealed/.
@@ -215,6 +336,31 @@ max_unseal = {max_unseal}
 [mining]
 # Take part in block elections and submit won blocks (WinningPoSt).
 enabled = {mining}
+
+[deals]
+# The hub's own deal policy: whatever a markets process (a spoke) asks, the hub publishes only
+# deals within these bounds, and only for pieces it holds.
+# The most provider collateral one deal may lock from the hub's funds (attoFIL; 1 FIL).
+max_provider_collateral = {max_collateral}
+# Floors under any ask a spoke has the hub sign (attoFIL per GiB per epoch). A deal's price
+# must also be at least the last ask the hub signed.
+min_price = {min_price}
+min_verified_price = {min_verified_price}
+# A deal must start at least this many epochs after it is published: time to seal. 2880 is a
+# day of 30-second mainnet epochs; a devnet with small sectors needs far less.
+min_start_lead_epochs = {lead}
+# The shortest and longest deals published, in epochs.
+min_duration_epochs = {min_duration}
+max_duration_epochs = {max_duration}
+# Uploaded pieces no deal has claimed yet (spokes upload before they publish): the most bytes
+# kept at once, and seconds before an unclaimed one is deleted.
+max_unclaimed_piece_bytes = {max_unclaimed}
+unclaimed_piece_ttl_secs = {unclaimed_ttl}
+
+[spokes]
+# The least seconds between two changes of the miner's peer ID or addresses on chain that
+# spokes ask for (each change costs the worker gas).
+peer_info_min_interval_secs = {peer_interval}
 "#,
             listen = toml_string(&self.api.listen.to_string()),
             api_info = toml_string(&self.chain.api_info),
@@ -230,6 +376,17 @@ enabled = {mining}
             keep_unsealed = self.sealing.keep_unsealed,
             max_unseal = self.sealing.max_unseal,
             mining = self.mining.enabled,
+            call_timeout = self.chain.call_timeout_secs,
+            replace_after = self.chain.replace_after_epochs,
+            max_collateral = toml_string(&self.deals.max_provider_collateral),
+            min_price = toml_string(&self.deals.min_price),
+            min_verified_price = toml_string(&self.deals.min_verified_price),
+            lead = self.deals.min_start_lead_epochs,
+            min_duration = self.deals.min_duration_epochs,
+            max_duration = self.deals.max_duration_epochs,
+            max_unclaimed = self.deals.max_unclaimed_piece_bytes,
+            unclaimed_ttl = self.deals.unclaimed_piece_ttl_secs,
+            peer_interval = self.spokes.peer_info_min_interval_secs,
         )
     }
 }
@@ -249,6 +406,8 @@ mod tests {
             },
             chain: ChainConfig {
                 api_info: "abc.def:/ip4/127.0.0.1/tcp/1234/http".into(),
+                call_timeout_secs: 30,
+                replace_after_epochs: 10,
             },
             storage: StorageConfig {
                 paths: vec![PathBuf::from("/srv/sectors \"one\"")],
@@ -258,6 +417,8 @@ mod tests {
             },
             sealing: SealingConfig::default(),
             mining: MiningConfig { enabled: false },
+            deals: DealsConfig::default(),
+            spokes: SpokesConfig::default(),
         }
     }
 

@@ -18,10 +18,11 @@ use crate::api::{ApiState, module};
 use crate::chain::ChainClient;
 use crate::config::Config;
 use crate::db::Db;
-use crate::deals::Publisher;
+use crate::deals::{DealPolicy, Publisher};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::mining::Mining;
+use crate::outbox::{OutboxMetrics, OutboxTask};
 use crate::pieces::PieceStore;
 use crate::proving::{Proving, ProvingContext};
 use crate::reads::PieceReads;
@@ -56,8 +57,22 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     let sector_size = SectorSize::new(miner.sector_size)?;
     check_parameters(config.proofs.mode, sector_size, &health);
 
-    let chain = ChainClient::new(config.chain_client()?, keystore);
     let db = Arc::new(Db::open(&repo.database())?);
+    let chain = ChainClient::new(config.chain_client()?, keystore).with_outbox(db.clone());
+    let post_sender = match miner.control {
+        Some(control) if chain.has_key(&control) => control,
+        Some(control) => anyhow::bail!(
+            "the control key {control} is missing from {}",
+            repo.keystore().display()
+        ),
+        None => {
+            tracing::warn!(
+                worker = %miner.worker,
+                "this hub has no WindowPoSt control address (made before they existed): WindowPoSt is sent from the worker and shares its nonces"
+            );
+            miner.worker
+        }
+    };
     let storage = Arc::new(SectorStorage::new(
         config.storage.paths.clone(),
         miner
@@ -90,7 +105,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         prover: prover.clone(),
         mode: config.proofs.mode,
         actor: miner.actor,
-        worker: miner.worker,
+        post_sender,
         sector_size,
         metrics: metrics.clone(),
         events: events.clone(),
@@ -108,11 +123,17 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         config.sealing.max_unseal,
     ));
     let pieces = Arc::new(PieceStore::new(
-        &config.storage.paths[0],
+        storage.clone(),
         db.clone(),
         secret.clone(),
         sector_size,
+        &config.deals,
     )?);
+    let policy = DealPolicy::from_config(&config.deals)?;
+    let ask_floors = Arc::new((
+        config.deals.min_price()?,
+        config.deals.min_verified_price()?,
+    ));
     let router = rpc_router(
         module(ApiState {
             miner: Arc::new(miner.clone()),
@@ -121,16 +142,19 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             sealing,
             proving: proving.clone(),
             events: events.clone(),
-            spokes: Spokes::default(),
+            spokes: Spokes::new(db.clone()),
             publisher: Publisher::start(
                 db.clone(),
                 chain.clone(),
                 miner.actor,
                 miner.worker,
                 sector_size.bytes(),
+                policy,
                 cancel.clone(),
             ),
             reads: reads.clone(),
+            ask_floors,
+            peer_info_min_interval_secs: config.spokes.peer_info_min_interval_secs,
         }),
         ServerConfig {
             secret,
@@ -139,7 +163,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             max_request_bytes: MAX_REQUEST_BYTES,
         },
     )
-    .merge(pieces.router())
+    .merge(pieces.clone().router())
     .merge(reads.router())
     .merge(ops_router(health.clone(), registry.clone()));
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -173,6 +197,24 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             cancel.clone(),
         )),
         tokio::spawn(proving.run(cancel.clone())),
+        tokio::spawn(pieces.run_janitor(cancel.clone())),
+        tokio::spawn(
+            OutboxTask {
+                db: db.clone(),
+                chain: chain.clone(),
+                addresses: [Some(miner.worker), miner.control, Some(miner.owner)]
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| chain.has_key(a))
+                    .collect(),
+                replace_after_epochs: config.chain.replace_after_epochs,
+                metrics: OutboxMetrics {
+                    pending: metrics.messages_pending.clone(),
+                    replaced: metrics.messages_replaced.clone(),
+                },
+            }
+            .run(cancel.clone()),
+        ),
     ];
     if config.mining.enabled {
         let mining = Mining {

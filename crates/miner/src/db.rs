@@ -1,5 +1,7 @@
-//! The hub's database (redb, one file in the repo): sector records and counters. Every write
-//! is a durable transaction, committed before the pipeline acts on it (invariant 6).
+//! The hub's database (redb, one file in the repo): sector records, pieces, deals, the chain
+//! messages the hub signed (its outbox), settings spokes change (the signed ask, spoke
+//! bindings) and counters. Every write is a durable transaction, committed before anything acts
+//! on it (invariant 6).
 
 use std::path::Path;
 
@@ -7,6 +9,7 @@ use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::deals::DealRecord;
+use crate::outbox::OutboxEntry;
 use crate::pieces::StoredPiece;
 use crate::sealing::SectorRecord;
 
@@ -18,6 +21,10 @@ const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
 const DEALS: TableDefinition<&str, &[u8]> = TableDefinition::new("deals");
 /// Counters: the next sector number, blocks won.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Named values (JSON): the last ask signed, spoke bindings, the last peer-info change.
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Message CID -> a signed chain message and what became of it (JSON): the outbox.
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 
 const NEXT_SECTOR: &str = "next_sector";
 const BLOCKS_WON: &str = "blocks_won";
@@ -36,8 +43,117 @@ impl Db {
         txn.open_table(META)?;
         txn.open_table(PIECES)?;
         txn.open_table(DEALS)?;
+        txn.open_table(SETTINGS)?;
+        txn.open_table(MESSAGES)?;
         txn.commit()?;
         Ok(Self { db })
+    }
+
+    /// A named value, if set.
+    pub fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SETTINGS)?;
+        table
+            .get(key)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .with_context(|| format!("the stored {key} is corrupt"))
+            })
+            .transpose()
+    }
+
+    pub fn put_setting<T: serde::Serialize>(&self, key: &str, value: &T) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(SETTINGS)?.insert(key, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_setting(&self, key: &str) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(SETTINGS)?.remove(key)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every named value whose key starts with `prefix`.
+    pub fn settings_with_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<(String, T)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SETTINGS)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..)? {
+            let (key, value) = entry?;
+            let key = key.value().to_string();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let value = serde_json::from_slice(value.value())
+                .with_context(|| format!("the stored {key} is corrupt"))?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// An outbox entry by message CID.
+    pub fn message(&self, cid: &str) -> anyhow::Result<Option<OutboxEntry>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        table
+            .get(cid)?
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .with_context(|| format!("outbox entry {cid} is corrupt"))
+            })
+            .transpose()
+    }
+
+    pub fn messages(&self) -> anyhow::Result<Vec<OutboxEntry>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push(
+                serde_json::from_slice(value.value())
+                    .with_context(|| format!("outbox entry {} is corrupt", key.value()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn put_message(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(entry)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(MESSAGES)?
+            .insert(entry.cid.as_str(), bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets outbox entries that reached an end before `before` (unix seconds).
+    pub fn prune_messages(&self, before: u64) -> anyhow::Result<usize> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut table = txn.open_table(MESSAGES)?;
+            let mut old = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let entry: OutboxEntry = serde_json::from_slice(value.value())?;
+                if !entry.is_pending() && entry.updated_at < before {
+                    old.push(key.value().to_string());
+                }
+            }
+            for key in &old {
+                table.remove(key.as_str())?;
+            }
+            old.len()
+        };
+        txn.commit()?;
+        Ok(removed)
     }
 
     pub fn sector(&self, number: u64) -> anyhow::Result<Option<SectorRecord>> {
@@ -105,6 +221,27 @@ impl Db {
                     .with_context(|| format!("piece {cid}'s record is corrupt"))
             })
             .transpose()
+    }
+
+    pub fn pieces(&self) -> anyhow::Result<Vec<StoredPiece>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PIECES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push(
+                serde_json::from_slice(value.value())
+                    .with_context(|| format!("piece {}'s record is corrupt", key.value()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn remove_piece(&self, cid: &str) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PIECES)?.remove(cid)?;
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn put_piece(&self, piece: &StoredPiece) -> anyhow::Result<()> {

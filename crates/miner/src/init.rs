@@ -4,6 +4,11 @@
 //! Init can be interrupted anywhere and run again: the keys are created once and recorded in
 //! `wallet.json`; the `CreateMiner` message is signed and recorded in `init-message.json` before
 //! it is sent, and a later run waits for that same message instead of creating a second miner.
+//!
+//! Besides the owner and the worker, init makes a control address for WindowPoSt (as Lotus
+//! operators set up with `lotus-miner actor control set`): funded by the owner and named in
+//! `ChangeWorkerAddress` once the miner exists, so proving has nonces of its own and never
+//! waits behind the worker's sealing and deal messages.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +33,8 @@ use crate::repo::{Repo, write_json};
 /// The power actor and its `CreateMiner` method.
 const POWER_ACTOR: u64 = 4;
 const CREATE_MINER: u64 = 2;
+/// The miner actor's `ChangeWorkerAddress` (which also sets control addresses).
+const CHANGE_WORKER_ADDRESS: u64 = 3;
 
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -39,9 +46,11 @@ pub struct InitOptions {
     pub proof_mode: ProofMode,
     /// FIL the owner sends to the new miner actor for pre-commit deposits and pledges.
     pub initial_balance: TokenAmount,
-    /// FIL the owner sends to the worker, which pays the gas of every sealing and proving
+    /// FIL the owner sends to the worker, which pays the gas of every sealing and deal
     /// message.
     pub worker_balance: TokenAmount,
+    /// FIL the owner sends to the WindowPoSt control address for its gas.
+    pub control_balance: TokenAmount,
 }
 
 /// The keys init chose, recorded before anything is funded or sent.
@@ -51,6 +60,9 @@ struct Wallet {
     owner: Address,
     #[serde(with = "nelumbo_chain_api::json::address")]
     worker: Address,
+    /// The WindowPoSt control address (absent in wallets made before it existed).
+    #[serde(default, with = "nelumbo_chain_api::json::opt_address")]
+    control: Option<Address>,
 }
 
 pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerInfo> {
@@ -72,6 +84,8 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
                         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
                 },
                 chain: ChainConfig {
+                    call_timeout_secs: 30,
+                    replace_after_epochs: 10,
                     api_info: options
                         .chain_api_info
                         .clone()
@@ -90,6 +104,8 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
                 },
                 sealing: Default::default(),
                 mining: Default::default(),
+                deals: Default::default(),
+                spokes: Default::default(),
             };
             config.validate()?;
             nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
@@ -104,19 +120,27 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
 
     let keystore = Keystore::open(&repo.keystore())?;
     let wallet_path = repo.dir.join("wallet.json");
-    let wallet: Wallet = match std::fs::read_to_string(&wallet_path) {
+    let mut wallet: Wallet = match std::fs::read_to_string(&wallet_path) {
         Ok(text) => serde_json::from_str(&text).context("parse wallet.json")?,
         Err(_) => {
             let wallet = Wallet {
                 owner: keystore.generate(KeyKind::Secp256k1)?,
                 // The devnet and Filecoin's own tooling want a BLS worker.
                 worker: keystore.generate(KeyKind::Bls)?,
+                control: Some(keystore.generate(KeyKind::Secp256k1)?),
             };
             write_json(&wallet_path, &wallet)?;
             wallet
         }
     };
-    tracing::info!(owner = %wallet.owner, worker = %wallet.worker, "keys");
+    if wallet.control.is_none() {
+        wallet.control = Some(keystore.generate(KeyKind::Secp256k1)?);
+        write_json(&wallet_path, &wallet)?;
+    }
+    let control = wallet
+        .control
+        .context("wallet.json has no control address")?;
+    tracing::info!(owner = %wallet.owner, worker = %wallet.worker, control = %control, "keys");
 
     let chain = ChainClient::new(config.chain_client()?, keystore);
     let version = chain.rpc.call::<Version>(()).await.with_context(|| {
@@ -148,19 +172,47 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
             } else {
                 TokenAmount::from_atto(0)
             };
-            let needed =
-                &options.initial_balance + &worker_needs + TokenAmount::from_nano(20_000_000);
+            let control_balance = chain.rpc.call::<WalletBalance>((Addr(control),)).await?.0;
+            let control_needs = if control_balance < options.control_balance {
+                options.control_balance.clone()
+            } else {
+                TokenAmount::from_atto(0)
+            };
+            let needed = &options.initial_balance
+                + &worker_needs
+                + &control_needs
+                + TokenAmount::from_nano(30_000_000);
             anyhow::ensure!(
                 balance >= needed,
                 "the owner {owner} holds {balance} and needs at least {needed} (the miner's \
-                 initial balance, the worker's gas money and gas): fund it, for example with \
-                 `nelumbo-chain faucet {owner} 100` on a devnet, and run init again",
+                 initial balance, the worker's and the WindowPoSt address's gas money, and gas): \
+                 fund it, for example with `nelumbo-chain faucet {owner} 100` on a devnet, and \
+                 run init again",
                 owner = wallet.owner,
                 balance = format_fil(&balance),
                 needed = format_fil(&needed),
             );
             if worker_needs.is_positive() {
-                fund_worker(repo, &chain, &wallet, worker_needs).await?;
+                fund(
+                    repo,
+                    &chain,
+                    wallet.owner,
+                    wallet.worker,
+                    worker_needs,
+                    "worker",
+                )
+                .await?;
+            }
+            if control_needs.is_positive() {
+                fund(
+                    repo,
+                    &chain,
+                    wallet.owner,
+                    control,
+                    control_needs,
+                    "control",
+                )
+                .await?;
             }
             let params = fil_actor_power_state::v18::CreateMinerParams {
                 owner: wallet.owner,
@@ -198,10 +250,12 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
     let created: fil_actor_power_state::v18::CreateMinerReturn =
         fvm_ipld_encoding::from_slice(&lookup.receipt.r#return)
             .context("decode CreateMiner's return value")?;
+    set_control(repo, &chain, &wallet, created.id_address, control).await?;
     let info = HubMinerInfo {
         actor: created.id_address,
         owner: wallet.owner,
         worker: wallet.worker,
+        control: Some(control),
         sector_size: options.sector_size.bytes(),
         created_at: lookup.height,
     };
@@ -210,32 +264,86 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
     Ok(info)
 }
 
-/// Sends the worker its gas money from the owner; the message is recorded before it is sent so
-/// a crashed init waits for it rather than paying twice.
-async fn fund_worker(
+/// Names `control` as the miner's control address (`ChangeWorkerAddress` from the owner, the
+/// worker unchanged); recorded before it is sent, like init's other messages.
+async fn set_control(
     repo: &Repo,
     chain: &ChainClient,
     wallet: &Wallet,
-    amount: TokenAmount,
+    actor: Address,
+    control: Address,
 ) -> anyhow::Result<()> {
-    let path = repo.dir.join("init-fund-worker.json");
+    let path = repo.dir.join("init-control.json");
     let signed: SignedMessage = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).context("parse init-fund-worker.json")?,
+        Ok(text) => serde_json::from_str(&text).context("parse init-control.json")?,
         Err(_) => {
+            let params = fil_actor_miner_state::v18::ChangeWorkerAddressParams {
+                new_worker: wallet.worker,
+                new_control_addresses: vec![control],
+            };
             let signed = chain
-                .prepare(wallet.owner, wallet.worker, 0, Vec::new(), amount.clone())
+                .prepare(
+                    wallet.owner,
+                    actor,
+                    CHANGE_WORKER_ADDRESS,
+                    fvm_ipld_encoding::to_vec(&params)?,
+                    TokenAmount::from_atto(0),
+                )
                 .await
-                .context("prepare the worker's funding")?;
+                .context("prepare ChangeWorkerAddress")?;
             write_json(&path, &signed)?;
             signed
         }
     };
-    let cid = chain.push(&signed).await.context("fund the worker")?;
-    tracing::info!(message = %cid, amount = %format_fil(&amount), worker = %wallet.worker, "funding the worker");
+    let cid = chain
+        .push(&signed)
+        .await
+        .context("send ChangeWorkerAddress")?;
+    tracing::info!(message = %cid, %control, "naming the WindowPoSt control address");
     let lookup = chain.wait(cid).await?;
     anyhow::ensure!(
         lookup.receipt.exit_code == 0,
-        "funding the worker failed on chain with exit code {}; remove {} and run init again",
+        "ChangeWorkerAddress failed on chain with exit code {}; remove {} and run init again",
+        lookup.receipt.exit_code,
+        path.display()
+    );
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Sends `to` (the worker, the control address) its gas money from the owner; the message is
+/// recorded before it is sent so a crashed init waits for it rather than paying twice.
+async fn fund(
+    repo: &Repo,
+    chain: &ChainClient,
+    owner: Address,
+    to: Address,
+    amount: TokenAmount,
+    role: &str,
+) -> anyhow::Result<()> {
+    let path = repo.dir.join(format!("init-fund-{role}.json"));
+    let signed: SignedMessage = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?
+        }
+        Err(_) => {
+            let signed = chain
+                .prepare(owner, to, 0, Vec::new(), amount.clone())
+                .await
+                .with_context(|| format!("prepare the {role}'s funding"))?;
+            write_json(&path, &signed)?;
+            signed
+        }
+    };
+    let cid = chain
+        .push(&signed)
+        .await
+        .with_context(|| format!("fund the {role}"))?;
+    tracing::info!(message = %cid, amount = %format_fil(&amount), %role, address = %to, "funding");
+    let lookup = chain.wait(cid).await?;
+    anyhow::ensure!(
+        lookup.receipt.exit_code == 0,
+        "funding the {role} failed on chain with exit code {}; remove {} and run init again",
         lookup.receipt.exit_code,
         path.display()
     );

@@ -19,6 +19,7 @@ pub mod events;
 pub mod init;
 pub mod metrics;
 pub mod mining;
+pub mod outbox;
 pub mod pieces;
 pub mod proving;
 pub mod reads;

@@ -11,7 +11,7 @@ use nelumbo_miner::repo::Repo;
 use nelumbo_miner_api::MINER_API_INFO;
 use nelumbo_miner_api::methods::{
     MinerInfo, ProvingDeadlines, ProvingInfo, SectorsList, SectorsPledge, SectorsStatus,
-    SectorsSummary, SpokesList,
+    SectorsSummary, SpokesList, SpokesUnbind,
 };
 use nelumbo_proofs::ProofMode;
 use nelumbo_rpc::{Permission, RpcClient, TokenSecret};
@@ -51,9 +51,12 @@ enum Command {
         /// FIL the owner gives the new miner actor for deposits and pledges.
         #[arg(long, default_value = "10")]
         initial_balance: String,
-        /// FIL the owner gives the worker for the gas of sealing and proving messages.
+        /// FIL the owner gives the worker for the gas of sealing and deal messages.
         #[arg(long, default_value = "1")]
         worker_balance: String,
+        /// FIL the owner gives the WindowPoSt control address for its gas.
+        #[arg(long, default_value = "1")]
+        control_balance: String,
     },
     /// Run the hub.
     Run,
@@ -75,8 +78,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SpokesCommand {
-    /// Every spoke heard from since the hub started, and whether it is still alive.
+    /// Every spoke heard from since the hub started, whether it is still alive, and the peer ID
+    /// each spoke token is bound to.
     List,
+    /// Release the peer ID a spoke token is bound to (after replacing that spoke's identity).
+    Unbind {
+        /// The spoke token's name (shown by `spokes list` and when the token was made).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,16 +113,59 @@ enum ProvingCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuthCommand {
-    /// Print a token granting PERM and every permission below it.
+    /// Print a token granting PERM and every permission below it (read, write, sign, admin);
+    /// `spoke` makes a markets process's token, which reaches only what spokes need.
     CreateToken {
         #[arg(long)]
         perm: Permission,
+        /// A spoke token's name (default: spoke- and random letters); the hub binds it to the
+        /// peer ID of the first spoke that uses it.
+        #[arg(long)]
+        name: Option<String>,
     },
-    /// Print MINER_API_INFO for the running hub.
+    /// Print MINER_API_INFO for the running hub (`--perm spoke` for a markets process).
     ApiInfo {
         #[arg(long, default_value = "admin")]
         perm: Permission,
+        /// A spoke token's name, as for create-token.
+        #[arg(long)]
+        name: Option<String>,
     },
+}
+
+/// The token `create-token` and `api-info` print; a spoke token always carries a name, said on
+/// standard error.
+fn make_token(
+    secret: &TokenSecret,
+    perm: Permission,
+    name: Option<String>,
+) -> anyhow::Result<String> {
+    if perm != Permission::Spoke {
+        anyhow::ensure!(name.is_none(), "--name is for spoke tokens (--perm spoke)");
+        return Ok(secret.create_token(perm));
+    }
+    let name = match name {
+        Some(name) => {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
+                "--name: 1 to 64 letters, digits, '-', '_' or '.'"
+            );
+            name
+        }
+        None => {
+            let mut bytes = [0u8; 4];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            format!("spoke-{}", hex::encode(bytes))
+        }
+    };
+    eprintln!(
+        "spoke token {name:?}: the hub binds it to the peer ID of the first spoke that uses it"
+    );
+    Ok(secret.create_named_token(perm, Some(&name)))
 }
 
 fn main() -> ExitCode {
@@ -134,11 +186,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             proof_mode,
             initial_balance,
             worker_balance,
+            control_balance,
         } => {
             let initial_balance = nelumbo_chain_api::fil::parse_fil(&initial_balance)
                 .map_err(|e| anyhow::anyhow!("--initial-balance: {e}"))?;
             let worker_balance = nelumbo_chain_api::fil::parse_fil(&worker_balance)
                 .map_err(|e| anyhow::anyhow!("--worker-balance: {e}"))?;
+            let control_balance = nelumbo_chain_api::fil::parse_fil(&control_balance)
+                .map_err(|e| anyhow::anyhow!("--control-balance: {e}"))?;
             let info = init(
                 &repo,
                 InitOptions {
@@ -149,13 +204,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     proof_mode,
                     initial_balance,
                     worker_balance,
+                    control_balance,
                 },
             )
             .await?;
             println!("miner {} created", info.actor);
             println!(
-                "owner {} (secp256k1), worker {} (BLS)",
-                info.owner, info.worker
+                "owner {} (secp256k1), worker {} (BLS), WindowPoSt control {} (secp256k1)",
+                info.owner,
+                info.worker,
+                info.control.map(|c| c.to_string()).unwrap_or_default()
             );
             println!(
                 "start the hub with: nelumbo-miner --repo {} run",
@@ -164,15 +222,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => nelumbo_miner::daemon::run(repo).await,
-        Command::Auth(AuthCommand::CreateToken { perm }) => {
+        Command::Auth(AuthCommand::CreateToken { perm, name }) => {
             let secret = TokenSecret::load_or_create(&repo.token_secret())?;
-            println!("{}", secret.create_token(perm));
+            println!("{}", make_token(&secret, perm, name)?);
             Ok(())
         }
-        Command::Auth(AuthCommand::ApiInfo { perm }) => {
+        Command::Auth(AuthCommand::ApiInfo { perm, name }) => {
             let secret = TokenSecret::load_or_create(&repo.token_secret())?;
             let api = running_api(&repo)?;
-            println!("{MINER_API_INFO}={}:{}", secret.create_token(perm), api);
+            println!(
+                "{MINER_API_INFO}={}:{}",
+                make_token(&secret, perm, name)?,
+                api
+            );
             Ok(())
         }
         Command::Info => {
@@ -182,6 +244,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("sector size: {}", SectorSize::new(info.sector_size)?);
             println!("owner:       {}", info.owner);
             println!("worker:      {}", info.worker);
+            match info.control {
+                Some(control) => println!("control:     {control} (sends WindowPoSt)"),
+                None => println!(
+                    "control:     none: WindowPoSt is sent from the worker and shares its nonces (a hub made before control addresses)"
+                ),
+            }
             println!("created at:  epoch {}", info.created_at);
             let proving = client.call::<ProvingInfo>(()).await?;
             println!(
@@ -306,6 +374,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("blocks won:        {}", info.blocks_won);
             Ok(())
         }
+        Command::Spokes(SpokesCommand::Unbind { name }) => {
+            match client(&repo)?.call::<SpokesUnbind>((name.clone(),)).await? {
+                Some(peer) => println!(
+                    "spoke token {name:?} is no longer bound to {peer}; the next spoke to use it binds it again"
+                ),
+                None => println!("spoke token {name:?} was not bound"),
+            }
+            Ok(())
+        }
         Command::Spokes(SpokesCommand::List) => {
             let spokes = client(&repo)?.call::<SpokesList>(()).await?;
             if spokes.is_empty() {
@@ -317,13 +394,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             println!(
-                "{:<24}  {:<8}  {:<24}  {:>9}  VERSION / ADDRESSES",
-                "ID", "STATUS", "SERVICES", "LAST SEEN"
+                "{:<52}  {:<16}  {:<8}  {:<24}  {:>9}  VERSION / ADDRESSES",
+                "ID", "TOKEN", "STATUS", "SERVICES", "LAST SEEN"
             );
             for s in spokes {
                 println!(
-                    "{:<24}  {:<8}  {:<24}  {:>8}s  {} {}",
+                    "{:<52}  {:<16}  {:<8}  {:<24}  {:>8}s  {} {}",
                     s.hello.id,
+                    s.token.as_deref().unwrap_or("(operator)"),
                     if s.online { "online" } else { "offline" },
                     s.hello.services.join(","),
                     now.saturating_sub(s.last_seen),

@@ -23,6 +23,15 @@ pub struct Metrics {
     /// Free and reserved bytes per storage path.
     pub storage_free_bytes: IntGaugeVec,
     pub storage_reserved_bytes: IntGaugeVec,
+    /// WindowPoSt latency: from the moment its challenge is known (the challenge epoch reached,
+    /// or the hub started inside the window) to the message landing.
+    pub window_post_latency_seconds: prometheus::Histogram,
+    /// The same in epochs: the landing epoch minus the challenge epoch.
+    pub window_post_latency_epochs: prometheus::Histogram,
+    /// Messages of the hub's addresses waiting in the outbox, per sender.
+    pub messages_pending: IntGaugeVec,
+    /// Messages replaced at a higher fee because they held back their sender.
+    pub messages_replaced: IntCounter,
 }
 
 impl Metrics {
@@ -79,7 +88,36 @@ impl Metrics {
                 ),
                 &["path"],
             )?,
+            window_post_latency_seconds: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "nelumbo_miner_window_post_latency_seconds",
+                    "Seconds from a deadline's challenge to its WindowPoSt landing on chain",
+                )
+                .buckets(vec![1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+            )?,
+            window_post_latency_epochs: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "nelumbo_miner_window_post_latency_epochs",
+                    "Epochs from a deadline's challenge epoch to the epoch its WindowPoSt landed",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 60.0]),
+            )?,
+            messages_pending: IntGaugeVec::new(
+                Opts::new(
+                    "nelumbo_miner_messages_pending",
+                    "Messages the hub signed that have not executed yet, per sending address",
+                ),
+                &["sender"],
+            )?,
+            messages_replaced: IntCounter::new(
+                "nelumbo_miner_messages_replaced_total",
+                "Messages replaced at a higher fee because they held back their sender's queue",
+            )?,
         };
+        registry.register(Box::new(metrics.window_post_latency_seconds.clone()))?;
+        registry.register(Box::new(metrics.window_post_latency_epochs.clone()))?;
+        registry.register(Box::new(metrics.messages_pending.clone()))?;
+        registry.register(Box::new(metrics.messages_replaced.clone()))?;
         registry.register(Box::new(metrics.chain_connected.clone()))?;
         registry.register(Box::new(metrics.sectors.clone()))?;
         registry.register(Box::new(metrics.proof_seconds.clone()))?;

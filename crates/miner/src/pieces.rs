@@ -1,4 +1,11 @@
-//! Piece upload: `PUT /pieces/{pieceCid}`, authenticated like the API (a `write` token).
+//! Piece upload: `PUT /pieces/{pieceCid}?size=`, authenticated like the API (a `spoke` or
+//! `admin` token).
+//!
+//! What the hub keeps is bounded (invariant 4): the declared size is required and checked
+//! against free space first (the upload must leave room for the sectors being sealed and one
+//! more, so pieces never crowd out sealing); pieces no deal claims yet (spokes upload before
+//! they publish) are kept up to `[deals] max_unclaimed_piece_bytes` in all, and each is deleted
+//! `unclaimed_piece_ttl_secs` after it arrived unless a deal claimed it.
 //!
 //! The hub does not trust spokes (invariant 4): it recomputes the piece commitment of the
 //! bytes while receiving them into a temporary file and keeps the piece only if the commitment
@@ -25,7 +32,11 @@ use nelumbo_types::SectorSize;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use std::collections::HashSet;
+
+use crate::config::DealsConfig;
 use crate::db::Db;
+use crate::storage::SectorStorage;
 
 /// Uploads received at once; more wait.
 const MAX_UPLOADS: usize = 4;
@@ -41,6 +52,9 @@ pub struct StoredPiece {
     pub payload_size: u64,
     /// Where the piece's payload is kept.
     pub path: PathBuf,
+    /// Unix seconds (0 for pieces kept before this was recorded).
+    #[serde(default)]
+    pub received_at: u64,
 }
 
 impl StoredPiece {
@@ -61,6 +75,9 @@ pub struct PieceStore {
     secret: TokenSecret,
     sector_size: SectorSize,
     uploads: Semaphore,
+    storage: Arc<SectorStorage>,
+    max_unclaimed_bytes: u64,
+    unclaimed_ttl_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,20 +93,28 @@ pub(crate) fn refuse(status: StatusCode, message: impl Into<String>) -> Response
 
 impl PieceStore {
     pub fn new(
-        storage: &Path,
+        storage: Arc<SectorStorage>,
         db: Arc<Db>,
         secret: TokenSecret,
         sector_size: SectorSize,
+        config: &DealsConfig,
     ) -> anyhow::Result<Self> {
-        let dir = storage.join("pieces");
+        let root = storage
+            .paths()
+            .first()
+            .context("no storage path is configured")?
+            .clone();
+        let dir = root.join("pieces");
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        // Uploads cut short by a crash leave temporary files; none of them is a piece.
+        // Uploads and unseals cut short by a crash leave temporary files; none is a piece.
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            if path
+            let name = path
                 .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".upload-"))
-            {
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with(".upload-") || name.contains(".unsealing-") {
+                tracing::info!(path = %path.display(), "removing a temporary file left by an interrupted upload or unseal");
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -99,7 +124,116 @@ impl PieceStore {
             secret,
             sector_size,
             uploads: Semaphore::new(MAX_UPLOADS),
+            storage,
+            max_unclaimed_bytes: config.max_unclaimed_piece_bytes,
+            unclaimed_ttl_secs: config.unclaimed_piece_ttl_secs,
         })
+    }
+
+    /// Piece CIDs a deal or a sector claims: a queued, sent or published deal, or a sector's
+    /// piece.
+    fn claimed(&self) -> anyhow::Result<HashSet<String>> {
+        let mut claimed = HashSet::new();
+        for deal in self.db.deals()? {
+            if let Some(cid) = deal.claimed_piece()
+                && let Ok(info) = nelumbo_commp::parse_piece_cid(&cid)
+            {
+                claimed.insert(nelumbo_commp::piece_cid_v1(&info.commitment).to_string());
+            }
+        }
+        for sector in self.db.sectors()? {
+            for piece in &sector.pieces {
+                claimed.insert(piece.piece_cid.to_string());
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Bytes held by kept pieces no deal or sector claims, and those pieces.
+    fn unclaimed(&self) -> anyhow::Result<(u64, Vec<StoredPiece>)> {
+        let claimed = self.claimed()?;
+        let pieces: Vec<StoredPiece> = self
+            .db
+            .pieces()?
+            .into_iter()
+            .filter(|p| !claimed.contains(&p.piece_cid) && p.path.is_file())
+            .collect();
+        let bytes = pieces.iter().map(|p| p.payload_size).sum();
+        Ok((bytes, pieces))
+    }
+
+    /// Whether a piece of `size` (padded) may be kept now: room on disk beside sealing, and
+    /// under the bound on unclaimed pieces. The error is the answer to send.
+    fn admit(&self, size: PaddedPieceSize) -> Result<(), (StatusCode, String)> {
+        let bytes = size.unpadded().bytes();
+        let internal = |e: anyhow::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+        let (unclaimed, _) = self.unclaimed().map_err(internal)?;
+        if unclaimed.saturating_add(bytes) > self.max_unclaimed_bytes {
+            return Err((
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "the hub already keeps {unclaimed} bytes of pieces no deal has claimed yet; {bytes} more would pass its limit of {} ([deals] max_unclaimed_piece_bytes): publish deals for them or wait",
+                    self.max_unclaimed_bytes
+                ),
+            ));
+        }
+        let free = crate::storage::available_bytes(&self.dir)
+            .map_err(|e| internal(anyhow::anyhow!("free space of {}: {e}", self.dir.display())))?;
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        let sealing = self
+            .storage
+            .usage()
+            .into_iter()
+            .find(|(path, _, _)| path == root)
+            .map_or(0, |(_, _, reserved)| reserved);
+        room_for_piece(free, bytes, sealing, self.storage.sealing_footprint())
+            .map_err(|message| (StatusCode::INSUFFICIENT_STORAGE, message))
+    }
+
+    /// Deletes unclaimed pieces older than the limit (looking four times per limit, at most
+    /// once a minute), until `cancel`.
+    pub async fn run_janitor(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let every = std::time::Duration::from_secs((self.unclaimed_ttl_secs / 4).clamp(1, 60));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let store = self.clone();
+            let swept = tokio::task::spawn_blocking(move || store.sweep()).await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(
+                    pieces = n,
+                    "deleted uploaded pieces no deal claimed in time"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot sweep unclaimed pieces")
+                }
+                Err(e) => tracing::warn!(error = %e, "the piece sweep failed"),
+            }
+        }
+    }
+
+    /// One sweep: unclaimed pieces past their time are deleted (record and file).
+    pub fn sweep(&self) -> anyhow::Result<usize> {
+        let now = crate::outbox::now_secs();
+        let (_, unclaimed) = self.unclaimed()?;
+        let mut deleted = 0;
+        for piece in unclaimed {
+            if now.saturating_sub(piece.received_at) < self.unclaimed_ttl_secs {
+                continue;
+            }
+            // Claimed since the scan (a deal queued meanwhile) keeps it.
+            if self.claimed()?.contains(&piece.piece_cid) {
+                continue;
+            }
+            tracing::info!(piece = %piece.piece_cid, bytes = piece.payload_size, "deleting an uploaded piece no deal claimed");
+            let _ = std::fs::remove_file(&piece.path);
+            self.db.remove_piece(&piece.piece_cid)?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     pub fn router(self: Arc<Self>) -> axum::Router {
@@ -116,7 +250,12 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err((status, message)) = authorise(&store.secret, &headers, Permission::Write) {
+    if let Err((status, message)) = authorise(
+        &store.secret,
+        &headers,
+        Permission::Admin,
+        &[Permission::Spoke],
+    ) {
         return refuse(status, message);
     }
     let (cid, info) = match parse_piece_cid_str(&cid) {
@@ -134,16 +273,20 @@ async fn upload(
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
     let declared = match (info.sizes, query.size) {
-        (Some(sizes), _) => Some(sizes.piece_size),
+        (Some(sizes), _) => sizes.piece_size,
         (None, Some(size)) => match PaddedPieceSize::new(size) {
-            Ok(size) => Some(size),
+            Ok(size) => size,
             Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("size={size}: {e}")),
         },
-        (None, None) => None,
+        (None, None) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "give the padded piece size (?size=) with a v1 piece CID: the hub checks for room before it reads a byte",
+            );
+        }
     };
-    if let Some(size) = declared
-        && size.bytes() > store.sector_size.bytes()
-    {
+    let size = declared;
+    if size.bytes() > store.sector_size.bytes() {
         return refuse(
             StatusCode::BAD_REQUEST,
             format!(
@@ -156,6 +299,19 @@ async fn upload(
         Ok(permit) => permit,
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the hub is stopping"),
     };
+    let admit = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.admit(size)).await
+    };
+    match admit {
+        Ok(Ok(())) => {}
+        Ok(Err((status, message))) => {
+            tracing::warn!(piece = %cid, %message, "piece upload refused");
+            return refuse(status, message);
+        }
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+    let declared = Some(declared);
     let temp = TempFile(store.dir.join(format!(".upload-{}", rand_suffix())));
     // Dropped with the request (a client that disconnects included): the file goes with it
     // unless it became the piece.
@@ -167,6 +323,18 @@ async fn upload(
             refuse(status, message)
         }
     }
+}
+
+/// Whether a piece of `bytes` fits in `free` bytes while leaving what sealing was promised
+/// (`sealing`) and room for one more sector (`footprint`): pieces never crowd out sealing.
+pub fn room_for_piece(free: u64, bytes: u64, sealing: u64, footprint: u64) -> Result<(), String> {
+    let keep_free = sealing.saturating_add(footprint);
+    if bytes.checked_add(keep_free).is_none_or(|need| free < need) {
+        return Err(format!(
+            "the hub's storage has {free} bytes free; a piece of {bytes} bytes must leave {keep_free} for the sectors being sealed and one more: free space or add a storage path"
+        ));
+    }
+    Ok(())
 }
 
 /// A temporary file removed when dropped (after a rename it no longer exists: nothing happens).
@@ -268,6 +436,7 @@ async fn receive(
         piece_size: size.bytes(),
         payload_size: payload,
         path,
+        received_at: crate::outbox::now_secs(),
     };
     store
         .db
@@ -277,11 +446,13 @@ async fn receive(
     Ok(piece)
 }
 
-/// Checks the request's bearer token against the API's secret: the token must grant `needed`.
+/// Checks the request's bearer token against the API's secret: the token must grant `needed`
+/// or one of `also`.
 pub(crate) fn authorise(
     secret: &TokenSecret,
     headers: &HeaderMap,
     needed: Permission,
+    also: &[Permission],
 ) -> Result<(), (StatusCode, String)> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -297,11 +468,25 @@ pub(crate) fn authorise(
     let permissions = secret
         .verify(token)
         .map_err(|e| (StatusCode::UNAUTHORIZED, format!("bad token: {e}")))?;
-    if !permissions.allows(needed) {
+    if !permissions.allows_any(needed, also) {
         return Err((
             StatusCode::FORBIDDEN,
             format!("missing permission for this request (need '{needed}')"),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_piece_must_leave_room_for_sealing() {
+        // 100 free, sealing promised 30, a sector needs 40: 30 bytes of pieces fit, 31 do not.
+        assert!(room_for_piece(100, 30, 30, 40).is_ok());
+        let error = room_for_piece(100, 31, 30, 40).expect_err("crowds out sealing");
+        assert!(error.contains("100 bytes free"), "{error}");
+        assert!(room_for_piece(u64::MAX, u64::MAX, u64::MAX, 1).is_err());
+    }
 }

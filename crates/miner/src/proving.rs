@@ -31,7 +31,7 @@ use nelumbo_proofs::{PostKind, ProofMode, ProvenSector, Prover, ProvingSector};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{ChainClient, Landed};
+use crate::chain::{ChainClient, Landed, Outgoing};
 use crate::db::Db;
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -54,7 +54,8 @@ pub struct ProvingContext {
     pub prover: Prover,
     pub mode: ProofMode,
     pub actor: Address,
-    pub worker: Address,
+    /// Sends WindowPoSt and recovery declarations: the control address, else the worker.
+    pub post_sender: Address,
     pub sector_size: SectorSize,
     pub metrics: Metrics,
     pub events: Events,
@@ -233,6 +234,7 @@ impl Proving {
             .randomness(false, POST_CHAIN_COMMIT, dl.challenge, Vec::new())
             .await?;
         let mut failed = 0;
+        let challenged = Instant::now();
         for (partition, sectors, skipped) in jobs {
             let started = Instant::now();
             let proof = self.generate(seed, sectors.clone()).await?;
@@ -270,10 +272,21 @@ impl Proving {
                 chain_commit_rand: FvmRandomness(commit_rand.to_vec()),
             };
             let result = self
-                .send_until(SUBMIT_WINDOWED_POST, &params, dl.close)
+                .send_until(
+                    &format!("wpost/{}/{partition}", dl.open),
+                    SUBMIT_WINDOWED_POST,
+                    &params,
+                    dl.close,
+                )
                 .await;
             match result {
                 Ok(height) => {
+                    cx.metrics
+                        .window_post_latency_seconds
+                        .observe(challenged.elapsed().as_secs_f64());
+                    cx.metrics
+                        .window_post_latency_epochs
+                        .observe((height - dl.challenge) as f64);
                     self.count(|c| c.submitted += 1);
                     cx.metrics
                         .window_posts
@@ -285,6 +298,7 @@ impl Proving {
                         sectors = sectors.len(),
                         skipped = skipped.len(),
                         landed_at = height,
+                        epochs_after_challenge = height - dl.challenge,
                         took = ?started.elapsed(),
                         "WindowPoSt accepted"
                     );
@@ -337,9 +351,12 @@ impl Proving {
         .await
     }
 
-    /// Sends a message from the worker and waits until it lands, at most until `until`.
+    /// Sends a message for `purpose` from the PoSt sender and waits until it lands, at most
+    /// until `until`. After a restart the recorded message for the purpose is waited for, not
+    /// sent again.
     async fn send_until<P: serde::Serialize>(
         &self,
+        purpose: &str,
         method: u64,
         params: &P,
         until: ChainEpoch,
@@ -348,11 +365,14 @@ impl Proving {
         let signed = cx
             .chain
             .send(
-                cx.worker,
-                cx.actor,
-                method,
-                fvm_ipld_encoding::to_vec(params)?,
-                fvm_shared::econ::TokenAmount::from_atto(0),
+                Outgoing {
+                    purpose,
+                    from: cx.post_sender,
+                    to: cx.actor,
+                    method,
+                    params: fvm_ipld_encoding::to_vec(params)?,
+                    value: fvm_shared::econ::TokenAmount::from_atto(0),
+                },
                 |_| Ok(()),
             )
             .await?;
@@ -363,7 +383,7 @@ impl Proving {
                 lookup.receipt.exit_code
             ),
             Some(Landed::NonceTaken) => {
-                anyhow::bail!("another message from the worker took its nonce")
+                anyhow::bail!("another message from the PoSt sender took its nonce")
             }
             Some(Landed::Refused(reason)) => anyhow::bail!("the chain refused it: {reason}"),
             None => anyhow::bail!("it did not land by epoch {until}"),
@@ -401,6 +421,7 @@ impl Proving {
         let count: u64 = recoveries.iter().map(|r| r.sectors.len()).sum();
         let height = self
             .send_until(
+                &format!("recover/{}", dl.open),
                 DECLARE_FAULTS_RECOVERED,
                 &DeclareFaultsRecoveredParams { recoveries },
                 dl.fault_cutoff,

@@ -316,7 +316,12 @@ async fn read(
     UrlPath(cid): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err((status, message)) = authorise(&reads.secret, &headers, Permission::Read) {
+    if let Err((status, message)) = authorise(
+        &reads.secret,
+        &headers,
+        Permission::Read,
+        &[Permission::Spoke],
+    ) {
         return refuse(status, message);
     }
     let cid: Cid = match nelumbo_commp::parse_piece_cid_str(&cid) {

@@ -43,7 +43,8 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 2");
     hub.run(&[]).await;
-    let token = hub.token("write");
+    let token = hub.token("spoke");
+    hub.sign_ask(&hub.client, 0, 0).await;
     let http = reqwest::Client::new();
 
     // The client: funds, escrow, a 1000-byte payload in a 1 KiB piece.

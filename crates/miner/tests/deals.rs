@@ -1,8 +1,8 @@
 //! `MarketPublishDeals` as a spoke uses it: the hub checks each deal (provider, client
-//! signature, piece size, epochs, client escrow) and refuses bad ones with the reason; good
-//! deals handed in together go out in one `PublishStorageDeals` batch signed by the worker
-//! (which first tops up the provider's collateral); asking again for a published proposal
-//! answers the same deal ID without a second message; a write token is needed.
+//! signature, piece size, epochs, client escrow, a piece it holds) and refuses bad ones with
+//! the reason; good deals handed in together go out in one `PublishStorageDeals` batch signed
+//! by the worker (which first tops up the provider's collateral); asking again for a published
+//! proposal answers the same deal ID without a second message; a spoke token is needed.
 
 use fil_actor_market_state::v18::{ClientDealProposal, DealProposal, Label};
 use fvm_shared::address::Address;
@@ -62,7 +62,19 @@ async fn deals_are_checked_batched_and_published_once() {
     .await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.run(&[]).await;
-    let spoke = hub.client_with("write");
+    let spoke_token = hub.token("spoke");
+    let spoke = {
+        let api = std::fs::read_to_string(hub.repo.join("api")).expect("api");
+        let mut info = nelumbo_rpc::ApiInfo::parse(api.trim()).expect("api");
+        info.token = Some(spoke_token.clone());
+        nelumbo_rpc::RpcClient::from_api_info(&info)
+    };
+    hub.sign_ask(&spoke, 0, 0).await;
+    // The hub publishes only deals whose piece it holds: the spoke uploads first.
+    for seed in [1u8, 2, 9] {
+        let status = hub.upload_piece(&spoke_token, &[seed; 1000], 1024).await;
+        assert!(status.is_success(), "upload {seed}: {status}");
+    }
 
     let client = KeyInfo::generate(KeyKind::Secp256k1);
     let client_addr = client.address().expect("client");
@@ -100,7 +112,9 @@ async fn deals_are_checked_batched_and_published_once() {
     let error = refused(deal(&client, hub.actor, start, 9, 10_000_000)).await;
     assert!(error.contains("escrow"), "{error}");
     let error = refused(deal(&client, hub.actor, 5, 9, 1)).await;
-    assert!(error.contains("has passed"), "{error}");
+    assert!(error.contains("too soon to seal"), "{error}");
+    let error = refused(deal(&client, hub.actor, start, 7, 1)).await;
+    assert!(error.contains("does not hold piece"), "{error}");
     let error = refused(b"not cbor".to_vec()).await;
     assert!(error.contains("not a CBOR ClientDealProposal"), "{error}");
     let error = hub
@@ -108,7 +122,7 @@ async fn deals_are_checked_batched_and_published_once() {
         .call::<MarketPublishDeals>((Base64(deal(&client, hub.actor, start, 1, 1)),))
         .await
         .expect_err("a read token published a deal");
-    assert!(error.to_string().contains("need 'write'"), "{error}");
+    assert!(error.to_string().contains("need 'spoke'"), "{error}");
 
     // Two good deals at once: one batch, two IDs, on chain.
     let (a, b) = (

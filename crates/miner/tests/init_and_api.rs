@@ -139,6 +139,25 @@ async fn init_creates_one_miner_and_run_serves_a_token_only_api() {
         .await
         .expect("miner info");
     assert_eq!(info.sector_size, 2048);
+    // WindowPoSt has its own control address, on chain, distinct from the worker.
+    let miner_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("miner.json")).expect("miner.json"),
+    )
+    .expect("json");
+    let control = nelumbo_chain_api::json::parse_address(
+        miner_json["Control"]
+            .as_str()
+            .expect("a control address in miner.json"),
+    )
+    .expect("control address");
+    assert_eq!(info.control_addresses.len(), 1, "{info:?}");
+    let control_id = devnet
+        .client
+        .call::<nelumbo_chain_api::methods::StateLookupID>((Addr(control), TipSetKey::head()))
+        .await
+        .expect("control id");
+    assert_eq!(info.control_addresses[0], control_id.0);
+    assert_ne!(info.control_addresses[0], info.worker);
 
     // Keys are owner-only files.
     #[cfg(unix)]
@@ -148,7 +167,7 @@ async fn init_creates_one_miner_and_run_serves_a_token_only_api() {
             .expect("keystore")
             .map(|e| e.expect("entry").path())
             .collect();
-        assert_eq!(keys.len(), 2, "owner and worker");
+        assert_eq!(keys.len(), 3, "owner, worker and control");
         for key in keys {
             let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is readable by others", key.display());
@@ -186,10 +205,18 @@ async fn init_creates_one_miner_and_run_serves_a_token_only_api() {
         .expect("post");
     let status = anonymous.status().as_u16();
     let body: Value = anonymous.json().await.expect("json");
-    assert!(
-        status == 401 || body["error"]["code"] == 1,
-        "an anonymous call was answered: {status} {body}"
-    );
+    assert_eq!(status, 401, "an anonymous call was answered: {body}");
+    assert!(body.get("result").is_none(), "{body}");
+    // Nothing without a token: not even what the API offers, nor a WebSocket.
+    let discover = reqwest::Client::new()
+        .post(&rpc)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "rpc.discover", "params": []}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(discover.status().as_u16(), 401);
+    let socket = tokio_tungstenite::connect_async(rpc.replacen("http", "ws", 1)).await;
+    assert!(socket.is_err(), "a websocket opened without a token");
     let forged = reqwest::Client::new()
         .post(&rpc)
         .bearer_auth("eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJhZG1pbiJdfQ.bad")

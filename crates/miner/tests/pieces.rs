@@ -1,6 +1,7 @@
-//! Piece upload as a spoke does it: `PUT /pieces/{pieceCid}` with a write token. The hub
+//! Piece upload as a spoke does it: `PUT /pieces/{pieceCid}?size=` with a spoke token. The hub
 //! recomputes the piece commitment while receiving; data that does not match its piece CID is
-//! refused with both commitments named and nothing is kept. A good piece is kept once.
+//! refused with both commitments named and nothing is kept. A good piece is kept once. What
+//! no deal claims is bounded in bytes and deleted after its time.
 
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::TestHub;
@@ -31,8 +32,17 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
     )
     .await;
     hub.edit_config("enabled = true", "enabled = false");
+    // Room for two 1000-byte pieces no deal claims, kept for 4 seconds.
+    hub.edit_config(
+        "max_unclaimed_piece_bytes = 68719476736",
+        "max_unclaimed_piece_bytes = 2500",
+    );
+    hub.edit_config(
+        "unclaimed_piece_ttl_secs = 21600",
+        "unclaimed_piece_ttl_secs = 4",
+    );
     hub.run(&[]).await;
-    let write = hub.token("write");
+    let write = hub.token("spoke");
     let http = reqwest::Client::new();
 
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -69,8 +79,27 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
             .text()
             .await
             .expect("text")
-            .contains("need 'write'")
+            .contains("need 'admin'")
     );
+    // An operator's write token is not a spoke's.
+    let response = http
+        .put(url(&v1, 1024))
+        .bearer_auth(hub.token("write"))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 403);
+    // No size for a v1 CID: refused before a byte is read.
+    let response = http
+        .put(format!("{}/pieces/{v1}", hub.url))
+        .bearer_auth(&write)
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("text").contains("?size="));
 
     // Data that does not match its CID: refused, named, nothing kept.
     let mut tampered = data.clone();
@@ -134,5 +163,39 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
         .await
         .expect("put");
     assert_eq!(again.status(), 200);
-    assert_eq!(pieces_dir(&hub), vec![padded_cid]);
+    assert_eq!(pieces_dir(&hub), vec![padded_cid.clone()]);
+
+    // A second unclaimed piece fits the bound; a third does not (507, nothing kept).
+    let put = |seed: u8| {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
+        let cid = nelumbo_commp::commp(&data)
+            .expect("commp")
+            .cid_v1()
+            .to_string();
+        let request = http.put(url(&cid, 1024)).bearer_auth(&write).body(data);
+        async move { (request.send().await.expect("put"), cid) }
+    };
+    let (response, second) = put(3).await;
+    assert_eq!(response.status(), 201);
+    let (response, third) = put(5).await;
+    assert_eq!(response.status(), 507);
+    let message = response.text().await.expect("text");
+    assert!(message.contains("max_unclaimed_piece_bytes"), "{message}");
+    assert!(!pieces_dir(&hub).contains(&third));
+
+    // Unclaimed pieces are deleted after their time; then there is room again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pieces_dir(&hub)
+        .iter()
+        .any(|n| n == &padded_cid || n == &second)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unclaimed pieces were kept past their time: {:?}",
+            pieces_dir(&hub)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let (response, _) = put(5).await;
+    assert_eq!(response.status(), 201);
 }

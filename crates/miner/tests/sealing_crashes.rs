@@ -52,7 +52,7 @@ async fn a_sector_killed_in_pre_commit_2_and_commit_wait_reaches_proving_once() 
         .call::<SectorsPledge>(())
         .await
         .expect_err("a call without a token was served");
-    assert!(error.to_string().contains("missing permission"), "{error}");
+    assert!(error.to_string().contains("token is required"), "{error}");
     let reader = hub.client_with("read");
     let error = reader
         .call::<SectorsPledge>(())

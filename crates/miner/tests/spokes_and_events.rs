@@ -75,20 +75,26 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
     ];
     assert_eq!(seen, expected);
 
-    // Spokes: a read token cannot register; a write token can; the list shows it online.
+    // Spokes: a read or write token cannot register; a spoke token can, and the list shows it.
     let hello = SpokeHello {
         id: "12D3KooWmarkets1".into(),
         services: vec!["deals".into(), "retrieval".into()],
         version: "nelumbo-markets test".into(),
         public_addrs: vec!["/ip4/203.0.113.7/tcp/24001".into()],
     };
-    let error = reader
-        .call::<SpokeHeartbeat>((hello.clone(),))
-        .await
-        .expect_err("a read token registered a spoke");
-    assert!(error.to_string().contains("need 'write'"), "{error}");
-    let ack = hub
-        .client_with("write")
+    for perm in ["read", "write"] {
+        let error = hub
+            .client_with(perm)
+            .call::<SpokeHeartbeat>((hello.clone(),))
+            .await
+            .expect_err("an operator's token registered a spoke");
+        assert!(
+            error.to_string().contains("need 'spoke'"),
+            "{perm}: {error}"
+        );
+    }
+    let spoke = hub.client_with("spoke");
+    let ack = spoke
         .call::<SpokeHeartbeat>((hello.clone(),))
         .await
         .expect("heartbeat");
@@ -97,20 +103,51 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
     assert_eq!(spokes.len(), 1);
     assert_eq!(spokes[0].hello, hello);
     assert!(spokes[0].online);
+    let token_name = spokes[0].token.clone().expect("the spoke token's name");
+    assert!(token_name.starts_with("spoke-"), "{token_name}");
     let shown = text(&hub.cli(&["spokes", "list"]));
     assert!(
         shown.contains("12D3KooWmarkets1")
             && shown.contains("online")
-            && shown.contains("deals,retrieval"),
+            && shown.contains("deals,retrieval")
+            && shown.contains(&token_name),
         "{shown}"
     );
-    let error = hub
-        .client_with("write")
+    let error = spoke
         .call::<SpokeHeartbeat>((SpokeHello {
             id: String::new(),
-            ..hello
+            ..hello.clone()
         },))
         .await
         .expect_err("an empty id was accepted");
     assert!(error.to_string().contains("spoke id"), "{error}");
+
+    // The token is bound to the peer ID it first named: it cannot register another.
+    let other = SpokeHello {
+        id: "12D3KooWimpostor".into(),
+        ..hello.clone()
+    };
+    let error = spoke
+        .call::<SpokeHeartbeat>((other.clone(),))
+        .await
+        .expect_err("a spoke token registered a second identity");
+    assert!(
+        error.to_string().contains("bound to peer 12D3KooWmarkets1"),
+        "{error}"
+    );
+    // A new spoke token is a new spoke; the operator can release a binding.
+    hub.client_with("spoke")
+        .call::<SpokeHeartbeat>((other.clone(),))
+        .await
+        .expect("a second spoke token binds its own identity");
+    let released = hub.cli(&["spokes", "unbind", &token_name]);
+    assert!(
+        text(&released).contains("no longer bound to 12D3KooWmarkets1"),
+        "{}",
+        text(&released)
+    );
+    spoke
+        .call::<SpokeHeartbeat>((other,))
+        .await
+        .expect("after unbinding, the token binds again");
 }

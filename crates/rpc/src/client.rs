@@ -37,11 +37,25 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether the peer was away (worth retrying later) rather than refusing the call.
+    /// Whether the peer was away (not listening, or no answer in time).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
     }
+
+    /// Whether the call may succeed if made again later: the peer was away, or answered that
+    /// something behind it is ([`RpcError::UNAVAILABLE`]). Anything else is a refusal.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Rpc { error, .. } => error.is_unavailable(),
+            _ => false,
+        }
+    }
 }
+
+/// How long a call may take unless the caller says otherwise: long enough for any answer a
+/// healthy peer gives, short enough that a stalled peer never holds a caller for long.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a daemon's API is and the token to call it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +118,7 @@ pub struct RpcClient {
     url: String,
     token: Option<String>,
     next_id: Arc<AtomicU64>,
+    timeout: Duration,
 }
 
 impl RpcClient {
@@ -118,7 +133,14 @@ impl RpcClient {
             url: url.into(),
             token,
             next_id: Arc::new(AtomicU64::new(1)),
+            timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// The same client with another per-call timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub fn from_api_info(info: &ApiInfo) -> Self {
@@ -129,8 +151,18 @@ impl RpcClient {
         &self.url
     }
 
-    /// Calls `M` and decodes its result.
+    /// Calls `M` and decodes its result; a call without an answer within the client's timeout
+    /// is [`ClientError::Unreachable`].
     pub async fn call<M: RpcMethod>(&self, params: M::Params) -> Result<M::Ok, ClientError> {
+        self.call_with_timeout::<M>(params, self.timeout).await
+    }
+
+    /// [`Self::call`] with its own timeout, for calls that wait on purpose.
+    pub async fn call_with_timeout<M: RpcMethod>(
+        &self,
+        params: M::Params,
+        timeout: Duration,
+    ) -> Result<M::Ok, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = encode_params::<M>(&params).map_err(|error| ClientError::Rpc {
             method: M::NAME,
@@ -138,13 +170,17 @@ impl RpcClient {
         })?;
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": M::NAME, "params": params});
-        let mut request = self.http.post(&self.url).json(&body);
+        let mut request = self.http.post(&self.url).json(&body).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
             url: self.url.clone(),
-            message: e.to_string(),
+            message: if e.is_timeout() {
+                format!("{} did not answer within {timeout:?}", M::NAME)
+            } else {
+                e.to_string()
+            },
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();

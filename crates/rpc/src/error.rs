@@ -18,8 +18,13 @@ impl RpcError {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL: i64 = -32603;
-    /// go-jsonrpc's code for an error returned by a method.
+    /// go-jsonrpc's code for an error returned by a method: the call was refused, and the same
+    /// call will be refused again.
     pub const METHOD_FAILED: i64 = 1;
+    /// The server cannot answer now because something it depends on is away (the chain behind
+    /// the hub, say): the call was not refused and may succeed if made again later. go-jsonrpc
+    /// leaves codes from 2 up to applications.
+    pub const UNAVAILABLE: i64 = 2;
 
     pub fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
@@ -55,6 +60,15 @@ impl RpcError {
     /// The method ran and failed: the message is for the caller.
     pub fn failed(message: impl Into<String>) -> Self {
         Self::new(Self::METHOD_FAILED, message)
+    }
+
+    /// The method cannot be answered now; calling again later may succeed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(Self::UNAVAILABLE, message)
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.code == Self::UNAVAILABLE
     }
 }
 

@@ -15,13 +15,13 @@ mod permission;
 mod server;
 mod token;
 
-pub use client::{ApiInfo, ClientError, RpcClient};
+pub use client::{ApiInfo, ClientError, DEFAULT_CALL_TIMEOUT, RpcClient};
 pub use error::RpcError;
 pub use local::{local_client, running_api};
 pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
 pub use permission::{Permission, Permissions};
 pub use server::{RpcModule, ServerConfig, rpc_router};
-pub use token::{TokenError, TokenSecret};
+pub use token::{TokenError, TokenSecret, read_private, read_private_bytes};
 
 /// Declares a method type:
 ///
@@ -29,11 +29,13 @@ pub use token::{TokenError, TokenSecret};
 /// rpc_method!(ChainHead, "Filecoin.ChainHead", Read, "The heaviest tipset.", [] () -> TipSet);
 /// rpc_method!(WalletBalance, "Filecoin.WalletBalance", Read, "An address's balance.",
 ///     ["address"] (Address) -> TokenAmount);
+/// // Allowed to operators' read tokens and to spoke tokens:
+/// rpc_method!(ChainHead, "Nelumbo.ChainHead", Read | Spoke, "The head.", [] () -> TipSet);
 /// ```
 #[macro_export]
 macro_rules! rpc_method {
     (
-        $name:ident, $wire:literal, $perm:ident, $desc:literal,
+        $name:ident, $wire:literal, $perm:ident $(| $also:ident)*, $desc:literal,
         [$($param:literal),* $(,)?] ($($pty:ty),* $(,)?) -> $ok:ty
     ) => {
         #[doc = $desc]
@@ -43,6 +45,7 @@ macro_rules! rpc_method {
             const NAME: &'static str = $wire;
             const PARAMS: &'static [&'static str] = &[$($param),*];
             const PERMISSION: $crate::Permission = $crate::Permission::$perm;
+            const ALSO_ALLOWED: &'static [$crate::Permission] = &[$($crate::Permission::$also),*];
             const DESCRIPTION: &'static str = $desc;
             type Params = ($($pty,)*);
             type Ok = $ok;

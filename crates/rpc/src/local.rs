@@ -26,8 +26,15 @@ pub fn local_client(env: &str, repo: &Path, process: &str) -> Result<RpcClient, 
         return Ok(RpcClient::from_api_info(&info));
     }
     let mut info = ApiInfo::parse(&running_api(repo, process)?).map_err(|e| e.to_string())?;
-    info.token = std::fs::read_to_string(repo.join("token"))
-        .ok()
-        .map(|t| t.trim().to_string());
+    let token = repo.join("token");
+    info.token = match crate::token::read_private(&token) {
+        Ok(text) => Some(text.trim().to_string()),
+        Err(crate::TokenError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     Ok(RpcClient::from_api_info(&info))
 }

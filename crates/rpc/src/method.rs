@@ -15,8 +15,10 @@ pub trait RpcMethod: Send + Sync + 'static {
     const NAME: &'static str;
     /// The parameter names, in order (for documentation; the wire is positional).
     const PARAMS: &'static [&'static str];
-    /// The permission a caller needs.
+    /// The permission an operator's token needs.
     const PERMISSION: Permission;
+    /// Other permissions that allow the method too (`spoke` for the methods spokes call).
+    const ALSO_ALLOWED: &'static [Permission] = &[];
     const DESCRIPTION: &'static str;
     type Params: Serialize + DeserializeOwned + Send + 'static;
     type Ok: Serialize + DeserializeOwned + Send + 'static;

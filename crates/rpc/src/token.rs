@@ -15,6 +15,48 @@ use crate::permission::{Permission, Permissions};
 struct Claims {
     #[serde(rename = "Allow")]
     allow: Vec<Permission>,
+    /// Nelumbo's addition, which Lotus ignores: a name that tells one holder (a spoke) from
+    /// another.
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// Reads a text file that holds a secret (a token), refusing it when its group or others may
+/// read it: a secret others can read is no longer a secret, and saying so beats using it.
+pub fn read_private(path: &Path) -> Result<String, TokenError> {
+    let bytes = read_private_bytes(path)?;
+    String::from_utf8(bytes)
+        .map_err(|_| TokenError::Invalid(format!("{} is not text", path.display())))
+}
+
+/// [`read_private`] for a binary secret (a key).
+pub fn read_private_bytes(path: &Path) -> Result<Vec<u8>, TokenError> {
+    let io = |context, source| TokenError::Io {
+        context,
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(|e| io("read", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| io("stat", e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Invalid(format!(
+                "{} holds a secret but others may read it (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            )));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io("read", e))?;
+    Ok(bytes)
 }
 
 /// Why a token was refused.
@@ -54,7 +96,7 @@ impl TokenSecret {
             path: path.display().to_string(),
             source,
         };
-        match fs::read_to_string(path) {
+        match read_private(path) {
             Ok(text) => {
                 let bytes = hex::decode(text.trim()).map_err(|e| {
                     TokenError::Invalid(format!("token secret {} is not hex: {e}", path.display()))
@@ -64,7 +106,7 @@ impl TokenSecret {
                 })?;
                 Ok(Self(bytes))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(TokenError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 let secret = Self::generate();
                 let mut options = fs::OpenOptions::new();
                 options.write(true).create_new(true);
@@ -78,14 +120,20 @@ impl TokenSecret {
                     .map_err(|e| io("write token secret", e))?;
                 Ok(secret)
             }
-            Err(e) => Err(io("read token secret", e)),
+            Err(e) => Err(e),
         }
     }
 
     /// A token granting `permission` and every permission below it.
     pub fn create_token(&self, permission: Permission) -> String {
+        self.create_named_token(permission, None)
+    }
+
+    /// A token granting `permission` (and those below it) that carries `name`.
+    pub fn create_named_token(&self, permission: Permission, name: Option<&str>) -> String {
         let claims = Claims {
             allow: permission.with_lower(),
+            name: name.map(str::to_string),
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -107,7 +155,7 @@ impl TokenSecret {
             &validation,
         )
         .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        Ok(Permissions::new(data.claims.allow))
+        Ok(Permissions::named(data.claims.allow, data.claims.name))
     }
 }
 
@@ -143,6 +191,25 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&path).expect("stat").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+            let error = TokenSecret::load_or_create(&path).expect_err("world-readable secret");
+            assert!(error.to_string().contains("chmod 600"), "{error}");
         }
+    }
+
+    #[test]
+    fn named_tokens_carry_their_name() {
+        let secret = TokenSecret::generate();
+        let token = secret.create_named_token(Permission::Spoke, Some("spoke-a"));
+        let perms = secret.verify(&token).expect("valid");
+        assert_eq!(perms.name(), Some("spoke-a"));
+        assert!(perms.is_spoke_only());
+        assert_eq!(
+            secret
+                .verify(&secret.create_token(Permission::Read))
+                .expect("valid")
+                .name(),
+            None
+        );
     }
 }

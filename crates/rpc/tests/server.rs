@@ -10,6 +10,7 @@ use nelumbo_rpc::{
 };
 
 rpc_method!(Add, "Test.Add", Read, "Adds two numbers.", ["a", "b"] (i64, i64) -> i64);
+rpc_method!(Shared, "Test.Shared", Write | Spoke, "Operators and spokes.", [] () -> String);
 rpc_method!(Secret, "Test.Secret", Sign, "Needs sign.", [] () -> String);
 rpc_method!(Ticks, "Test.Ticks", Read, "Counts up.", ["count"] (u32) -> ());
 impl RpcChannel for Ticks {
@@ -19,7 +20,14 @@ impl RpcChannel for Ticks {
 const LIMIT: usize = 64 * 1024;
 
 async fn start(secret: TokenSecret) -> String {
+    start_with(secret, Some(Permission::Read)).await
+}
+
+async fn start_with(secret: TokenSecret, anonymous: Option<Permission>) -> String {
     let mut module = RpcModule::new(());
+    module.register_with_caller::<Shared, _, _>(|(), caller, ()| async move {
+        Ok(caller.name().unwrap_or("(no name)").to_string())
+    });
     module.register::<Add, _, _>(|(), (a, b)| async move {
         a.checked_add(b).ok_or_else(|| RpcError::failed("overflow"))
     });
@@ -31,7 +39,7 @@ async fn start(secret: TokenSecret) -> String {
         module,
         ServerConfig {
             secret,
-            anonymous: Some(Permission::Read),
+            anonymous,
             max_request_bytes: LIMIT,
         },
     );
@@ -241,4 +249,83 @@ async fn channels_stream_over_websocket() {
     assert_eq!(sums, vec![2, 4, 6]);
     assert!(answers.iter().any(|a| code(a) == RpcError::PARSE_ERROR));
     assert_eq!(Add::NAME, "Test.Add");
+}
+
+#[tokio::test]
+async fn spoke_tokens_reach_only_what_names_spoke() {
+    let secret = TokenSecret::generate();
+    let url = start(secret.clone()).await;
+    let spoke = RpcClient::new(
+        &url,
+        Some(secret.create_named_token(Permission::Spoke, Some("edge-1"))),
+    );
+    // The handler sees who called.
+    assert_eq!(spoke.call::<Shared>(()).await.expect("shared"), "edge-1");
+    let err = spoke.call::<Add>((1, 2)).await.expect_err("spoke read");
+    assert!(err.to_string().contains("need 'read'"), "{err}");
+    let err = RpcClient::new(&url, Some(secret.create_token(Permission::Read)))
+        .call::<Shared>(())
+        .await
+        .expect_err("read called a write|spoke method");
+    assert!(err.to_string().contains("need 'write' or 'spoke'"), "{err}");
+    let admin = RpcClient::new(&url, Some(secret.create_token(Permission::Admin)));
+    assert_eq!(admin.call::<Shared>(()).await.expect("admin"), "(no name)");
+}
+
+#[tokio::test]
+async fn a_server_without_anonymous_access_answers_nothing_without_a_token() {
+    let secret = TokenSecret::generate();
+    let url = start_with(secret.clone(), None).await;
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"rpc.discover","params":[]}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"Test.Add","params":[1,2]}"#,
+    ] {
+        let (status, value) = raw(&url, "application/json", body).await;
+        assert_eq!(status, 401, "{body}: {value}");
+        assert!(value.get("result").is_none(), "{value}");
+    }
+    // No WebSocket either.
+    let refused = tokio_tungstenite::connect_async(url.replacen("http", "ws", 1)).await;
+    assert!(refused.is_err(), "a websocket opened without a token");
+    // With a token, the API describes itself.
+    let (status, value) = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(secret.create_token(Permission::Read))
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"rpc.discover","params":[]}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .expect("send");
+    let value: serde_json::Value = value.json().await.expect("json");
+    assert_eq!(status, 200);
+    assert!(
+        value["result"]["methods"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "{value}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_without_an_answer_in_time_is_unreachable_and_retryable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Accepts and never answers.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = RpcClient::new(format!("http://{addr}/rpc/v1"), None)
+        .with_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = client.call::<Add>((1, 2)).await.expect_err("no answer");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.is_retryable() && err.to_string().contains("did not answer"),
+        "{err}"
+    );
 }

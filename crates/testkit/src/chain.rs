@@ -47,7 +47,7 @@ pub fn devnet_policy(overrides: serde_json::Value) -> serde_json::Value {
         "block_reward": "10",
         "election_rate_permille": 50,
         "block_acceptance_epochs": 20,
-        "base_fee_atto": 100,
+        "base_fee_atto": 1000,
         "pre_commit_deposit": "0.01",
         "initial_pledge": "0.1",
         "fault_fee": "0.01",

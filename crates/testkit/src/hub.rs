@@ -97,6 +97,14 @@ impl TestHub {
             .and_then(|rest| rest.split_whitespace().next())
             .expect("miner address");
         let actor = nelumbo_chain_api::json::parse_address(actor).expect("actor");
+        // Test sectors seal in seconds: the hub takes deals starting 20 epochs out.
+        let config = repo.join("config.toml");
+        let text = std::fs::read_to_string(&config).expect("config.toml");
+        std::fs::write(
+            &config,
+            text.replace("min_start_lead_epochs = 2880", "min_start_lead_epochs = 20"),
+        )
+        .expect("write config.toml");
         Self {
             log: devnet.dir.path().join("miner.log"),
             repo,
@@ -161,6 +169,47 @@ impl TestHub {
         let mut info = ApiInfo::parse(api.trim()).expect("api");
         info.token = Some(self.token(perm));
         RpcClient::from_api_info(&info)
+    }
+
+    /// Has the hub sign an ask for its miner as a spoke would (prices in attoFIL per GiB per
+    /// epoch); the hub then holds deals to it.
+    pub async fn sign_ask(&self, spoke: &RpcClient, price: u64, verified_price: u64) {
+        let ask = nelumbo_markets_api::wire::StorageAsk {
+            miner: self.actor,
+            price: fvm_shared::econ::TokenAmount::from_atto(price),
+            seq_no: 1,
+            expiry: 1_000_000,
+            timestamp: 0,
+            max_piece_size: 1 << 40,
+            min_piece_size: 128,
+            verified_price: fvm_shared::econ::TokenAmount::from_atto(verified_price),
+        };
+        let cbor = fvm_ipld_encoding::to_vec(&ask).expect("cbor");
+        spoke
+            .call::<nelumbo_miner_api::methods::MarketSignAsk>((nelumbo_chain_api::Base64(cbor),))
+            .await
+            .expect("the hub signs the ask");
+    }
+
+    /// Uploads `data` as the piece of `size` padded bytes (`PUT /pieces`) with `token`; the
+    /// answer's status.
+    pub async fn upload_piece(&self, token: &str, data: &[u8], size: u64) -> reqwest::StatusCode {
+        let digest = nelumbo_commp::commp(data).expect("commp");
+        let padded = nelumbo_commp::pad_commitment(
+            &digest.commitment,
+            digest.piece_size,
+            nelumbo_commp::PaddedPieceSize::new(size).expect("size"),
+        )
+        .expect("pad");
+        let cid = nelumbo_commp::piece_cid_v1(&padded);
+        reqwest::Client::new()
+            .put(format!("{}/pieces/{cid}?size={size}", self.url))
+            .bearer_auth(token)
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("upload")
+            .status()
     }
 
     /// The admin token the running hub wrote.

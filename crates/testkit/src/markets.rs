@@ -41,7 +41,7 @@ impl TestMarkets {
     pub fn init(devnet: &Devnet, hub: &TestHub) -> Self {
         let repo = devnet.dir.path().join("markets");
         let api = std::fs::read_to_string(hub.repo.join("api")).expect("the hub is running");
-        let hub_api = format!("{}:{}", hub.token("write"), api.trim());
+        let hub_api = format!("{}:{}", hub.token("spoke"), api.trim());
         let p2p_port = free_port();
         let output = Command::new(markets_binary())
             .arg("--repo")

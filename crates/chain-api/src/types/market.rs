@@ -17,6 +17,16 @@ pub struct MarketBalance {
     pub locked: TokenAmount,
 }
 
+/// `StateDealProviderCollateralBounds`: the market's bounds on provider collateral.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DealCollateralBounds {
+    #[serde(with = "json::token")]
+    pub min: TokenAmount,
+    #[serde(with = "json::token")]
+    pub max: TokenAmount,
+}
+
 /// A deal proposal in Lotus JSON. A byte label prints as `""`, as Lotus prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

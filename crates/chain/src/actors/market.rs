@@ -195,6 +195,13 @@ fn publish_storage_deals(
     })
 }
 
+/// The least and most provider collateral a deal may carry. Filecoin's maximum is the total
+/// supply (2 billion FIL); its minimum grows with the circulating supply and shrinks with the
+/// network's power, which a devnet barely has, so here it is 0.
+pub fn provider_collateral_bounds() -> (TokenAmount, TokenAmount) {
+    (TokenAmount::zero(), TokenAmount::from_whole(2_000_000_000))
+}
+
 /// The client's whole cost: storage price for the deal's duration plus its collateral.
 pub fn client_cost(proposal: &DealProposal) -> TokenAmount {
     let duration = (proposal.end_epoch - proposal.start_epoch).max(0);
@@ -273,6 +280,15 @@ fn validate_deal(
         if amount.is_negative() {
             return Err(format!("{name} is negative"));
         }
+    }
+    let bounds = provider_collateral_bounds();
+    if p.provider_collateral < bounds.0 || p.provider_collateral > bounds.1 {
+        return Err(format!(
+            "provider collateral {} is outside the bounds [{}, {}]",
+            crate::genesis::format_fil(&p.provider_collateral),
+            crate::genesis::format_fil(&bounds.0),
+            crate::genesis::format_fil(&bounds.1)
+        ));
     }
     if state.resolve(&p.provider) != Some(provider) {
         return Err("every deal of a message must have the same provider".into());

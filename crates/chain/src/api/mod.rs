@@ -290,6 +290,7 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
     m.register::<MpoolPushMessage, _, _>(|api, (message, spec)| async move {
         api.chain.push_message(message, spec).await.map_err(failed)
     });
+    m.register::<MpoolPending, _, _>(|api, (_key,)| async move { Ok(api.chain.pending()) });
     m.register::<MpoolGetNonce, _, _>(|api, (address,)| async move {
         Ok(api.chain.next_nonce(&address))
     });
@@ -448,6 +449,15 @@ pub fn module(api: ApiState) -> RpcModule<ApiState> {
             .ok_or_else(|| failed(format!("deal {deal} not found")))?;
         Ok(convert::deal(proposal, state.market.states.get(&deal)))
     });
+    m.register::<StateDealProviderCollateralBounds, _, _>(
+        |_, (size, _verified, _key)| async move {
+            if size < 128 || !size.is_power_of_two() {
+                return Err(failed(format!("{size} is not a padded piece size")));
+            }
+            let (min, max) = crate::actors::market::provider_collateral_bounds();
+            Ok(nelumbo_chain_api::types::DealCollateralBounds { min, max })
+        },
+    );
     m.register::<StateMarketDeals, _, _>(|api, (key,)| async move {
         let (_, state) = api.chain.state_at(&key).map_err(anyhow_failed)?;
         Ok(state

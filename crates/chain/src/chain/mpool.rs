@@ -1,6 +1,11 @@
 //! The message pool: checking pushed messages (signature, nonce, funds, and a dry run against
 //! the pending state so a message that would fail is refused with the reason), nonces, gas
 //! estimation, and signing with the node's wallet.
+//!
+//! As in Lotus, a message whose fee cap is below the base fee is accepted and waits (it, and
+//! every later message of its sender, is not included until the base fee falls under its cap,
+//! which on the devnet's fixed base fee means until it is replaced); and a waiting message is
+//! replaced by one with the same sender and nonce whose premium is at least 25% higher.
 
 use cid::Cid;
 use fvm_shared::address::{Address, Payload};
@@ -18,6 +23,22 @@ use crate::vm::{Env, Receipt, apply_message};
 pub const MAX_GAS_LIMIT: u64 = 10_000_000_000;
 /// Premium `GasEstimateMessageGas` suggests when none is set, in attoFIL per gas.
 const DEFAULT_PREMIUM_ATTO: u64 = 100_000;
+/// The lowest fee cap the pool takes (Lotus's minimum base fee), in attoFIL per gas.
+pub const MIN_FEE_CAP_ATTO: u64 = 100;
+/// A replacement's premium must be at least the replaced one's times this (Lotus's 1.25).
+const REPLACE_BY_FEE_PERCENT: u64 = 125;
+
+/// The least premium that replaces a message whose premium is `old`.
+pub fn replace_by_fee_minimum(old: &TokenAmount) -> TokenAmount {
+    let scaled = old.atto() * REPLACE_BY_FEE_PERCENT;
+    let (quotient, remainder) = (&scaled / 100u32, &scaled % 100u32);
+    let minimum = if remainder.is_zero() {
+        quotient
+    } else {
+        quotient + 1u32
+    };
+    TokenAmount::from_atto(minimum)
+}
 
 /// Why a pushed message was refused; the text is for the sender.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +78,7 @@ pub fn describe_failure(receipt: &Receipt) -> String {
 impl Chain {
     /// The state the next tipset's messages execute on, and their epoch: the head's messages
     /// and cron applied, then the messages waiting in the pool.
-    fn pending_state(&self, inner: &Inner) -> (State, i64) {
+    fn pending_state(&self, inner: &Inner, without: Option<&Cid>) -> (State, i64) {
         let randomness = super::ChainRandomness {
             beacon: self.beacon,
             heights: inner.heights.clone(),
@@ -78,7 +99,11 @@ impl Chain {
             epoch: head + 1,
             ..env
         };
-        let mut pool: Vec<&SignedMessage> = inner.mpool.iter().collect();
+        let mut pool: Vec<&SignedMessage> = inner
+            .mpool
+            .iter()
+            .filter(|m| without.is_none() || m.cid().ok().as_ref() != without)
+            .collect();
         pool.sort_by_key(|m| m.message.0.sequence);
         for message in pool {
             apply_message(&next, &mut state, &message.message.0);
@@ -88,12 +113,22 @@ impl Chain {
 
     /// Executes `message` on the pending state without keeping anything.
     pub fn dry_run(&self, message: &fvm_shared::message::Message) -> Receipt {
+        self.dry_run_without(message, None)
+    }
+
+    /// [`Self::dry_run`] on the pending state without the pool message `without` (the one a
+    /// replacement would take the place of).
+    fn dry_run_without(
+        &self,
+        message: &fvm_shared::message::Message,
+        without: Option<&Cid>,
+    ) -> Receipt {
         let inner = self.inner();
         let randomness = super::ChainRandomness {
             beacon: self.beacon,
             heights: inner.heights.clone(),
         };
-        let (mut state, epoch) = self.pending_state(&inner);
+        let (mut state, epoch) = self.pending_state(&inner, without);
         let env = Env {
             genesis: &self.genesis,
             epoch,
@@ -169,32 +204,58 @@ impl Chain {
                 m.gas_limit
             )));
         }
-        let base_fee = TokenAmount::from_atto(self.genesis.policy.base_fee_atto);
-        if m.gas_fee_cap < base_fee {
+        if m.gas_fee_cap < TokenAmount::from_atto(MIN_FEE_CAP_ATTO) {
             return Err(PushError(format!(
-                "gas fee cap {} is below the base fee {}: estimate gas first (GasEstimateMessageGas)",
+                "gas fee cap {} is below the minimum of {MIN_FEE_CAP_ATTO} attoFIL: estimate gas first (GasEstimateMessageGas)",
                 m.gas_fee_cap.atto(),
-                base_fee.atto()
+            )));
+        }
+        if m.gas_premium > m.gas_fee_cap {
+            return Err(PushError(format!(
+                "gas premium {} is above the fee cap {}",
+                m.gas_premium.atto(),
+                m.gas_fee_cap.atto()
             )));
         }
         if m.value.is_negative() {
             return Err(PushError("value is negative".into()));
         }
+        let replaced = self.waiting_with_nonce(&m.from, m.sequence);
         let expected = self.next_nonce(&m.from);
-        if m.sequence != expected {
-            return Err(PushError(if m.sequence < expected {
-                format!(
-                    "wrong nonce {}: that nonce of {} is already used or waiting; the next is {expected}",
-                    m.sequence, m.from
-                )
-            } else {
-                format!(
-                    "wrong nonce {}: the next nonce of {} is {expected}",
-                    m.sequence, m.from
-                )
-            }));
+        match &replaced {
+            Some(old) => {
+                let old_cid = old.cid().map_err(PushError)?;
+                if old_cid == signed.cid().map_err(PushError)? {
+                    return Err(PushError(format!("message {old_cid} is already in mpool")));
+                }
+                let minimum = replace_by_fee_minimum(&old.message.0.gas_premium);
+                if m.gas_premium < minimum {
+                    return Err(PushError(format!(
+                        "nonce {} of {} is already used or waiting (message {old_cid}); to replace it, raise the gas premium to at least {} attoFIL (25% above its {})",
+                        m.sequence,
+                        m.from,
+                        minimum.atto(),
+                        old.message.0.gas_premium.atto()
+                    )));
+                }
+            }
+            None if m.sequence != expected => {
+                return Err(PushError(if m.sequence < expected {
+                    format!(
+                        "wrong nonce {}: that nonce of {} is already used; the next is {expected}",
+                        m.sequence, m.from
+                    )
+                } else {
+                    format!(
+                        "wrong nonce {}: the next nonce of {} is {expected}",
+                        m.sequence, m.from
+                    )
+                }));
+            }
+            None => {}
         }
-        let receipt = self.dry_run(m);
+        let replaced_cid = replaced.as_ref().and_then(|old| old.cid().ok());
+        let receipt = self.dry_run_without(m, replaced_cid.as_ref());
         if receipt.exit_code != ExitCode::OK {
             return Err(PushError(format!(
                 "message would fail: {}",
@@ -205,12 +266,47 @@ impl Chain {
             .store
             .add_to_mpool(&signed)
             .map_err(|e| PushError(format!("store message: {e:#}")))?;
-        tracing::debug!(%cid, from = %m.from, nonce = m.sequence, method = m.method_num, "message pooled");
+        if let Some(old) = &replaced_cid {
+            self.store
+                .remove_from_mpool(std::slice::from_ref(old))
+                .map_err(|e| PushError(format!("store message: {e:#}")))?;
+            tracing::info!(%cid, replaced = %old, from = %m.from, nonce = m.sequence, "message replaced by fee");
+        }
+        let base_fee = TokenAmount::from_atto(self.genesis.policy.base_fee_atto);
+        if m.gas_fee_cap < base_fee {
+            tracing::info!(%cid, from = %m.from, nonce = m.sequence, fee_cap = %m.gas_fee_cap.atto(), base_fee = %base_fee.atto(), "message pooled below the base fee: it waits until replaced");
+        } else {
+            tracing::debug!(%cid, from = %m.from, nonce = m.sequence, method = m.method_num, "message pooled");
+        }
         if let Ok(mut inner) = self.inner.write() {
+            if let Some(old) = &replaced_cid {
+                inner.mpool.retain(|p| p.cid().ok().as_ref() != Some(old));
+            }
             inner.mpool.push(signed);
             self.metrics.mpool_messages.set(inner.mpool.len() as i64);
         }
         Ok(cid)
+    }
+
+    /// The pool's message from `address` with `nonce`, if one waits.
+    fn waiting_with_nonce(&self, address: &Address, nonce: u64) -> Option<SignedMessage> {
+        let inner = self.inner();
+        let state = &inner.head_state;
+        let id = state.resolve(address);
+        inner
+            .mpool
+            .iter()
+            .find(|m| {
+                let from = &m.message.0.from;
+                m.message.0.sequence == nonce
+                    && (from == address || (id.is_some() && state.resolve(from) == id))
+            })
+            .cloned()
+    }
+
+    /// Every message waiting in the pool.
+    pub fn pending(&self) -> Vec<SignedMessage> {
+        self.inner().mpool.clone()
     }
 
     /// Fills a message's unset gas limit, fee cap and premium by executing it on the pending

@@ -138,7 +138,8 @@ impl Chain {
         };
         let (state, receipts, paid) = self.transition(&inner, &randomness, height);
 
-        let (included, stale) = select_messages(&state, &inner.mpool);
+        let base_fee = TokenAmount::from_atto(self.genesis.policy.base_fee_atto);
+        let (included, stale) = select_messages(&state, &inner.mpool, &base_fee);
         let lotus_receipts: Vec<MessageReceipt> = receipts.iter().map(|(_, r)| r.clone()).collect();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -280,8 +281,13 @@ impl Chain {
 }
 
 /// The pool's messages that can execute next, by sender in nonce order, and the stale ones
-/// (nonce already used) to drop.
-fn select_messages(state: &State, pool: &[SignedMessage]) -> (Vec<SignedMessage>, Vec<Cid>) {
+/// (nonce already used) to drop. A message whose fee cap is below the base fee holds back
+/// itself and every later message of its sender, as on Filecoin.
+fn select_messages(
+    state: &State,
+    pool: &[SignedMessage],
+    base_fee: &TokenAmount,
+) -> (Vec<SignedMessage>, Vec<Cid>) {
     let mut by_sender: BTreeMap<Vec<u8>, Vec<&SignedMessage>> = BTreeMap::new();
     for message in pool {
         by_sender
@@ -309,7 +315,11 @@ fn select_messages(state: &State, pool: &[SignedMessage]) -> (Vec<SignedMessage>
             }
             let cost =
                 TokenAmount::from_atto(m.gas_limit) * m.gas_fee_cap.atto().clone() + &m.value;
-            if m.sequence != next || cost > budget || included.len() >= MAX_MESSAGES_PER_TIPSET {
+            if m.sequence != next
+                || cost > budget
+                || &m.gas_fee_cap < base_fee
+                || included.len() >= MAX_MESSAGES_PER_TIPSET
+            {
                 break;
             }
             budget -= cost;

@@ -21,10 +21,21 @@ impl Deals {
             record.state
         );
         let step = record.failed_step.unwrap_or(DealState::Accepted);
+        // The staged data is gone once a failed deal's grace period passed: it is fetched again.
+        let staged_gone = !self.staged_path(uuid).exists()
+            && matches!(step, DealState::Uploading | DealState::Publishing);
         // A failed transfer starts over: the data may have been the problem.
         let step = match step {
             DealState::Verifying | DealState::Transferring => {
                 let _ = std::fs::remove_file(self.staged_path(uuid));
+                record.bytes_received = 0;
+                if record.is_offline {
+                    DealState::Accepted
+                } else {
+                    DealState::Transferring
+                }
+            }
+            _ if staged_gone => {
                 record.bytes_received = 0;
                 if record.is_offline {
                     DealState::Accepted
@@ -148,12 +159,16 @@ impl Deals {
 }
 
 /// A deal can be cancelled until it is sent to the hub for publishing: once sent, the hub may
-/// publish it whatever the markets process does.
+/// publish it whatever the markets process does. (An uploaded piece no deal claims is deleted
+/// by the hub after a while.)
 fn cancellable(record: &DealRecord) -> bool {
     let not_sent = |s: DealState| {
         matches!(
             s,
-            DealState::Accepted | DealState::Transferring | DealState::Verifying
+            DealState::Accepted
+                | DealState::Transferring
+                | DealState::Verifying
+                | DealState::Uploading
         )
     };
     not_sent(record.state)

@@ -4,9 +4,12 @@
 //! point resumes where it stopped.
 //!
 //! ```text
-//! Accepted -> Transferring -> Verifying -> Publishing -> Uploading -> AddingPiece -> Sealing -> Active
+//! Accepted -> Transferring -> Verifying -> Uploading -> Publishing -> AddingPiece -> Sealing -> Active
 //!    (offline: Accepted waits for `deals import-data`)          any step -> Failed (retry resumes)
 //! ```
+//!
+//! The piece goes to the hub before the deal is published: the hub publishes only deals whose
+//! piece it holds, so no collateral is ever locked for data that never arrives.
 
 mod actions;
 pub mod checks;
@@ -480,7 +483,7 @@ impl Deals {
         };
         self.advance(
             record,
-            DealState::Publishing,
+            DealState::Uploading,
             &format!(
                 "piece commitment matches; {} blocks indexed in the piece directory",
                 indexed.blocks
@@ -507,6 +510,16 @@ impl Deals {
                 Ok(v) => return Ok(Some(v)),
                 Err(HubError::Refused(why)) => {
                     self.fail(record, format!("{what}: {why}"))?;
+                    return Ok(None);
+                }
+                Err(HubError::PieceMissing(why)) => {
+                    // The hub lost or deleted the piece (it keeps unclaimed pieces for a
+                    // while): upload it again, then publish.
+                    self.advance(
+                        record,
+                        DealState::Uploading,
+                        &format!("{what}: {why}; uploading the piece again"),
+                    )?;
                     return Ok(None);
                 }
                 Err(e) => {
@@ -536,13 +549,18 @@ impl Deals {
             })
             .await?;
         let Some(published) = published else {
-            return Ok(Step::Park);
+            // Failed (parked), or sent back to Uploading (go on).
+            return Ok(if record.state == DealState::Uploading {
+                Step::Next
+            } else {
+                Step::Park
+            });
         };
         record.deal_id = Some(published.deal_id);
         record.publish_message = Some(published.message.to_string());
         self.advance(
             record,
-            DealState::Uploading,
+            DealState::AddingPiece,
             &format!(
                 "published as deal {} by message {} at epoch {}",
                 published.deal_id, published.message, published.epoch
@@ -566,7 +584,11 @@ impl Deals {
         if done.is_none() {
             return Ok(Step::Park);
         }
-        self.advance(record, DealState::AddingPiece, "the hub holds the piece")?;
+        self.advance(
+            record,
+            DealState::Publishing,
+            "the hub holds the piece and checked its commitment",
+        )?;
         Ok(Step::Next)
     }
 

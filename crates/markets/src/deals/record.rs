@@ -132,8 +132,10 @@ impl DealRecord {
         };
         match step {
             DealState::Accepted | DealState::Transferring => checkpoint::ACCEPTED,
-            DealState::Verifying | DealState::Publishing => checkpoint::TRANSFERRED,
-            DealState::Uploading | DealState::AddingPiece => checkpoint::PUBLISH_CONFIRMED,
+            DealState::Verifying | DealState::Uploading | DealState::Publishing => {
+                checkpoint::TRANSFERRED
+            }
+            DealState::AddingPiece => checkpoint::PUBLISH_CONFIRMED,
             DealState::Sealing => checkpoint::ADDED_PIECE,
             DealState::Active => checkpoint::COMPLETE,
             DealState::Failed | DealState::Cancelled => checkpoint::ACCEPTED,

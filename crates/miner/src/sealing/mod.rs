@@ -42,7 +42,7 @@ mod record;
 
 pub use record::{DealPiece, SectorRecord, address_entropy, sealed_cid};
 
-use crate::chain::{ChainClient, Landed, is_refusal};
+use crate::chain::{ChainClient, Landed, Outgoing, is_refusal};
 use crate::config::SealingConfig;
 use crate::db::Db;
 use crate::events::Events;
@@ -198,6 +198,9 @@ impl Sealing {
     /// Runs a sector's steps until it is proving, has failed for good, or the hub stops.
     async fn drive(&self, number: u64) {
         let cx = &self.inner.cx;
+        // Failures because the chain was away or slow, in a row: retried with their own
+        // backoff and never counted against `max_retries` (a chain outage fails no sector).
+        let mut transient_streak: u32 = 0;
         loop {
             let mut record = match cx.db.sector(number) {
                 Ok(Some(record)) => record,
@@ -217,7 +220,22 @@ impl Sealing {
                 result = self.step(&mut record) => result,
             };
             let delay = match result {
+                Err(e) if crate::chain::is_transient(&e) => {
+                    transient_streak = transient_streak.saturating_add(1);
+                    let delay =
+                        Duration::from_secs(5u64 << transient_streak.min(4).saturating_sub(1))
+                            .min(Duration::from_secs(60));
+                    if transient_streak == 1 || transient_streak.is_multiple_of(10) {
+                        tracing::warn!(sector = number, state = %record.state, retry_in = ?delay, error = %format!("{e:#}"), "the chain is away or slow; the sector waits");
+                    }
+                    tokio::select! {
+                        _ = cx.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
                 Ok((next, message)) => {
+                    transient_streak = 0;
                     tracing::info!(sector = number, from = %from, to = %next, took = ?started.elapsed(), "{message}");
                     record.retries = 0;
                     record.last_error = None;
@@ -727,13 +745,27 @@ impl Sealing {
         let cx = &self.inner.cx;
         let params = fvm_ipld_encoding::to_vec(params)?;
         let db = cx.db.clone();
+        let purpose = match method {
+            PRE_COMMIT_SECTOR_BATCH2 => format!("sector/{}/pre-commit", record.number),
+            _ => format!("sector/{}/prove-commit", record.number),
+        };
         let result = cx
             .chain
-            .send(cx.worker, cx.actor, method, params, zero(), |signed| {
-                keep(record, signed.clone());
-                record.note(format!("message {} recorded", cid_of(signed)));
-                db.put_sector(record)
-            })
+            .send(
+                Outgoing {
+                    purpose: &purpose,
+                    from: cx.worker,
+                    to: cx.actor,
+                    method,
+                    params,
+                    value: zero(),
+                },
+                |signed| {
+                    keep(record, signed.clone());
+                    record.note(format!("message {} recorded", cid_of(signed)));
+                    db.put_sector(record)
+                },
+            )
             .await;
         match result {
             Ok(message) => Ok(message),

@@ -248,7 +248,14 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
             Command::new(&miner_bin)
                 .arg("--repo")
                 .arg(&miner_repo)
-                .args(["auth", "api-info", "--perm", "write"]),
+                .args([
+                    "auth",
+                    "api-info",
+                    "--perm",
+                    "spoke",
+                    "--name",
+                    "devnet-markets",
+                ]),
             "nelumbo-miner auth api-info",
         )?;
         let hub_api = String::from_utf8_lossy(&write_token.stdout)
@@ -423,7 +430,8 @@ fn init_miner(
     shorten_wait_deals(args, miner_repo)
 }
 
-/// A new devnet hub seals deal sectors after `--wait-deals-secs`, not the production hour.
+/// A new devnet hub seals deal sectors after `--wait-deals-secs`, not the production hour, and
+/// takes deals starting 20 epochs out rather than a production day.
 fn shorten_wait_deals(args: &DevnetArgs, miner_repo: &Path) -> anyhow::Result<()> {
     let path = miner_repo.join("config.toml");
     let text = std::fs::read_to_string(&path)?;
@@ -432,6 +440,9 @@ fn shorten_wait_deals(args: &DevnetArgs, miner_repo: &Path) -> anyhow::Result<()
         .map(|line| {
             if line.trim_start().starts_with("wait_deals_secs") {
                 format!("wait_deals_secs = {}", args.wait_deals_secs)
+            } else if line.trim_start().starts_with("min_start_lead_epochs") {
+                // Devnet sectors seal in minutes, not the production day.
+                "min_start_lead_epochs = 20".to_string()
             } else {
                 line.to_string()
             }

@@ -74,11 +74,13 @@ impl<S> Shared<S> {
                 .secret
                 .verify(&token)
                 .map_err(|e| RpcError::invalid_request(e.to_string())),
-            None => Ok(self
-                .config
-                .anonymous
-                .map(|p| Permissions::new(p.with_lower()))
-                .unwrap_or_else(Permissions::none)),
+            None => match self.config.anonymous {
+                Some(p) => Ok(Permissions::new(p.with_lower())),
+                // A server that gives strangers nothing does not even say what it offers.
+                None => Err(RpcError::invalid_request(
+                    "a token is required: send Authorization: Bearer TOKEN",
+                )),
+            },
         }
     }
 }

@@ -16,8 +16,11 @@ use crate::method::{RpcChannel, RpcMethod, decode_params};
 use crate::permission::{Permission, Permissions};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type CallFn<S> =
-    Arc<dyn Fn(S, Option<Box<RawValue>>) -> BoxFuture<Result<Value, RpcError>> + Send + Sync>;
+type CallFn<S> = Arc<
+    dyn Fn(S, Permissions, Option<Box<RawValue>>) -> BoxFuture<Result<Value, RpcError>>
+        + Send
+        + Sync,
+>;
 type ChannelFn<S> = Arc<
     dyn Fn(S, Option<Box<RawValue>>) -> BoxFuture<Result<BoxStream<'static, Value>, RpcError>>
         + Send
@@ -31,6 +34,7 @@ enum Handler<S> {
 
 struct Entry<S> {
     permission: Permission,
+    also_allowed: &'static [Permission],
     params: &'static [&'static str],
     description: &'static str,
     handler: Handler<S>,
@@ -90,12 +94,23 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
         F: Fn(S, M::Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<M::Ok, RpcError>> + Send + 'static,
     {
+        self.register_with_caller::<M, _, _>(move |state, _caller, params| handler(state, params))
+    }
+
+    /// Registers the handler of a method that needs to know who calls: it gets the caller's
+    /// permissions and token name.
+    pub fn register_with_caller<M, F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        M: RpcMethod,
+        F: Fn(S, Permissions, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Ok, RpcError>> + Send + 'static,
+    {
         let handler = Arc::new(handler);
-        let call: CallFn<S> = Arc::new(move |state, raw| {
+        let call: CallFn<S> = Arc::new(move |state, caller, raw| {
             let handler = handler.clone();
             Box::pin(async move {
                 let params = decode_params::<M>(raw.as_deref())?;
-                let ok = handler(state, params).await?;
+                let ok = handler(state, caller, params).await?;
                 Ok(serde_json::to_value(ok)?)
             })
         });
@@ -130,6 +145,7 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
             M::NAME,
             Entry {
                 permission: M::PERMISSION,
+                also_allowed: M::ALSO_ALLOWED,
                 params: M::PARAMS,
                 description: M::DESCRIPTION,
                 handler,
@@ -140,6 +156,15 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
 
     pub fn method_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.methods.keys().copied()
+    }
+
+    /// The methods a caller holding `permissions` may call.
+    pub fn allowed_methods(&self, permissions: &Permissions) -> Vec<&'static str> {
+        self.methods
+            .iter()
+            .filter(|(_, e)| permissions.allows_any(e.permission, e.also_allowed))
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// An OpenRPC document of every method: name, positional parameter names, permission and
@@ -156,6 +181,7 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
                     "params": entry.params.iter().map(|p| serde_json::json!({"name": p, "schema": {}})).collect::<Vec<_>>(),
                     "result": {"name": "result", "schema": {}},
                     "x-permission": entry.permission,
+                    "x-also-allowed": entry.also_allowed,
                     "x-channel": matches!(entry.handler, Handler::Channel(_)),
                 })
             })
@@ -183,20 +209,32 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
             return respond(Err(RpcError::invalid_request("jsonrpc must be \"2.0\"")));
         }
         if request.method == "rpc.discover" {
+            // The API's shape is for callers the server knows.
+            if permissions.is_empty() {
+                return respond(Err(RpcError::failed(
+                    "missing permission to invoke 'rpc.discover' (need a token)",
+                )));
+            }
             return respond(Ok(self.openrpc("Nelumbo", env!("CARGO_PKG_VERSION"))));
         }
         let Some(entry) = self.methods.get(request.method.as_str()) else {
             return respond(Err(RpcError::method_not_found(&request.method)));
         };
-        if !permissions.allows(entry.permission) {
+        if !permissions.allows_any(entry.permission, entry.also_allowed) {
+            let also: Vec<&str> = entry.also_allowed.iter().map(|p| p.as_str()).collect();
+            let need = if also.is_empty() {
+                format!("'{}'", entry.permission)
+            } else {
+                format!("'{}' or '{}'", entry.permission, also.join("' or '"))
+            };
             return respond(Err(RpcError::failed(format!(
-                "missing permission to invoke '{}' (need '{}')",
-                request.method, entry.permission
+                "missing permission to invoke '{}' (need {need})",
+                request.method
             ))));
         }
         let state = self.state.clone();
         match &entry.handler {
-            Handler::Call(call) => respond(call(state, request.params).await),
+            Handler::Call(call) => respond(call(state, permissions.clone(), request.params).await),
             Handler::Channel(open) => {
                 if !channels_allowed {
                     return respond(Err(RpcError::invalid_request(format!(

@@ -6,8 +6,8 @@ mod deadline;
 mod post;
 
 use fil_actor_miner_state::v18::{
-    ChangeMultiaddrsParams, ChangePeerIDParams, GetControlAddressesReturn, Method,
-    WithdrawBalanceParams, WithdrawBalanceReturn,
+    ChangeMultiaddrsParams, ChangePeerIDParams, ChangeWorkerAddressParams,
+    GetControlAddressesReturn, Method, WithdrawBalanceParams, WithdrawBalanceReturn,
 };
 use fvm_shared::econ::TokenAmount;
 use num_traits::Zero;
@@ -20,6 +20,9 @@ use crate::state::{ActorId, ActorKind, MinerState, State};
 use crate::vm::Call;
 
 pub const CONTROL_ADDRESSES: u64 = 2;
+pub const CHANGE_WORKER_ADDRESS: u64 = 3;
+/// Filecoin's limit on control addresses.
+const MAX_CONTROL_ADDRESSES: usize = 10;
 pub const CHANGE_PEER_ID: u64 = 4;
 pub const SUBMIT_WINDOWED_POST: u64 = 5;
 pub const TERMINATE_SECTORS: u64 = 9;
@@ -47,6 +50,11 @@ pub fn invoke(
                 worker: id_addr(info.worker),
                 control_addresses: info.control.iter().map(|c| id_addr(*c)).collect(),
             })
+        }
+        CHANGE_WORKER_ADDRESS => {
+            let params: ChangeWorkerAddressParams = decode(params, "ChangeWorkerAddress")?;
+            change_control_addresses(call, state, params)?;
+            Ok(Vec::new())
         }
         CHANGE_PEER_ID | CHANGE_PEER_ID_EXPORTED => {
             let params: ChangePeerIDParams = decode(params, "ChangePeerID")?;
@@ -98,6 +106,51 @@ pub fn invoke(
         )?),
         _ => Err(unhandled(ActorKind::Miner, method)),
     }
+}
+
+/// `ChangeWorkerAddress`, owner only: the control addresses change at once. Changing the worker
+/// itself (which Filecoin delays by a policy period) is not supported on the devnet.
+fn change_control_addresses(
+    call: &Call,
+    state: &mut State,
+    params: ChangeWorkerAddressParams,
+) -> Result<(), ActorError> {
+    if params.new_control_addresses.len() > MAX_CONTROL_ADDRESSES {
+        return Err(ActorError::illegal_argument(format!(
+            "at most {MAX_CONTROL_ADDRESSES} control addresses"
+        )));
+    }
+    let mut control = Vec::new();
+    for address in &params.new_control_addresses {
+        let id = state
+            .resolve(address)
+            .filter(|id| state.account_key(*id).is_some())
+            .ok_or_else(|| {
+                ActorError::illegal_argument(format!(
+                    "control address {address} is not an account on chain"
+                ))
+            })?;
+        if !control.contains(&id) {
+            control.push(id);
+        }
+    }
+    let worker = state.resolve(&params.new_worker);
+    let m = state.miners.get_mut(&call.receiver).ok_or_else(|| {
+        ActorError::illegal_state(format!("f0{} has no miner state", call.receiver))
+    })?;
+    if call.caller != m.info.owner {
+        return Err(ActorError::forbidden(format!(
+            "f0{} is not the owner of miner f0{}",
+            call.caller, call.receiver
+        )));
+    }
+    if worker != Some(m.info.worker) {
+        return Err(ActorError::illegal_argument(
+            "changing the worker is not supported on the devnet; name the current worker",
+        ));
+    }
+    m.info.control = control;
+    Ok(())
 }
 
 pub(crate) fn miner(state: &State, id: ActorId) -> Result<&MinerState, ActorError> {
