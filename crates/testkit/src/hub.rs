@@ -165,10 +165,22 @@ impl TestHub {
 
     /// A client of the running hub holding a `perm` token.
     pub fn client_with(&self, perm: &str) -> RpcClient {
+        self.client_with_token(&self.token(perm))
+    }
+
+    /// A client of the running hub holding `token`.
+    pub fn client_with_token(&self, token: &str) -> RpcClient {
         let api = std::fs::read_to_string(self.repo.join("api")).expect("api");
         let mut info = ApiInfo::parse(api.trim()).expect("api");
-        info.token = Some(self.token(perm));
+        info.token = Some(token.to_string());
         RpcClient::from_api_info(&info)
+    }
+
+    /// A new spoke token and a client holding it (the token also uploads pieces).
+    pub fn spoke(&self) -> (String, RpcClient) {
+        let token = self.token("spoke");
+        let client = self.client_with_token(&token);
+        (token, client)
     }
 
     /// Has the hub sign an ask for its miner as a spoke would (prices in attoFIL per GiB per
