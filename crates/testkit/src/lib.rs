@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod deals;
 pub mod hub;
+pub mod proxy;
 pub mod markets;
 
 use std::path::PathBuf;
