@@ -92,6 +92,11 @@ impl<R: Read> CarReader<R> {
                     u64::from_le_bytes(b)
                 };
                 let (data_offset, data_size) = (word(16), word(24));
+                let data_end = data_offset.checked_add(data_size).ok_or_else(|| {
+                    CarError::BadHeader(format!(
+                        "the CARv2 data offset {data_offset} and size {data_size} overflow"
+                    ))
+                })?;
                 if data_offset < input.position {
                     return Err(CarError::BadHeader(format!(
                         "the CARv2 data offset {data_offset} points into its header"
@@ -115,7 +120,7 @@ impl<R: Read> CarReader<R> {
                     input,
                     roots: inner.roots,
                     version: 2,
-                    data_end: Some(data_offset + data_size),
+                    data_end: Some(data_end),
                     done: false,
                 })
             }
@@ -317,6 +322,22 @@ mod tests {
         };
         assert!(err.to_string().contains("ends inside"), "{err}");
         assert!(CarReader::new(&b"hello world"[..]).is_err());
+    }
+
+    #[test]
+    fn hostile_carv2_offsets_are_errors_not_panics() {
+        let v2 = std::fs::read(testdata("gocar-sample-wrapped-v2.car")).expect("fixture");
+        // The pragma is 11 bytes; the fixed header follows: characteristics, then data offset
+        // (at 11 + 16) and data size (at 11 + 24).
+        for (offset, size) in [(u64::MAX, 1), (51, u64::MAX), (u64::MAX - 1, 2), (0, 10)] {
+            let mut bytes = v2.clone();
+            bytes[27..35].copy_from_slice(&offset.to_le_bytes());
+            bytes[35..43].copy_from_slice(&size.to_le_bytes());
+            match CarReader::new(bytes.as_slice()) {
+                Err(_) => {}
+                Ok(mut reader) => while let Ok(Some(_)) = reader.next_block() {},
+            }
+        }
     }
 
     #[test]

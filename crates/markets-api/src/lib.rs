@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod codec;
+pub mod ip_limits;
 pub mod p2p;
 pub mod wire;
 

@@ -1,6 +1,7 @@
 //! The libp2p host both sides use: TCP, noise, yamux, identify, and one request-response
 //! behaviour per deal protocol (bare CBOR items, as Boost frames them). The provider serves the
-//! protocols; the client only opens them.
+//! protocols behind connection limits (in all, per IP address, per peer, in handshake); the
+//! client only opens them.
 
 use std::time::Duration;
 
@@ -25,12 +26,38 @@ pub type AskCodec = CborCodec<AskRequest, AskResponse>;
 pub const DEAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the status and ask exchanges may take.
 pub const SMALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Streams per connection at once, per protocol.
-const MAX_STREAMS: usize = 64;
+/// Streams per connection at once, per protocol: with the message size limits, what one
+/// connection can make the provider hold in memory.
+const MAX_STREAMS: usize = 16;
+/// Proposals in flight per connection (a client sends one at a time).
+const MAX_PROPOSAL_STREAMS: usize = 4;
+
+/// Bounds on incoming connections (the provider's side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub max_connections_per_peer: u32,
+    pub max_pending_connections: u32,
+}
+
+impl Limits {
+    /// No bounds: the client side, which only dials.
+    pub fn none() -> Self {
+        Self {
+            max_connections: u32::MAX,
+            max_connections_per_ip: u32::MAX,
+            max_connections_per_peer: u32::MAX,
+            max_pending_connections: u32::MAX,
+        }
+    }
+}
 
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)]
 pub struct MarketsBehaviour {
+    pub limits: libp2p::connection_limits::Behaviour,
+    pub ip_limits: crate::ip_limits::IpLimits,
     pub identify: identify::Behaviour,
     pub deal: request_response::Behaviour<DealCodec>,
     pub status: request_response::Behaviour<StatusCodec>,
@@ -39,18 +66,24 @@ pub struct MarketsBehaviour {
 
 impl MarketsBehaviour {
     /// `serve`: answer the protocols (the provider); otherwise only open them (the client).
-    pub fn new(key: &Keypair, agent: &str, serve: bool) -> Self {
+    pub fn new(key: &Keypair, agent: &str, serve: bool, limits: Limits) -> Self {
         let support = if serve {
             ProtocolSupport::Inbound
         } else {
             ProtocolSupport::Outbound
         };
-        let config = |timeout| {
+        let config = |timeout, streams| {
             request_response::Config::default()
                 .with_request_timeout(timeout)
-                .with_max_concurrent_streams(MAX_STREAMS)
+                .with_max_concurrent_streams(streams)
         };
+        let connection_limits = libp2p::connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(limits.max_connections))
+            .with_max_pending_incoming(Some(limits.max_pending_connections))
+            .with_max_established_per_peer(Some(limits.max_connections_per_peer));
         Self {
+            limits: libp2p::connection_limits::Behaviour::new(connection_limits),
+            ip_limits: crate::ip_limits::IpLimits::new(limits.max_connections_per_ip),
             identify: identify::Behaviour::new(
                 identify::Config::new("/nelumbo/1.0.0".into(), key.public())
                     .with_agent_version(agent.to_string()),
@@ -61,17 +94,17 @@ impl MarketsBehaviour {
                     (DEAL_PROTOCOL_1_2_1, support.clone()),
                     (DEAL_PROTOCOL_1_2_0, support.clone()),
                 ],
-                config(DEAL_TIMEOUT),
+                config(DEAL_TIMEOUT, MAX_PROPOSAL_STREAMS),
             ),
             status: request_response::Behaviour::with_codec(
                 CborCodec::new(MAX_SMALL_MESSAGE_BYTES, MAX_SMALL_MESSAGE_BYTES),
                 [(STATUS_PROTOCOL, support.clone())],
-                config(SMALL_TIMEOUT),
+                config(SMALL_TIMEOUT, MAX_STREAMS),
             ),
             ask: request_response::Behaviour::with_codec(
                 CborCodec::new(MAX_SMALL_MESSAGE_BYTES, MAX_SMALL_MESSAGE_BYTES),
                 [(ASK_PROTOCOL, support)],
-                config(SMALL_TIMEOUT),
+                config(SMALL_TIMEOUT, MAX_STREAMS),
             ),
         }
     }
@@ -82,6 +115,7 @@ pub fn build_swarm(
     key: Keypair,
     agent: &str,
     serve: bool,
+    limits: Limits,
 ) -> Result<Swarm<MarketsBehaviour>, Box<dyn std::error::Error + Send + Sync>> {
     let agent = agent.to_string();
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
@@ -91,7 +125,7 @@ pub fn build_swarm(
             noise::Config::new,
             yamux::Config::default,
         )?
-        .with_behaviour(|key| MarketsBehaviour::new(key, &agent, serve))?
+        .with_behaviour(|key| MarketsBehaviour::new(key, &agent, serve, limits))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
         .build())
 }

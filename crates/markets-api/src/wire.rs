@@ -23,8 +23,10 @@ pub const DEAL_PROTOCOL_1_2_0: StreamProtocol = StreamProtocol::new("/fil/storag
 pub const STATUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/storage/status/1.2.0");
 pub const ASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/storage/ask/1.1.0");
 
-/// The largest deal proposal message read (Boost allows 2 MiB of transfer parameters).
-pub const MAX_DEAL_PARAMS_BYTES: usize = 4 << 20;
+/// The largest deal proposal message read. Real proposals are a few KiB (the transfer
+/// parameters are a URL and some headers); 1 MiB leaves room for long headers while bounding
+/// what strangers can make the provider hold (with the stream and connection limits).
+pub const MAX_DEAL_PARAMS_BYTES: usize = 1 << 20;
 /// The largest of every other message.
 pub const MAX_SMALL_MESSAGE_BYTES: usize = 64 << 10;
 

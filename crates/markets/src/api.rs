@@ -33,6 +33,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .0
                 .store
                 .deals()
+                .await
                 .map_err(failed)?
                 .iter()
                 .map(|d| {
@@ -50,6 +51,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .0
                 .store
                 .deal(&uuid)
+                .await
                 .map_err(failed)?
                 .ok_or_else(|| RpcError::invalid_params(format!("no deal {uuid}")))?;
             let mut info = record.info();
@@ -57,13 +59,13 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             Ok(info)
         })
         .register::<DealsLogs, _, _>(|s, (uuid,)| async move {
-            if s.deals.0.store.deal(&uuid).map_err(failed)?.is_none() {
+            if s.deals.0.store.deal(&uuid).await.map_err(failed)?.is_none() {
                 return Err(RpcError::invalid_params(format!("no deal {uuid}")));
             }
-            s.deals.0.store.logs(&uuid).map_err(failed)
+            s.deals.0.store.logs(&uuid).await.map_err(failed)
         })
         .register::<DealsRetry, _, _>(
-            |s, (uuid,)| async move { s.deals.retry(&uuid).map_err(failed) },
+            |s, (uuid,)| async move { s.deals.retry(&uuid).await.map_err(failed) },
         )
         .register::<DealsCancel, _, _>(|s, (uuid,)| async move {
             s.deals.cancel(&uuid).await.map_err(failed)
@@ -76,7 +78,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
         })
         .register::<AskGet, _, _>(|s, ()| async move { Ok(s.asks.settings()) })
         .register::<AskSet, _, _>(|s, (ask,)| async move {
-            let settings = s.asks.set(&s.deals.0.store, ask).map_err(failed)?;
+            let settings = s.asks.set(&s.deals.0.store, ask).await.map_err(failed)?;
             // The hub holds deals to the last ask it signed: have it sign this one now.
             if let Err(e) = s.asks.signed(&s.deals.0.hub).await {
                 tracing::warn!(error = %format!("{e:#}"), "the new ask is set but the hub has not signed it yet; it signs it when the hub is back");

@@ -108,14 +108,23 @@ impl AskBook {
     }
 
     /// Checks, stores and applies new settings.
-    pub fn set(&self, store: &Store, settings: AskSettings) -> anyhow::Result<AskSettings> {
+    pub async fn set(
+        &self,
+        store: &crate::store::AsyncStore,
+        settings: AskSettings,
+    ) -> anyhow::Result<AskSettings> {
         let ask = parse_settings(&settings)?;
+        let seq_no = self
+            .current
+            .read()
+            .map_err(|_| anyhow::anyhow!("the ask lock is poisoned"))?
+            .seq_no
+            + 1;
+        store.put_ask(&settings, seq_no).await?;
         let mut current = self
             .current
             .write()
             .map_err(|_| anyhow::anyhow!("the ask lock is poisoned"))?;
-        let seq_no = current.seq_no + 1;
-        store.put_ask(&settings, seq_no)?;
         *current = Current {
             settings: settings.clone(),
             ask,

@@ -23,6 +23,71 @@ pub struct NetworkConfig {
     pub listen: Vec<String>,
     /// Multiaddrs to publish on chain and to clients instead of the listen addresses (for NAT).
     pub announce: Vec<String>,
+    /// Bounds on what strangers can hold open (see [`ConnectionLimits`]).
+    #[serde(default = "limits::connections")]
+    pub max_connections: u32,
+    #[serde(default = "limits::per_ip")]
+    pub max_connections_per_ip: u32,
+    #[serde(default = "limits::per_peer")]
+    pub max_connections_per_peer: u32,
+    #[serde(default = "limits::pending")]
+    pub max_pending_connections: u32,
+    #[serde(default = "limits::requests_per_peer")]
+    pub max_requests_per_peer: usize,
+    #[serde(default = "limits::in_check")]
+    pub max_proposals_in_check: usize,
+}
+
+/// Bounds on what strangers can hold open on the public libp2p side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Established incoming connections at once, in all.
+    pub max_connections: u32,
+    /// Established incoming connections at once from one IP address.
+    pub max_connections_per_ip: u32,
+    /// Connections from one peer at once.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections still in their handshake at once.
+    pub max_pending_connections: u32,
+    /// Requests one peer may have in flight at once; more are answered "busy".
+    pub max_requests_per_peer: usize,
+    /// Proposals checked at once (each may call the hub and probe a URL); more are answered
+    /// "busy".
+    pub max_proposals_in_check: usize,
+}
+
+mod limits {
+    pub fn connections() -> u32 {
+        1024
+    }
+    pub fn per_ip() -> u32 {
+        128
+    }
+    pub fn per_peer() -> u32 {
+        4
+    }
+    pub fn pending() -> u32 {
+        128
+    }
+    pub fn requests_per_peer() -> usize {
+        8
+    }
+    pub fn in_check() -> usize {
+        32
+    }
+}
+
+impl NetworkConfig {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_pending_connections: self.max_pending_connections,
+            max_requests_per_peer: self.max_requests_per_peer,
+            max_proposals_in_check: self.max_proposals_in_check,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +122,21 @@ pub struct DealsConfig {
     /// An external deal filter, run with `sh -c`: the deal as JSON on stdin; exit 0 accepts,
     /// anything else rejects with stdout as the reason (Boost's format). Empty: none.
     pub filter: String,
+    /// Private addresses transfers may reach anyway (networks, or address:port); by default
+    /// only public addresses are fetched from.
+    pub transfer_allow: Vec<String>,
+    /// The most staging all deals in progress may hold (the high-water mark).
+    pub staging_max_bytes: u64,
+    /// Seconds after a deal failed before its staged data is removed.
+    pub failed_staging_grace_secs: u64,
+    /// Seconds an offline deal waits for `deals import-data` before it fails.
+    pub offline_import_timeout_secs: u64,
+    /// A transfer slower than this (bytes per second, over `transfer_rate_window_secs`) is cut
+    /// off and counts as a failed attempt.
+    pub min_transfer_bytes_per_sec: u64,
+    pub transfer_rate_window_secs: u64,
+    /// A transfer not finished this many seconds after it started fails.
+    pub transfer_deadline_secs: u64,
 }
 
 impl Default for DealsConfig {
@@ -72,6 +152,13 @@ impl Default for DealsConfig {
             max_transfer_attempts: 10,
             max_provider_collateral: "1000000000000000000".into(),
             filter: String::new(),
+            transfer_allow: Vec::new(),
+            staging_max_bytes: 1 << 40,
+            failed_staging_grace_secs: 24 * 3600,
+            offline_import_timeout_secs: 3 * 24 * 3600,
+            min_transfer_bytes_per_sec: 16 * 1024,
+            transfer_rate_window_secs: 60,
+            transfer_deadline_secs: 24 * 3600,
         }
     }
 }
@@ -98,7 +185,16 @@ impl Config {
         max_piece: u64,
     ) -> Self {
         Self {
-            network: NetworkConfig { listen, announce },
+            network: NetworkConfig {
+                listen,
+                announce,
+                max_connections: limits::connections(),
+                max_connections_per_ip: limits::per_ip(),
+                max_connections_per_peer: limits::per_peer(),
+                max_pending_connections: limits::pending(),
+                max_requests_per_peer: limits::requests_per_peer(),
+                max_proposals_in_check: limits::in_check(),
+            },
             api: ApiConfig { listen: api },
             deals: DealsConfig::default(),
             ask: AskConfig {
@@ -145,6 +241,18 @@ impl Config {
             self.deals.max_transfers > 0,
             "[deals] max_transfers must be at least 1"
         );
+        crate::deals::guard::AllowList::parse(&self.deals.transfer_allow)
+            .map_err(anyhow::Error::msg)?;
+        let l = &self.network.limits();
+        anyhow::ensure!(
+            l.max_connections > 0
+                && l.max_connections_per_ip > 0
+                && l.max_connections_per_peer > 0
+                && l.max_pending_connections > 0
+                && l.max_requests_per_peer > 0
+                && l.max_proposals_in_check > 0,
+            "[network] connection and request limits must be at least 1"
+        );
         anyhow::ensure!(
             self.deals.min_duration_epochs <= self.deals.max_duration_epochs,
             "[deals] min_duration_epochs is above max_duration_epochs"
@@ -179,6 +287,16 @@ listen = [{listen}]
 # replaced by 127.0.0.1, which only clients on this machine can dial. Every markets process of
 # a miner publishes its own: run one deals process per miner until shared deal storage exists.
 announce = [{announce}]
+# Bounds on what strangers hold open: established incoming connections in all, from one IP
+# address and from one peer; connections still in their handshake; requests one peer may have
+# in flight; proposals checked at once. Beyond them connections are refused and requests
+# answered "busy, try again".
+max_connections = {max_connections}
+max_connections_per_ip = {per_ip}
+max_connections_per_peer = {per_peer}
+max_pending_connections = {pending}
+max_requests_per_peer = {per_peer_requests}
+max_proposals_in_check = {in_check}
 
 [api]
 # The admin API (JSON-RPC with a token; the CLI uses it), /health/live, /health/ready and
@@ -209,6 +327,21 @@ max_provider_collateral = {max_collateral}
 # An external deal filter, run with `sh -c`: the deal (Boost's DealFilterParams JSON) on stdin;
 # exit 0 accepts, any other exit rejects with stdout as the reason. Empty: none.
 filter = {filter}
+# Transfers reach public addresses only. Private ranges to fetch from anyway: networks
+# ("10.0.0.0/8", "127.0.0.1") or one address and port ("127.0.0.1:8080", for URLs that name it).
+transfer_allow = [{allow}]
+# The most staging the deals in progress may hold together (their transfer sizes): proposals
+# past it are refused as busy.
+staging_max_bytes = {staging_max}
+# Seconds after a deal failed before its staged data is removed (`deals retry` fetches again).
+failed_staging_grace_secs = {grace}
+# Seconds an offline deal waits for `deals import-data` before it fails.
+offline_import_timeout_secs = {offline}
+# A transfer slower than this many bytes per second, averaged over the window, is cut off (it
+# counts as a failed attempt); one not finished after transfer_deadline_secs fails.
+min_transfer_bytes_per_sec = {min_rate}
+transfer_rate_window_secs = {rate_window}
+transfer_deadline_secs = {deadline}
 
 [ask]
 # The ask the process starts with; `nelumbo-markets ask set` changes it while running, and
@@ -235,6 +368,19 @@ max_piece_size = {max}
             attempts = d.max_transfer_attempts,
             max_collateral = toml_string(&d.max_provider_collateral),
             filter = toml_string(&d.filter),
+            allow = list(&d.transfer_allow),
+            staging_max = d.staging_max_bytes,
+            grace = d.failed_staging_grace_secs,
+            offline = d.offline_import_timeout_secs,
+            min_rate = d.min_transfer_bytes_per_sec,
+            rate_window = d.transfer_rate_window_secs,
+            deadline = d.transfer_deadline_secs,
+            max_connections = self.network.max_connections,
+            per_ip = self.network.max_connections_per_ip,
+            per_peer = self.network.max_connections_per_peer,
+            pending = self.network.max_pending_connections,
+            per_peer_requests = self.network.max_requests_per_peer,
+            in_check = self.network.max_proposals_in_check,
             price = toml_string(&self.ask.price),
             vprice = toml_string(&self.ask.verified_price),
             min = self.ask.min_piece_size,

@@ -24,7 +24,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::p2p::Protocols;
 use crate::repo::Repo;
-use crate::store::Store;
+use crate::store::{AsyncStore, Store};
 
 /// The services a markets process can run.
 pub const SERVICES: [&str; 3] = ["deals", "retrieval", "indexing"];
@@ -79,7 +79,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         health.clone(),
         metrics.hub_connected.clone(),
     )?;
-    let store = Arc::new(Store::open(&repo.database())?);
+    let store = AsyncStore::new(Arc::new(Store::open(&repo.database())?));
     let staging = config
         .deals
         .staging_dir
@@ -96,7 +96,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         cancel.clone(),
     )?;
     let asks = Arc::new(AskBook::load(
-        &store,
+        store.blocking(),
         nelumbo_markets_api::admin::AskSettings {
             price: config.ask.price.clone(),
             verified_price: config.ask.verified_price.clone(),
@@ -107,10 +107,17 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     )?);
 
     // The public side.
+    let limits = config.network.limits();
     let mut swarm = nelumbo_markets_api::p2p::build_swarm(
         key,
         &format!("nelumbo-markets/{}", env!("CARGO_PKG_VERSION")),
         services.iter().any(|s| s == "deals"),
+        nelumbo_markets_api::p2p::Limits {
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            max_connections_per_peer: limits.max_connections_per_peer,
+            max_pending_connections: limits.max_pending_connections,
+        },
     )
     .map_err(|e| anyhow::anyhow!("start libp2p: {e}"))?;
     for addr in &config.network.listen {
@@ -161,10 +168,11 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     );
 
     shutdown_on_signals(cancel.clone());
-    deals.resume_all()?;
+    deals.resume_all().await?;
     let protocols = Protocols {
         deals: deals.clone(),
         asks: asks.clone(),
+        limits: crate::p2p::RequestLimits::new(&limits),
         miner,
         sector_size: miner_record.sector_size,
     };
@@ -185,6 +193,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             cancel.clone(),
         )),
         tokio::spawn(follow_events(hub.clone(), deals.clone(), cancel.clone())),
+        tokio::spawn(deals.clone().run_janitor(cancel.clone())),
     ];
     let shutdown = cancel.clone();
     axum::serve(listener, router)

@@ -15,6 +15,12 @@ pub struct Metrics {
     pub deal_failures: IntCounterVec,
     /// 1 while the hub answers.
     pub hub_connected: IntGauge,
+    /// Bytes of staging held by deals in progress.
+    pub staging_held_bytes: IntGauge,
+    /// Requests answered "busy" because a limit was reached, by limit.
+    pub busy: IntCounterVec,
+    /// libp2p connections open now.
+    pub connections: IntGauge,
 }
 
 impl Metrics {
@@ -60,6 +66,22 @@ impl Metrics {
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(deal_failures.clone()))?;
         registry.register(Box::new(hub_connected.clone()))?;
+        let staging_held_bytes = IntGauge::new(
+            "nelumbo_markets_staging_held_bytes",
+            "Bytes of staging held by deals in progress (against [deals] staging_max_bytes)",
+        )?;
+        let busy = IntCounterVec::new(
+            Opts::new(
+                "nelumbo_markets_requests_busy_total",
+                "libp2p requests answered busy because a limit was reached, by limit",
+            ),
+            &["limit"],
+        )?;
+        let connections =
+            IntGauge::new("nelumbo_markets_connections", "libp2p connections open now")?;
+        registry.register(Box::new(staging_held_bytes.clone()))?;
+        registry.register(Box::new(busy.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
         Ok(Self {
             deals,
             bytes_received,
@@ -68,6 +90,9 @@ impl Metrics {
             rejections,
             deal_failures,
             hub_connected,
+            staging_held_bytes,
+            busy,
+            connections,
         })
     }
 }

@@ -1,7 +1,13 @@
 //! The public libp2p side: the deal, status and ask protocols. Each request is answered by its
 //! own task, so a slow check (the hub, the client's URL) never holds up the others.
+//!
+//! Bounded: one peer may have `[network] max_requests_per_peer` requests in flight and at most
+//! `max_proposals_in_check` proposals are checked at once; beyond, the answer is "busy, try
+//! again" at once, before any work. (Connections are bounded by the host, see
+//! `nelumbo_markets_api::p2p::Limits`.)
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use fvm_shared::address::Address;
@@ -14,7 +20,7 @@ use nelumbo_markets_api::wire::{
     AskRequest, AskResponse, DealParams, DealResponse, DealStatusRequest, DealStatusResponse,
 };
 use nelumbo_miner_api::methods::StateAccountKey;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ask::AskBook;
@@ -26,8 +32,77 @@ use crate::deals::{DealRecord, Deals};
 pub struct Protocols {
     pub deals: Deals,
     pub asks: Arc<AskBook>,
+    pub limits: RequestLimits,
     pub miner: Address,
     pub sector_size: u64,
+}
+
+/// Requests in flight per peer, and proposals being checked.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    per_peer: Arc<Mutex<HashMap<PeerId, usize>>>,
+    max_per_peer: usize,
+    checks: Arc<Semaphore>,
+}
+
+/// A request counted against its peer until dropped.
+struct InFlight {
+    per_peer: Arc<Mutex<HashMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut per_peer = self
+            .per_peer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = per_peer.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl RequestLimits {
+    pub fn new(limits: &crate::config::ConnectionLimits) -> Self {
+        Self {
+            per_peer: Arc::default(),
+            max_per_peer: limits.max_requests_per_peer,
+            checks: Arc::new(Semaphore::new(limits.max_proposals_in_check)),
+        }
+    }
+
+    fn enter(&self, peer: PeerId) -> Option<InFlight> {
+        let mut per_peer = self
+            .per_peer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = per_peer.entry(peer).or_default();
+        if *n >= self.max_per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(InFlight {
+            per_peer: self.per_peer.clone(),
+            peer,
+        })
+    }
+
+    fn check_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.checks.clone().try_acquire_owned().ok()
+    }
+}
+
+/// The answer to a proposal that arrives when a limit is reached.
+fn busy(p: &Protocols, limit: &str) -> DealResponse {
+    p.deals.0.metrics.busy.with_label_values(&[limit]).inc();
+    DealResponse {
+        message: "provider is busy: too many requests at once; try again later".into(),
+        accepted: false,
+    }
 }
 
 enum Answer {
@@ -57,7 +132,13 @@ pub async fn serve(
                     tracing::debug!("a client went away before its answer");
                 }
             }
-            event = swarm.select_next_some() => handle(event, &protocols, &answers_tx),
+            event = swarm.select_next_some() => {
+                if matches!(event, SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. }) {
+                    let open = swarm.network_info().connection_counters().num_established();
+                    protocols.deals.0.metrics.connections.set(i64::from(open));
+                }
+                handle(event, &protocols, &answers_tx)
+            }
         }
     }
 }
@@ -80,13 +161,20 @@ fn handle(
             ..
         })) => {
             let (p, answers) = (protocols.clone(), answers.clone());
+            let in_flight = protocols.limits.enter(peer);
+            let slot = protocols.limits.check_slot();
             tokio::spawn(async move {
-                let response = propose(&p, peer, request).await;
+                let response = match (in_flight, slot) {
+                    (None, _) => busy(&p, "per_peer"),
+                    (_, None) => busy(&p, "proposals_in_check"),
+                    (Some(_in_flight), Some(_slot)) => propose(&p, peer, request).await,
+                };
                 let _ = answers.send(Answer::Deal(channel, response)).await;
             });
         }
         SwarmEvent::Behaviour(MarketsBehaviourEvent::Status(
             request_response::Event::Message {
+                peer,
                 message:
                     request_response::Message::Request {
                         request, channel, ..
@@ -95,14 +183,30 @@ fn handle(
             },
         )) => {
             let (p, answers) = (protocols.clone(), answers.clone());
+            let in_flight = protocols.limits.enter(peer);
             tokio::spawn(async move {
-                let response = status(&p, request).await;
+                let response = match in_flight {
+                    None => {
+                        p.deals
+                            .0
+                            .metrics
+                            .busy
+                            .with_label_values(&["per_peer"])
+                            .inc();
+                        DealStatusResponse::error(
+                            request.deal_uuid,
+                            "provider is busy: too many requests at once; try again later",
+                        )
+                    }
+                    Some(_in_flight) => status(&p, request).await,
+                };
                 let _ = answers
                     .send(Answer::Status(channel, Box::new(response)))
                     .await;
             });
         }
         SwarmEvent::Behaviour(MarketsBehaviourEvent::Ask(request_response::Event::Message {
+            peer,
             message:
                 request_response::Message::Request {
                     request, channel, ..
@@ -110,8 +214,20 @@ fn handle(
             ..
         })) => {
             let (p, answers) = (protocols.clone(), answers.clone());
+            let in_flight = protocols.limits.enter(peer);
             tokio::spawn(async move {
-                let response = ask(&p, request).await;
+                let response = match in_flight {
+                    None => {
+                        p.deals
+                            .0
+                            .metrics
+                            .busy
+                            .with_label_values(&["per_peer"])
+                            .inc();
+                        AskResponse { ask: None }
+                    }
+                    Some(_in_flight) => ask(&p, request).await,
+                };
                 let _ = answers.send(Answer::Ask(channel, Box::new(response))).await;
             });
         }
@@ -132,7 +248,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         .map(|c| c.to_string())
         .unwrap_or_default();
     // The same proposal again (a client retrying) gets the same answer.
-    match deals.store.deal(&uuid) {
+    match deals.store.deal(&uuid).await {
         Ok(Some(existing)) if existing.proposal_cid == proposal_cid => return accepted(),
         Ok(Some(existing)) => {
             return rejected(
@@ -148,9 +264,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         Err(e) => return rejected(p, "server", format!("server error: {e:#}")),
     }
     // The same signed proposal under another UUID would be one deal on chain for two records.
-    if let Ok(deals) = deals.store.deals()
-        && let Some(twin) = deals.iter().find(|d| d.proposal_cid == proposal_cid)
-    {
+    if let Ok(Some(twin)) = deals.store.deal_by_proposal(&proposal_cid).await {
         return rejected(
             p,
             "duplicate",
@@ -161,7 +275,6 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         );
     }
     let ask = p.asks.ask();
-    let staging_free = p.deals.staging_free();
     let cx = CheckContext {
         miner: p.miner,
         sector_size: p.sector_size,
@@ -169,7 +282,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         config: &deals.config,
         hub: &deals.hub,
         http: &deals.http,
-        staging_free,
+        guard: &deals.guard,
     };
     let source = match check_proposal(&params, &cx).await {
         Ok(source) => source,
@@ -203,11 +316,21 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
             )
         }
     );
-    match deals.store.insert_new(&record, &message) {
+    // Staging is held for the deal from here (checked and taken at once); released if the
+    // deal is not stored after all.
+    if let Err(why) = p.deals.hold_staging(&uuid, record.transfer_size) {
+        tracing::info!(deal = %uuid, %peer, message = %why, "deal rejected: staging");
+        return rejected(p, "staging_space", why);
+    }
+    let inserted = deals.store.insert_new(&record, &message).await;
+    if !matches!(inserted, Ok(None)) {
+        p.deals.forget_holding(&uuid);
+    }
+    match inserted {
         Ok(None) => {
             tracing::info!(deal = %uuid, "{message}");
+            p.deals.track(&record);
             p.deals.spawn(&uuid);
-            p.deals.recount_public();
             accepted()
         }
         Ok(Some(existing)) if existing.uuid == uuid && existing.proposal_cid == proposal_cid => {
@@ -257,7 +380,7 @@ fn rejected(p: &Protocols, reason: &str, message: String) -> DealResponse {
 pub async fn status(p: &Protocols, request: DealStatusRequest) -> DealStatusResponse {
     let uuid = uuid::Uuid::from_bytes(request.deal_uuid);
     let deals = &p.deals.0;
-    let record = match deals.store.deal(&uuid.to_string()) {
+    let record = match deals.store.deal(&uuid.to_string()).await {
         Ok(Some(record)) => record,
         Ok(None) => {
             return DealStatusResponse::error(

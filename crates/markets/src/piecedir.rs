@@ -46,8 +46,14 @@ pub struct BlockLocation {
     pub length: u64,
 }
 
-/// Indexes a piece's CAR, block by block as it is read (one transaction: all or nothing).
-/// Indexing the same piece again adds nothing.
+/// Blocks indexed per write transaction: no transaction is held for a whole CAR (a large one
+/// would block every other write to the database for its length).
+const BATCH_BLOCKS: usize = 8192;
+
+/// Indexes a piece's CAR, block by block as it is read, in batches of [`BATCH_BLOCKS`]; the
+/// piece's record is written last, so a piece is listed only once all its blocks are. Blocking:
+/// call it off the async runtime. Indexing the same piece again adds nothing (an interrupted
+/// indexing is finished by the next one: entries already written are not duplicated).
 pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Result<IndexedPiece> {
     let piece = piece_cid.to_string();
     if let Some(indexed) = self::piece(store, &piece)? {
@@ -56,20 +62,31 @@ pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Resul
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut reader = CarReader::new(BufReader::with_capacity(1 << 20, file))?;
     let roots: Vec<String> = reader.roots().iter().map(|c| c.to_string()).collect();
-    let txn = store.db.begin_write()?;
-    let (blocks, unverified) = {
-        let mut table = txn.open_multimap_table(BLOCKS)?;
-        let (mut blocks, mut unverified) = (0u64, 0u64);
-        while let Some((section, _data)) = reader.next_block()? {
-            blocks += 1;
-            if !section.verified {
-                unverified += 1;
+    let (mut blocks, mut unverified) = (0u64, 0u64);
+    let mut batch: Vec<(Vec<u8>, String)> = Vec::with_capacity(BATCH_BLOCKS);
+    let write = |batch: &mut Vec<(Vec<u8>, String)>| -> anyhow::Result<()> {
+        let txn = store.db.begin_write()?;
+        {
+            let mut table = txn.open_multimap_table(BLOCKS)?;
+            for (hash, entry) in batch.drain(..) {
+                table.insert(hash.as_slice(), entry.as_str())?;
             }
-            let entry = format!("{piece}|{}|{}", section.data_offset, section.data_len);
-            table.insert(section.cid.hash().to_bytes().as_slice(), entry.as_str())?;
         }
-        (blocks, unverified)
+        txn.commit()?;
+        Ok(())
     };
+    while let Some((section, _data)) = reader.next_block()? {
+        blocks += 1;
+        if !section.verified {
+            unverified += 1;
+        }
+        let entry = format!("{piece}|{}|{}", section.data_offset, section.data_len);
+        batch.push((section.cid.hash().to_bytes(), entry));
+        if batch.len() >= BATCH_BLOCKS {
+            write(&mut batch)?;
+        }
+    }
+    write(&mut batch)?;
     let indexed = IndexedPiece {
         piece_cid: piece.clone(),
         roots,
@@ -77,6 +94,7 @@ pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Resul
         unverified_blocks: unverified,
         car_bytes: reader.position(),
     };
+    let txn = store.db.begin_write()?;
     txn.open_table(PIECES)?
         .insert(piece.as_str(), serde_json::to_vec(&indexed)?.as_slice())?;
     txn.commit()?;

@@ -1,12 +1,17 @@
 //! The markets database (redb, `markets.redb` in the repo): deal records and their history, the
 //! ask, and the piece directory's tables ([`crate::piecedir`]). Every write is a durable
 //! transaction, committed before the deal acts on it (invariant 6).
+//!
+//! [`Store`] is the blocking API; async code goes through [`AsyncStore`], which runs each call
+//! on the blocking pool: a commit waits on the disk (fsync), and the async runtime that answers
+//! clients must never wait on a disk.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use nelumbo_markets_api::admin::{AskSettings, DealLogEntry, DealState};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::deals::DealRecord;
 
@@ -16,6 +21,8 @@ const DEALS: TableDefinition<&str, &[u8]> = TableDefinition::new("deals");
 const DEAL_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("deal_log");
 /// Settings changed at run time: the ask.
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Signed proposal CID -> deal UUID: one deal per signed proposal, found without a scan.
+const PROPOSALS: TableDefinition<&str, &str> = TableDefinition::new("deal_proposals");
 
 const ASK: &str = "ask";
 
@@ -33,8 +40,33 @@ impl Store {
         txn.open_table(DEAL_LOG)?;
         txn.open_table(SETTINGS)?;
         crate::piecedir::create_tables(&txn)?;
+        {
+            // Databases made before the proposal index: build it once.
+            let mut proposals = txn.open_table(PROPOSALS)?;
+            if proposals.is_empty()? {
+                let deals = txn.open_table(DEALS)?;
+                for entry in deals.iter()? {
+                    let (uuid, value) = entry?;
+                    let record: DealRecord = serde_json::from_slice(value.value())?;
+                    proposals.insert(record.proposal_cid.as_str(), uuid.value())?;
+                }
+            }
+        }
         txn.commit()?;
         Ok(Self { db })
+    }
+
+    /// The deal with this signed proposal CID, if any.
+    pub fn deal_by_proposal(&self, proposal_cid: &str) -> anyhow::Result<Option<DealRecord>> {
+        let uuid = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(PROPOSALS)?;
+            table.get(proposal_cid)?.map(|v| v.value().to_string())
+        };
+        match uuid {
+            Some(uuid) => self.deal(&uuid),
+            None => Ok(None),
+        }
     }
 
     pub fn deal(&self, uuid: &str) -> anyhow::Result<Option<DealRecord>> {
@@ -77,15 +109,16 @@ impl Store {
                 let existing = serde_json::from_slice(existing.value())?;
                 return Ok(Some(existing));
             }
-            for entry in table.iter()? {
-                let (_, value) = entry?;
-                let existing: DealRecord = serde_json::from_slice(value.value())?;
-                if existing.proposal_cid == record.proposal_cid {
-                    return Ok(Some(existing));
+            let mut proposals = txn.open_table(PROPOSALS)?;
+            if let Some(uuid) = proposals.get(record.proposal_cid.as_str())? {
+                let uuid = uuid.value().to_string();
+                if let Some(existing) = table.get(uuid.as_str())? {
+                    return Ok(Some(serde_json::from_slice(existing.value())?));
                 }
             }
             let bytes = serde_json::to_vec(record)?;
             table.insert(record.uuid.as_str(), bytes.as_slice())?;
+            proposals.insert(record.proposal_cid.as_str(), record.uuid.as_str())?;
             append_log(&txn, &record.uuid, record.state, message)?;
         }
         txn.commit()?;
@@ -154,4 +187,69 @@ fn append_log(
     };
     table.insert((uuid, next), serde_json::to_vec(&entry)?.as_slice())?;
     Ok(())
+}
+
+/// The store for async code: each call runs on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct AsyncStore(Arc<Store>);
+
+impl AsyncStore {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self(store)
+    }
+
+    /// The blocking store, for code already on a blocking thread.
+    pub fn blocking(&self) -> &Arc<Store> {
+        &self.0
+    }
+
+    /// Runs `f` on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+    {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| anyhow::anyhow!("the database task ended abnormally: {e}"))?
+    }
+
+    pub async fn deal(&self, uuid: &str) -> anyhow::Result<Option<DealRecord>> {
+        let uuid = uuid.to_string();
+        self.run(move |s| s.deal(&uuid)).await
+    }
+
+    pub async fn deal_by_proposal(&self, proposal_cid: &str) -> anyhow::Result<Option<DealRecord>> {
+        let cid = proposal_cid.to_string();
+        self.run(move |s| s.deal_by_proposal(&cid)).await
+    }
+
+    pub async fn deals(&self) -> anyhow::Result<Vec<DealRecord>> {
+        self.run(|s| s.deals()).await
+    }
+
+    pub async fn insert_new(
+        &self,
+        record: &DealRecord,
+        message: &str,
+    ) -> anyhow::Result<Option<DealRecord>> {
+        let (record, message) = (record.clone(), message.to_string());
+        self.run(move |s| s.insert_new(&record, &message)).await
+    }
+
+    pub async fn put(&self, record: &DealRecord, message: Option<&str>) -> anyhow::Result<()> {
+        let (record, message) = (record.clone(), message.map(str::to_string));
+        self.run(move |s| s.put(&record, message.as_deref())).await
+    }
+
+    pub async fn logs(&self, uuid: &str) -> anyhow::Result<Vec<DealLogEntry>> {
+        let uuid = uuid.to_string();
+        self.run(move |s| s.logs(&uuid)).await
+    }
+
+    pub async fn put_ask(&self, ask: &AskSettings, seq_no: u64) -> anyhow::Result<()> {
+        let ask = ask.clone();
+        self.run(move |s| s.put_ask(&ask, seq_no)).await
+    }
 }

@@ -148,8 +148,13 @@ impl World {
             },
             remove_unsealed_copy: false,
         };
-        let mut swarm = build_swarm(libp2p::identity::Keypair::generate_ed25519(), "test", false)
-            .expect("swarm");
+        let mut swarm = build_swarm(
+            libp2p::identity::Keypair::generate_ed25519(),
+            "test",
+            false,
+            nelumbo_markets_api::p2p::Limits::none(),
+        )
+        .expect("swarm");
         match request_once(
             &mut swarm,
             self.peer,
@@ -314,8 +319,13 @@ async fn data_whose_piece_commitment_differs_fails_the_deal_and_status_says_why(
     );
 
     // The client asks over the status protocol (signed with its key); a stranger is refused.
-    let mut swarm =
-        build_swarm(libp2p::identity::Keypair::generate_ed25519(), "test", false).expect("swarm");
+    let mut swarm = build_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        "test",
+        false,
+        nelumbo_markets_api::p2p::Limits::none(),
+    )
+    .expect("swarm");
     for (signer, expect_ok) in [
         (&w.client, true),
         (&KeyInfo::generate(KeyKind::Secp256k1), false),

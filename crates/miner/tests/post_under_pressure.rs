@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
+use nelumbo_chain_api::Addr;
 use nelumbo_chain_api::methods::{MpoolGetNonce, MpoolPush, StateMinerFaults};
 use nelumbo_chain_api::types::{Message, TipSetKey};
-use nelumbo_chain_api::Addr;
 use nelumbo_miner_api::types::SectorState;
 use nelumbo_testkit::chain::{Devnet, plain_message, sign};
 use nelumbo_testkit::hub::TestHub;
@@ -88,7 +88,11 @@ async fn window_post_lands_while_the_chain_is_hostile_and_the_worker_is_stuck() 
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&hub, "nelumbo_miner_window_posts_total").await < 2.0 {
-        assert!(Instant::now() < deadline, "no WindowPoSt before the test:\n{}", hub.log());
+        assert!(
+            Instant::now() < deadline,
+            "no WindowPoSt before the test:\n{}",
+            hub.log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
@@ -130,13 +134,20 @@ async fn window_post_lands_while_the_chain_is_hostile_and_the_worker_is_stuck() 
         .expect("a low-fee message waits in the pool");
     let submitted_before = metric(&hub, "nelumbo_miner_window_posts_total").await;
     let output = hub.cli(&["sectors", "pledge"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // Over three proving periods of trouble: every deadline with sectors is proven in its
     // window (the two sectors share a partition: one WindowPoSt per period).
     tokio::time::sleep(Duration::from_secs(40)).await;
     let (held, delayed) = proxy.counts();
-    assert!(held > 0 && delayed > 0, "the proxy was not in the way: {held} held, {delayed} delayed");
+    assert!(
+        held > 0 && delayed > 0,
+        "the proxy was not in the way: {held} held, {delayed} delayed"
+    );
     let submitted = metric(&hub, "nelumbo_miner_window_posts_total").await - submitted_before;
     assert!(
         submitted >= 3.0,

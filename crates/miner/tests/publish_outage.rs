@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
+use nelumbo_chain_api::Base64;
 use nelumbo_chain_api::methods::{MpoolPending, StateMarketStorageDeal};
 use nelumbo_chain_api::types::TipSetKey;
-use nelumbo_chain_api::Base64;
 use nelumbo_miner_api::methods::{MarketPublishDeals, SectorAddPieceToAny};
 use nelumbo_miner_api::types::PieceDealInfo;
 use nelumbo_testkit::chain::Devnet;

@@ -95,7 +95,9 @@ async fn a_spoke_token_reaches_only_what_spokes_need_and_cannot_spend() {
     let discover: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/rpc/v1", hub.url))
         .bearer_auth(hub.client_token())
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "rpc.discover", "params": []}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "rpc.discover", "params": []}),
+        )
         .send()
         .await
         .expect("discover")
@@ -170,7 +172,10 @@ async fn a_spoke_token_reaches_only_what_spokes_need_and_cannot_spend() {
         .call::<MarketSetPeerInfo>((Base64(b"not a multihash at all".to_vec()), vec![]))
         .await
         .expect_err("a malformed peer ID accepted");
-    assert!(error.to_string().contains("not a libp2p peer ID"), "{error}");
+    assert!(
+        error.to_string().contains("not a libp2p peer ID"),
+        "{error}"
+    );
     let error = spoke
         .call::<MarketSetPeerInfo>((Base64(mine.clone()), vec![]))
         .await

@@ -59,7 +59,10 @@ pub fn signed_deal(client: &KeyInfo, provider: Address, spec: &DealSpec) -> Vec<
         verified_deal: false,
         client: client.address().expect("client"),
         provider,
-        label: Label::String(format!("test deal {}", spec.data.first().copied().unwrap_or(0))),
+        label: Label::String(format!(
+            "test deal {}",
+            spec.data.first().copied().unwrap_or(0)
+        )),
         start_epoch: spec.start,
         end_epoch: spec.start + spec.duration,
         storage_price_per_epoch: spec.price_per_epoch.clone(),

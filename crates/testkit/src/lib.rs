@@ -8,8 +8,8 @@
 pub mod chain;
 pub mod deals;
 pub mod hub;
-pub mod proxy;
 pub mod markets;
+pub mod proxy;
 
 use std::path::PathBuf;
 

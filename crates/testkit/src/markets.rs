@@ -56,11 +56,16 @@ impl TestMarkets {
             "markets init failed: {}",
             text(&output)
         );
-        // Devnet epochs are short and test sectors small: a minute of lead is plenty.
+        // Devnet epochs are short and test sectors small: a minute of lead is plenty. Test
+        // clients serve deal data on loopback, which transfers may reach only when allowed.
         let config = repo.join("config.toml");
         let edited = std::fs::read_to_string(&config)
             .expect("config.toml")
-            .replace("min_start_lead_epochs = 2880", "min_start_lead_epochs = 60");
+            .replace("min_start_lead_epochs = 2880", "min_start_lead_epochs = 60")
+            .replace(
+                "transfer_allow = []",
+                "transfer_allow = [\"127.0.0.0/8\", \"::1\"]",
+            );
         std::fs::write(&config, edited).expect("write config.toml");
         Self {
             log: devnet.dir.path().join("markets.log"),

@@ -125,15 +125,18 @@ async fn forward(
         .http
         .post(format!("{}{}", shared.upstream, uri.path()))
         .body(body.to_vec());
-    for name in [axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE] {
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::CONTENT_TYPE,
+    ] {
         if let Some(value) = headers.get(&name) {
             request = request.header(name.as_str(), value.as_bytes());
         }
     }
     match request.send().await {
         Ok(answer) => {
-            let status = StatusCode::from_u16(answer.status().as_u16())
-                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let bytes = answer.bytes().await.unwrap_or_default();
             (
                 status,

@@ -9,11 +9,12 @@ use nelumbo_markets_api::admin::{DealInfo, DealState};
 use super::{DealRecord, Deals};
 
 impl Deals {
-    pub fn retry(&self, uuid: &str) -> anyhow::Result<DealInfo> {
+    pub async fn retry(&self, uuid: &str) -> anyhow::Result<DealInfo> {
         let mut record = self
             .0
             .store
-            .deal(uuid)?
+            .deal(uuid)
+            .await?
             .context(format!("no deal {uuid}"))?;
         anyhow::ensure!(
             record.state == DealState::Failed,
@@ -48,7 +49,8 @@ impl Deals {
         record.transfer_attempts = 0;
         record.error.clear();
         record.failed_step = None;
-        self.advance(&mut record, step, "retried by the operator")?;
+        self.advance(&mut record, step, "retried by the operator")
+            .await?;
         self.spawn(uuid);
         Ok(record.info())
     }
@@ -57,7 +59,8 @@ impl Deals {
         let record = self
             .0
             .store
-            .deal(uuid)?
+            .deal(uuid)
+            .await?
             .context(format!("no deal {uuid}"))?;
         anyhow::ensure!(
             cancellable(&record),
@@ -73,7 +76,8 @@ impl Deals {
         let mut record = self
             .0
             .store
-            .deal(uuid)?
+            .deal(uuid)
+            .await?
             .context(format!("no deal {uuid}"))?;
         if !cancellable(&record) {
             // It moved on to the hub meanwhile: let it go on.
@@ -91,7 +95,8 @@ impl Deals {
             &mut record,
             DealState::Cancelled,
             "cancelled by the operator",
-        )?;
+        )
+        .await?;
         let _ = std::fs::remove_file(self.staged_path(uuid));
         Ok(record.info())
     }
@@ -101,7 +106,8 @@ impl Deals {
         let record = self
             .0
             .store
-            .deal(uuid)?
+            .deal(uuid)
+            .await?
             .context(format!("no deal {uuid}"))?;
         anyhow::ensure!(
             record.is_offline,
@@ -136,7 +142,8 @@ impl Deals {
         let mut record = self
             .0
             .store
-            .deal(uuid)?
+            .deal(uuid)
+            .await?
             .context(format!("no deal {uuid}"))?;
         if record.state != DealState::Accepted {
             let _ = tokio::fs::remove_file(&temp).await;
@@ -152,7 +159,8 @@ impl Deals {
             &mut record,
             DealState::Verifying,
             &format!("imported {length} bytes from {}", file.display()),
-        )?;
+        )
+        .await?;
         self.spawn(uuid);
         Ok(record.info())
     }

@@ -1,5 +1,11 @@
 //! The checks a proposal must pass before it is accepted, each refusing with a message that
 //! names the problem (sent to the client as Boost does, after "failed validation: ").
+//!
+//! Cheapest first: everything the proposal says about itself, the transfer URL's address, and
+//! the client's signature (verified locally for key addresses) come before anything that costs
+//! a hub or chain call, and the URL probe comes last. Every number from the proposal is used
+//! with checked arithmetic. When the hub (or the chain behind it) is away, the client is told
+//! to try again, never that its proposal is bad.
 
 use std::time::Duration;
 
@@ -7,9 +13,7 @@ use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use nelumbo_chain_api::Addr;
 use nelumbo_markets_api::wire::{self, DealParams, Label};
-use nelumbo_miner_api::methods::{
-    ChainHead, StateAccountKey, StateMarketBalance, StateVerifiedClientStatus,
-};
+use nelumbo_miner_api::methods::{StateAccountKey, StateMarketBalance, StateVerifiedClientStatus};
 
 use crate::ask::Ask;
 use crate::config::DealsConfig;
@@ -40,8 +44,8 @@ pub struct CheckContext<'a> {
     pub config: &'a DealsConfig,
     pub hub: &'a Hub,
     pub http: &'a reqwest::Client,
-    /// Free bytes in staging, less what accepted deals still need.
-    pub staging_free: u64,
+    /// Where transfers may reach.
+    pub guard: &'a super::guard::Guard,
 }
 
 const GIB: u64 = 1 << 30;
@@ -119,7 +123,8 @@ pub async fn check_proposal(
             format!("deal label can be at most 256 bytes, is {label_len}"),
         ));
     }
-    if p.end_epoch <= p.start_epoch {
+    let duration = p.end_epoch.checked_sub(p.start_epoch).unwrap_or(-1);
+    if p.start_epoch < 0 || duration <= 0 {
         return Err(reject(
             "epochs",
             format!(
@@ -128,7 +133,6 @@ pub async fn check_proposal(
             ),
         ));
     }
-    let duration = p.end_epoch - p.start_epoch;
     if duration < cx.config.min_duration_epochs || duration > cx.config.max_duration_epochs {
         return Err(reject(
             "duration",
@@ -157,7 +161,10 @@ pub async fn check_proposal(
             ),
         ));
     }
-    if p.provider_collateral.is_negative() || p.client_collateral.is_negative() {
+    if p.provider_collateral.is_negative()
+        || p.client_collateral.is_negative()
+        || p.storage_price_per_epoch.is_negative()
+    {
         return Err(reject("collateral", "collateral cannot be negative"));
     }
     let max_collateral: num_bigint::BigInt = cx
@@ -200,6 +207,9 @@ pub async fn check_proposal(
                 ),
             ));
         }
+        cx.guard
+            .check_url(&request.url)
+            .map_err(|why| reject("transfer_address", why))?;
         let capacity = size / 128 * 127;
         if params.transfer.size == 0 || params.transfer.size > capacity {
             return Err(reject(
@@ -210,27 +220,12 @@ pub async fn check_proposal(
                 ),
             ));
         }
-        if params
-            .transfer
-            .size
-            .saturating_add(cx.config.staging_reserve_bytes)
-            > cx.staging_free
-        {
-            return Err(reject(
-                "staging_space",
-                format!(
-                    "provider has no space left for storage deals: {} bytes free in staging, {} needed plus a reserve of {}",
-                    cx.staging_free, params.transfer.size, cx.config.staging_reserve_bytes
-                ),
-            ));
-        }
         Some(HttpSource {
             url: request.url,
             headers: request.headers.unwrap_or_default(),
         })
     };
 
-    // The chain, through the hub: start epoch, signature, escrow, DataCap.
     let unavailable = |e: HubError| {
         reject(
             "hub",
@@ -239,13 +234,48 @@ pub async fn check_proposal(
             ),
         )
     };
-    let head = cx
-        .hub
-        .call::<ChainHead>(())
-        .await
-        .map_err(unavailable)?
-        .height;
-    let earliest = head + cx.config.min_start_lead_epochs;
+    // The client's signature: a key address is checked locally; an ID address needs its key
+    // from the chain, through the hub.
+    let signed = wire::proposal_bytes(p).map_err(|e| {
+        reject(
+            "signature",
+            format!("server error: encode the proposal: {e}"),
+        )
+    })?;
+    let key = match p.client.payload() {
+        fvm_shared::address::Payload::Secp256k1(_) | fvm_shared::address::Payload::BLS(_) => {
+            p.client
+        }
+        _ => {
+            cx.hub
+                .call::<StateAccountKey>((Addr(p.client),))
+                .await
+                .map_err(|e| match e {
+                    HubError::Refused(why) => reject(
+                        "signature",
+                        format!(
+                            "failed to get account key for client addr {}: {why}",
+                            p.client
+                        ),
+                    ),
+                    e => unavailable(e),
+                })?
+                .0
+        }
+    };
+    nelumbo_keys::verify(&deal.client_signature, &signed, &key).map_err(|e| {
+        reject(
+            "signature",
+            format!(
+                "invalid signature: the proposal is not signed by the client {}: {e}",
+                p.client
+            ),
+        )
+    })?;
+
+    // The chain, through the hub: start epoch, escrow, DataCap.
+    let head = cx.hub.head_height().await.map_err(unavailable)?;
+    let earliest = head.saturating_add(cx.config.min_start_lead_epochs);
     if p.start_epoch < earliest {
         return Err(reject(
             "start_epoch",
@@ -255,35 +285,6 @@ pub async fn check_proposal(
             ),
         ));
     }
-    let key = cx
-        .hub
-        .call::<StateAccountKey>((Addr(p.client),))
-        .await
-        .map_err(|e| match e {
-            HubError::Refused(why) => reject(
-                "signature",
-                format!(
-                    "failed to get account key for client addr {}: {why}",
-                    p.client
-                ),
-            ),
-            e => unavailable(e),
-        })?;
-    let signed = wire::proposal_bytes(p).map_err(|e| {
-        reject(
-            "signature",
-            format!("server error: encode the proposal: {e}"),
-        )
-    })?;
-    nelumbo_keys::verify(&deal.client_signature, &signed, &key.0).map_err(|e| {
-        reject(
-            "signature",
-            format!(
-                "invalid signature: the proposal is not signed by the client {}: {e}",
-                p.client
-            ),
-        )
-    })?;
     let balance = cx
         .hub
         .call::<StateMarketBalance>((Addr(p.client),))

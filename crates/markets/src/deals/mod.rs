@@ -13,10 +13,12 @@
 
 mod actions;
 pub mod checks;
+pub mod guard;
 mod record;
+pub mod staging;
 pub mod transfer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DealsConfig;
 use crate::hub::{Hub, HubError};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::AsyncStore;
 pub use record::DealRecord;
 use transfer::TransferError;
 
@@ -47,13 +49,19 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// What every deal task shares.
 #[derive(Debug)]
 pub struct DealsInner {
-    pub store: Arc<Store>,
+    pub store: AsyncStore,
     pub hub: Hub,
     pub config: DealsConfig,
     pub staging: PathBuf,
     pub metrics: Metrics,
+    /// Fetches deal data: every connection passes the guard (public addresses only).
     pub http: reqwest::Client,
+    pub guard: guard::Guard,
     transfers: Semaphore,
+    /// What each deal holds of staging, and its state (for the metrics).
+    holdings: Mutex<staging::Holdings>,
+    /// Offline deals whose data is being imported now.
+    importing: Mutex<HashSet<String>>,
     /// Bytes held by running transfers (the stored figure is updated less often).
     progress: Mutex<HashMap<String, u64>>,
     /// Running deal tasks, to cancel them, and whether each must drive its deal once more
@@ -77,7 +85,7 @@ enum Step {
 
 impl Deals {
     pub fn new(
-        store: Arc<Store>,
+        store: AsyncStore,
         hub: Hub,
         config: DealsConfig,
         staging: PathBuf,
@@ -86,10 +94,10 @@ impl Deals {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("create the staging directory {}", staging.display()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::limited(2))
-            .build()?;
+        let guard = guard::Guard::new(
+            guard::AllowList::parse(&config.transfer_allow).map_err(anyhow::Error::msg)?,
+        );
+        let http = guard.http_client()?;
         let transfers = Semaphore::new(config.max_transfers);
         Ok(Self(Arc::new(DealsInner {
             store,
@@ -98,7 +106,10 @@ impl Deals {
             staging,
             metrics,
             http,
+            guard,
             transfers,
+            holdings: Mutex::default(),
+            importing: Mutex::default(),
             progress: Mutex::default(),
             running: Mutex::default(),
             sector_news: Notify::new(),
@@ -107,9 +118,15 @@ impl Deals {
     }
 
     /// Resumes every deal that was in flight when the process stopped.
-    pub fn resume_all(&self) -> anyhow::Result<()> {
-        let deals = self.0.store.deals()?;
-        self.count_states(&deals);
+    pub async fn resume_all(&self) -> anyhow::Result<()> {
+        let deals = self.0.store.deals().await?;
+        {
+            let mut holdings = self.holdings();
+            for deal in &deals {
+                holdings.insert(deal.uuid.clone(), staging::Holding::of(deal));
+            }
+            self.count_states(&holdings);
+        }
         for deal in deals {
             if !deal.state.is_final() {
                 tracing::info!(deal = %deal.uuid, state = %deal.state, "resuming deal");
@@ -128,44 +145,6 @@ impl Deals {
             }
         }
         Ok(())
-    }
-
-    fn count_states(&self, deals: &[DealRecord]) {
-        for state in DealState::ALL {
-            let n = deals.iter().filter(|d| d.state == state).count();
-            self.0
-                .metrics
-                .deals
-                .with_label_values(&[state.name()])
-                .set(n as i64);
-        }
-    }
-
-    pub fn recount_public(&self) {
-        self.recount();
-    }
-
-    fn recount(&self) {
-        if let Ok(deals) = self.0.store.deals() {
-            self.count_states(&deals);
-        }
-    }
-
-    /// Free bytes in staging less what accepted transfers will still write.
-    pub fn staging_free(&self) -> u64 {
-        let free = rustix::fs::statvfs(&self.0.staging)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-            .unwrap_or(0);
-        let pending: u64 = self
-            .0
-            .store
-            .deals()
-            .unwrap_or_default()
-            .iter()
-            .filter(|d| matches!(d.state, DealState::Accepted | DealState::Transferring))
-            .map(|d| d.transfer_size.saturating_sub(d.bytes_received))
-            .sum();
-        free.saturating_sub(pending)
     }
 
     pub fn staged_path(&self, uuid: &str) -> PathBuf {
@@ -233,9 +212,10 @@ impl Deals {
         }
     }
 
-    fn save(&self, record: &mut DealRecord, message: Option<&str>) -> anyhow::Result<()> {
+    async fn save(&self, record: &mut DealRecord, message: Option<&str>) -> anyhow::Result<()> {
         record.updated_at = crate::now_secs();
-        self.0.store.put(record, message)?;
+        self.0.store.put(record, message).await?;
+        self.track(record);
         if let Some(message) = message {
             tracing::info!(deal = %record.uuid, state = %record.state, "{message}");
         }
@@ -243,39 +223,58 @@ impl Deals {
     }
 
     /// Moves the deal to `state`, recording why.
-    fn advance(
+    async fn advance(
         &self,
         record: &mut DealRecord,
         state: DealState,
         message: &str,
     ) -> anyhow::Result<()> {
         record.state = state;
-        self.save(record, Some(message))?;
-        self.recount();
-        Ok(())
+        self.save(record, Some(message)).await
     }
 
-    fn fail(&self, record: &mut DealRecord, error: String) -> anyhow::Result<()> {
+    async fn fail(&self, record: &mut DealRecord, error: String) -> anyhow::Result<()> {
         tracing::warn!(deal = %record.uuid, step = %record.state, error = %error, "deal failed");
         record.failed_step = Some(record.state);
         record.error = error.clone();
         record.state = DealState::Failed;
-        self.save(record, Some(&format!("failed: {error}")))?;
+        self.save(record, Some(&format!("failed: {error}"))).await?;
         self.0
             .metrics
             .deal_failures
             .with_label_values(&[record.failed_step.map_or("", |s| s.name())])
             .inc();
-        self.recount();
         Ok(())
     }
 
+    /// Drives a deal until it parks; a panic in a step (a bug) fails the deal with the
+    /// panic's message rather than leaving it stuck.
     async fn drive(&self, uuid: &str, cancel: &CancellationToken) {
+        use futures::FutureExt;
+        let run = std::panic::AssertUnwindSafe(self.drive_steps(uuid, cancel)).catch_unwind();
+        if let Err(panic) = run.await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            tracing::error!(deal = uuid, panic = %what, "a deal step panicked (a bug): failing the deal");
+            if let Ok(Some(mut record)) = self.0.store.deal(uuid).await
+                && !record.state.is_final()
+            {
+                let _ = self
+                    .fail(&mut record, format!("internal error (a bug): {what}"))
+                    .await;
+            }
+        }
+    }
+
+    async fn drive_steps(&self, uuid: &str, cancel: &CancellationToken) {
         loop {
             if cancel.is_cancelled() {
                 return;
             }
-            let mut record = match self.0.store.deal(uuid) {
+            let mut record = match self.0.store.deal(uuid).await {
                 Ok(Some(record)) => record,
                 Ok(None) => return,
                 Err(e) => {
@@ -308,7 +307,9 @@ impl Deals {
             DealState::Accepted if record.is_offline => Ok(Step::Park),
             DealState::Accepted => {
                 let _permit = self.0.transfers.acquire().await?;
-                self.advance(record, DealState::Transferring, "transfer started")?;
+                record.transfer_started_at = Some(crate::now_secs());
+                self.advance(record, DealState::Transferring, "transfer started")
+                    .await?;
                 self.transfer(record, cancel).await
             }
             DealState::Transferring => {
@@ -330,41 +331,67 @@ impl Deals {
         cancel: &CancellationToken,
     ) -> anyhow::Result<Step> {
         let Some(source) = record.source.clone() else {
-            self.fail(record, "an online deal has no transfer URL".into())?;
+            self.fail(record, "an online deal has no transfer URL".into())
+                .await?;
             return Ok(Step::Park);
         };
+        if let Err(why) = self.0.guard.check_url(&source.url) {
+            self.fail(record, why).await?;
+            return Ok(Step::Park);
+        }
         let path = self.staged_path(&record.uuid);
-        let stall = Duration::from_secs(self.0.config.stall_timeout_secs);
+        let config = &self.0.config;
+        let limits = transfer::Limits {
+            stall: Duration::from_secs(config.stall_timeout_secs),
+            min_bytes_per_sec: config.min_transfer_bytes_per_sec,
+            rate_window: Duration::from_secs(config.transfer_rate_window_secs),
+        };
+        let started = *record.transfer_started_at.get_or_insert(crate::now_secs());
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
+            let running_for = crate::now_secs().saturating_sub(started);
+            if running_for >= config.transfer_deadline_secs {
+                self.forget_progress(&record.uuid);
+                self.0.metrics.transfer_failures.inc();
+                self.fail(
+                    record,
+                    format!(
+                        "the transfer did not finish within {} s ([deals] transfer_deadline_secs); {} of {} bytes arrived",
+                        config.transfer_deadline_secs, record.bytes_received, record.transfer_size
+                    ),
+                )
+                .await?;
+                return Ok(Step::Park);
+            }
             record.transfer_attempts += 1;
             let uuid = record.uuid.clone();
             let metrics = self.0.metrics.clone();
             let mut last = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let total = record.transfer_size;
             let mut logged = (std::time::Instant::now(), last);
-            let result = transfer::pull_once(&self.0.http, &source, &path, total, stall, |have| {
-                metrics.bytes_received.inc_by(have.saturating_sub(last));
-                last = have;
-                if let Ok(mut p) = self.0.progress.lock() {
-                    p.insert(uuid.clone(), have);
-                }
-                // A progress line every 10 s for operators reading the log.
-                let elapsed = logged.0.elapsed();
-                if elapsed >= PROGRESS_LOG_INTERVAL {
-                    let rate = have.saturating_sub(logged.1) as f64 / elapsed.as_secs_f64();
-                    tracing::info!(
-                        deal = %uuid,
-                        received = have,
-                        total,
-                        percent = have * 100 / total.max(1),
-                        bytes_per_sec = rate as u64,
-                        "transfer progress"
-                    );
-                    logged = (std::time::Instant::now(), have);
-                }
-            })
-            .await;
+            let result =
+                transfer::pull_once(&self.0.http, &source, &path, total, &limits, |have| {
+                    metrics.bytes_received.inc_by(have.saturating_sub(last));
+                    last = have;
+                    if let Ok(mut p) = self.0.progress.lock() {
+                        p.insert(uuid.clone(), have);
+                    }
+                    // A progress line every 10 s for operators reading the log.
+                    let elapsed = logged.0.elapsed();
+                    if elapsed >= PROGRESS_LOG_INTERVAL {
+                        let rate = have.saturating_sub(logged.1) as f64 / elapsed.as_secs_f64();
+                        tracing::info!(
+                            deal = %uuid,
+                            received = have,
+                            total,
+                            percent = have * 100 / total.max(1),
+                            bytes_per_sec = rate as u64,
+                            "transfer progress"
+                        );
+                        logged = (std::time::Instant::now(), have);
+                    }
+                })
+                .await;
             record.bytes_received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             match result {
                 Ok(()) => {
@@ -373,13 +400,14 @@ impl Deals {
                         record,
                         DealState::Verifying,
                         &format!("received all {} bytes", record.transfer_size),
-                    )?;
+                    )
+                    .await?;
                     return Ok(Step::Next);
                 }
                 Err(TransferError::Fatal(why)) => {
                     self.forget_progress(&record.uuid);
                     self.0.metrics.transfer_failures.inc();
-                    self.fail(record, why)?;
+                    self.fail(record, why).await?;
                     return Ok(Step::Park);
                 }
                 Err(TransferError::Retry(why)) => {
@@ -392,7 +420,8 @@ impl Deals {
                                 "the transfer failed after {} attempts; last: {why}",
                                 record.transfer_attempts
                             ),
-                        )?;
+                        )
+                        .await?;
                         return Ok(Step::Park);
                     }
                     record.transfer_restarts += 1;
@@ -404,7 +433,8 @@ impl Deals {
                             "transfer attempt {} stopped at byte {}: {why}; resuming in {delay:?}",
                             record.transfer_attempts, record.bytes_received
                         )),
-                    )?;
+                    )
+                    .await?;
                     tokio::select! {
                         _ = cancel.cancelled() => return Ok(Step::Park),
                         _ = tokio::time::sleep(delay) => {}
@@ -437,11 +467,11 @@ impl Deals {
                     format!(
                         "the data's piece commitment {cid} does not match the proposal's piece CID {piece_cid}"
                     ),
-                )?;
+                ).await?;
                 return Ok(Step::Park);
             }
             Err(e) => {
-                self.fail(record, format!("{e:#}"))?;
+                self.fail(record, format!("{e:#}")).await?;
                 return Ok(Step::Park);
             }
         }
@@ -460,15 +490,17 @@ impl Deals {
                         root.as_deref().unwrap_or("(none)"),
                         record.data_root
                     ),
-                )?;
+                )
+                .await?;
                 return Ok(Step::Park);
             }
             Err(e) => {
-                self.fail(record, format!("the data is not a valid CAR: {e}"))?;
+                self.fail(record, format!("the data is not a valid CAR: {e}"))
+                    .await?;
                 return Ok(Step::Park);
             }
         }
-        let store = self.0.store.clone();
+        let store = self.0.store.blocking().clone();
         let index_path = path.clone();
         let indexed = tokio::task::spawn_blocking(move || {
             crate::piecedir::index_piece(&store, &piece_cid, &index_path)
@@ -477,7 +509,8 @@ impl Deals {
         let indexed = match indexed {
             Ok(indexed) => indexed,
             Err(e) => {
-                self.fail(record, format!("the data is not a valid CAR: {e:#}"))?;
+                self.fail(record, format!("the data is not a valid CAR: {e:#}"))
+                    .await?;
                 return Ok(Step::Park);
             }
         };
@@ -488,7 +521,8 @@ impl Deals {
                 "piece commitment matches; {} blocks indexed in the piece directory",
                 indexed.blocks
             ),
-        )?;
+        )
+        .await?;
         Ok(Step::Next)
     }
 
@@ -509,7 +543,7 @@ impl Deals {
             match call().await {
                 Ok(v) => return Ok(Some(v)),
                 Err(HubError::Refused(why)) => {
-                    self.fail(record, format!("{what}: {why}"))?;
+                    self.fail(record, format!("{what}: {why}")).await?;
                     return Ok(None);
                 }
                 Err(HubError::PieceMissing(why)) => {
@@ -519,7 +553,8 @@ impl Deals {
                         record,
                         DealState::Uploading,
                         &format!("{what}: {why}; uploading the piece again"),
-                    )?;
+                    )
+                    .await?;
                     return Ok(None);
                 }
                 Err(e) => {
@@ -530,7 +565,8 @@ impl Deals {
                             Some(&format!(
                                 "{what}: {e}; waiting for the hub (retry in {delay:?})"
                             )),
-                        )?;
+                        )
+                        .await?;
                     }
                     tokio::time::sleep(delay).await;
                 }
@@ -565,7 +601,8 @@ impl Deals {
                 "published as deal {} by message {} at epoch {}",
                 published.deal_id, published.message, published.epoch
             ),
-        )?;
+        )
+        .await?;
         Ok(Step::Next)
     }
 
@@ -588,7 +625,8 @@ impl Deals {
             record,
             DealState::Publishing,
             "the hub holds the piece and checked its commitment",
-        )?;
+        )
+        .await?;
         Ok(Step::Next)
     }
 
@@ -619,7 +657,8 @@ impl Deals {
             record,
             DealState::Sealing,
             &format!("in sector {} at offset {}", placed.sector, placed.offset),
-        )?;
+        )
+        .await?;
         Ok(Step::Next)
     }
 
@@ -638,7 +677,8 @@ impl Deals {
                     let state = status.state.name().to_string();
                     if state != record.sealing_status {
                         record.sealing_status = state.clone();
-                        self.save(record, Some(&format!("sector {sector} is {state}")))?;
+                        self.save(record, Some(&format!("sector {sector} is {state}")))
+                            .await?;
                     }
                     if deal.state.sector_start_epoch >= 0 {
                         self.advance(
@@ -648,7 +688,8 @@ impl Deals {
                                 "the deal is active on chain since epoch {} (sector {sector})",
                                 deal.state.sector_start_epoch
                             ),
-                        )?;
+                        )
+                        .await?;
                         self.cleanup_staging(record);
                         return Ok(Step::Park);
                     }
@@ -659,7 +700,8 @@ impl Deals {
                                 "the hub's sector {sector} failed: {}",
                                 status.last_error.unwrap_or_default()
                             ),
-                        )?;
+                        )
+                        .await?;
                         return Ok(Step::Park);
                     }
                     if head_after(&self.0.hub, record.start_epoch).await {
@@ -669,7 +711,7 @@ impl Deals {
                                 "the deal was not activated before its start epoch {} (sector {sector} is {})",
                                 record.start_epoch, status.state
                             ),
-                        )?;
+                        ).await?;
                         return Ok(Step::Park);
                     }
                     tokio::select! {
@@ -687,7 +729,7 @@ impl Deals {
                                 "the deal was not activated before its start epoch {} (sector {sector}; last error: {e})",
                                 record.start_epoch
                             ),
-                        )?;
+                        ).await?;
                         return Ok(Step::Park);
                     }
                     let delay = backoff.next_delay();

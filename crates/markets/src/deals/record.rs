@@ -42,6 +42,12 @@ pub struct DealRecord {
     pub sealing_status: String,
     pub created_at: u64,
     pub updated_at: u64,
+    /// When its transfer first started (unix seconds): the overall deadline counts from here.
+    #[serde(default)]
+    pub transfer_started_at: Option<u64>,
+    /// Its staged data was removed after it failed (a retry fetches it again).
+    #[serde(default)]
+    pub staging_released: bool,
 }
 
 impl DealRecord {
@@ -80,6 +86,8 @@ impl DealRecord {
             sealing_status: String::new(),
             created_at: now,
             updated_at: now,
+            transfer_started_at: None,
+            staging_released: false,
         })
     }
 

@@ -1,6 +1,8 @@
 //! Pulling a deal's data over HTTP(S) into staging: resumes with Range where the last attempt
-//! stopped, restarts a transfer that stalls, refuses data that is not the declared size, and
-//! fsyncs before it reports success.
+//! stopped, restarts a transfer that stalls or runs slower than the minimum rate (a slow
+//! sender cannot hold a transfer slot), refuses data that is not the declared size, and
+//! fsyncs before it reports success. The client (see [`super::guard`]) reaches only public
+//! addresses.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +21,55 @@ pub enum TransferError {
     /// Will not get better (wrong size, the URL refuses us).
     #[error("{0}")]
     Fatal(String),
+}
+
+/// How long an attempt may go without data, and how fast it must go.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// No byte for this long restarts the attempt.
+    pub stall: Duration,
+    /// Fewer bytes than this per second, averaged over `rate_window`, ends the attempt.
+    pub min_bytes_per_sec: u64,
+    pub rate_window: Duration,
+}
+
+/// Checks the pace of a transfer one window at a time.
+#[derive(Debug)]
+pub struct RateCheck {
+    min_bytes_per_sec: u64,
+    window: Duration,
+    started: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl RateCheck {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            min_bytes_per_sec: limits.min_bytes_per_sec,
+            window: limits.rate_window,
+            started: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes; an error when a whole window passed below the minimum rate.
+    pub fn add(&mut self, n: u64) -> Result<(), String> {
+        self.bytes = self.bytes.saturating_add(n);
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window || self.window.is_zero() {
+            return Ok(());
+        }
+        let rate = self.bytes as f64 / elapsed.as_secs_f64();
+        if rate < self.min_bytes_per_sec as f64 {
+            return Err(format!(
+                "the sender is slower than the minimum rate: {rate:.0} bytes/s over {elapsed:.0?}, at least {} bytes/s needed ([deals] min_transfer_bytes_per_sec)",
+                self.min_bytes_per_sec
+            ));
+        }
+        self.started = tokio::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// The HTTP request that fetches a deal's data, from `Transfer.Params`.
@@ -96,9 +147,10 @@ pub async fn pull_once(
     source: &HttpSource,
     path: &Path,
     size: u64,
-    stall: Duration,
+    limits: &Limits,
     mut progress: impl FnMut(u64),
 ) -> Result<(), TransferError> {
+    let stall = limits.stall;
     let mut have = match tokio::fs::metadata(path).await {
         Ok(m) => m.len(),
         Err(_) => 0,
@@ -177,8 +229,19 @@ pub async fn pull_once(
         )));
     }
     let mut response = response;
+    let mut pace = RateCheck::new(limits);
     loop {
-        let chunk = match tokio::time::timeout(stall, response.chunk()).await {
+        // A chunk arriving, or the end of the rate window, whichever comes first: a sender that
+        // trickles a byte now and then is measured too.
+        let wait = stall.min(limits.rate_window.max(Duration::from_millis(100)));
+        let chunk = match tokio::time::timeout(wait, response.chunk()).await {
+            Err(_) if wait < stall => {
+                if let Err(why) = pace.add(0) {
+                    file.sync_data().await.map_err(io_fatal)?;
+                    return Err(TransferError::Retry(why));
+                }
+                continue;
+            }
             Err(_) => {
                 file.sync_data().await.map_err(io_fatal)?;
                 return Err(TransferError::Retry(format!(
@@ -203,6 +266,10 @@ pub async fn pull_once(
         file.write_all(&chunk).await.map_err(io_fatal)?;
         have += chunk.len() as u64;
         progress(have);
+        if let Err(why) = pace.add(chunk.len() as u64) {
+            file.sync_data().await.map_err(io_fatal)?;
+            return Err(TransferError::Retry(why));
+        }
     }
     file.sync_all().await.map_err(io_fatal)?;
     if have < size {
@@ -227,4 +294,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_below_the_minimum_rate_is_cut_off_after_a_window() {
+        let limits = Limits {
+            stall: Duration::from_secs(60),
+            min_bytes_per_sec: 1000,
+            rate_window: Duration::from_secs(10),
+        };
+        let mut pace = RateCheck::new(&limits);
+        // 9,000 bytes in the first 10 s window: under 1,000 bytes/s.
+        pace.add(4000).expect("inside the window");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let error = pace.add(5000).expect_err("below the rate");
+        assert!(error.contains("minimum rate"), "{error}");
+        // A fast sender passes window after window.
+        let mut pace = RateCheck::new(&limits);
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            pace.add(20_000).expect("fast enough");
+        }
+    }
 }

@@ -219,6 +219,7 @@ fn swarm() -> anyhow::Result<Swarm<MarketsBehaviour>> {
         libp2p::identity::Keypair::generate_ed25519(),
         &format!("nelumbo-client/{}", env!("CARGO_PKG_VERSION")),
         false,
+        nelumbo_markets_api::p2p::Limits::none(),
     )
     .map_err(|e| anyhow::anyhow!("start libp2p: {e}"))
 }
