@@ -58,7 +58,7 @@ pub struct ConnectionLimits {
 
 mod limits {
     pub fn connections() -> u32 {
-        1024
+        4096
     }
     pub fn per_ip() -> u32 {
         128

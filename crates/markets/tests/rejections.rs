@@ -2,197 +2,20 @@
 //! real libp2p deal protocol to a running markets process; and data that turns out wrong after
 //! acceptance, which fails the deal with the reason (reported by the status protocol too).
 
-use std::time::Duration;
+mod common;
 
+use common::*;
 use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::piece::PaddedPieceSize;
-use libp2p::{Multiaddr, PeerId};
 use nelumbo_keys::{KeyInfo, KeyKind};
-use nelumbo_markets_api::admin::{DealState, Info};
+use nelumbo_markets_api::admin::DealState;
 use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
-use nelumbo_markets_api::wire::{
-    ClientDealProposal, DealParams, DealProposal, DealResponse, DealStatusRequest, HttpRequest,
-    Label, Transfer, checkpoint,
-};
-use nelumbo_testkit::chain::{Devnet, cbor};
-use nelumbo_testkit::hub::{TestHub, text};
-use nelumbo_testkit::markets::{DataServer, TestMarkets, free_port};
-
-struct World {
-    devnet: Devnet,
-    hub: TestHub,
-    markets: TestMarkets,
-    peer: PeerId,
-    addr: Multiaddr,
-    client: KeyInfo,
-    client_addr: Address,
-    server: DataServer,
-    car: Vec<u8>,
-    root: cid::Cid,
-}
-
-async fn world() -> World {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "250",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
-    hub.run(&[]).await;
-    let mut markets = TestMarkets::init(&devnet, &hub);
-    markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
-    markets.run().await;
-    let info = markets.client.call::<Info>(()).await.expect("info");
-    let peer: PeerId = info.peer_id.parse().expect("peer id");
-    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", markets.p2p_port)
-        .parse()
-        .expect("addr");
-
-    let client = KeyInfo::generate(KeyKind::Secp256k1);
-    let client_addr = client.address().expect("address");
-    devnet.fund(client_addr, 10).await;
-    devnet
-        .execute(
-            &client,
-            Address::new_id(5),
-            2,
-            cbor(&client_addr),
-            TokenAmount::from_whole(1),
-        )
-        .await;
-
-    let data_dir = devnet.dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).expect("dir");
-    let payload: Vec<u8> = (0..600u32).map(|i| (i * 7 % 256) as u8).collect();
-    let mut car = std::io::Cursor::new(Vec::new());
-    let packed =
-        nelumbo_car::unixfs::pack(payload.as_slice(), &mut car, Some("data.bin")).expect("pack");
-    let car = car.into_inner();
-    std::fs::write(data_dir.join("data.car"), &car).expect("write");
-    let server = DataServer::start(data_dir, Duration::ZERO).await;
-    World {
-        devnet,
-        hub,
-        markets,
-        peer,
-        addr,
-        client,
-        client_addr,
-        server,
-        car,
-        root: packed.root,
-    }
-}
-
-impl World {
-    /// A proposal for the served CAR that passes every check; tests spoil one thing.
-    async fn good_deal(&self) -> (DealProposal, Transfer) {
-        let digest = nelumbo_commp::commp(&self.car).expect("commp");
-        let start = self.devnet.head().await + 600;
-        let proposal = DealProposal {
-            piece_cid: digest.cid_v1(),
-            piece_size: PaddedPieceSize(digest.piece_size.bytes()),
-            verified_deal: false,
-            client: self.client_addr,
-            provider: self.hub.actor,
-            label: Label::String(self.root.to_string()),
-            start_epoch: start,
-            end_epoch: start + 400,
-            storage_price_per_epoch: TokenAmount::from_atto(1000),
-            provider_collateral: TokenAmount::default(),
-            client_collateral: TokenAmount::default(),
-        };
-        (proposal, self.transfer("data.car", self.car.len() as u64))
-    }
-
-    fn transfer(&self, name: &str, size: u64) -> Transfer {
-        Transfer {
-            size,
-            kind: "http".into(),
-            params: serde_json::to_vec(&HttpRequest {
-                url: format!("{}/{name}", self.server.base),
-                headers: None,
-            })
-            .expect("json"),
-            client_id: String::new(),
-        }
-    }
-
-    async fn propose_signed_by(
-        &self,
-        signer: &KeyInfo,
-        proposal: DealProposal,
-        transfer: Transfer,
-    ) -> (uuid::Uuid, DealResponse) {
-        let client_signature = signer.sign(&cbor(&proposal)).expect("sign");
-        let uuid = uuid::Uuid::new_v4();
-        let params = DealParams {
-            deal_uuid: *uuid.as_bytes(),
-            transfer,
-            is_offline: false,
-            deal_data_root: self.root,
-            skip_ipni_announce: false,
-            client_deal_proposal: ClientDealProposal {
-                proposal,
-                client_signature,
-            },
-            remove_unsealed_copy: false,
-        };
-        let mut swarm = build_swarm(
-            libp2p::identity::Keypair::generate_ed25519(),
-            "test",
-            false,
-            nelumbo_markets_api::p2p::Limits::none(),
-        )
-        .expect("swarm");
-        match request_once(
-            &mut swarm,
-            self.peer,
-            std::slice::from_ref(&self.addr),
-            Request::Deal(Box::new(params)),
-        )
-        .await
-        .expect("the provider answers")
-        {
-            Response::Deal(response) => (uuid, response),
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
-
-    async fn propose(
-        &self,
-        proposal: DealProposal,
-        transfer: Transfer,
-    ) -> (uuid::Uuid, DealResponse) {
-        self.propose_signed_by(&self.client, proposal, transfer)
-            .await
-    }
-
-    async fn expect_rejected(&self, proposal: DealProposal, transfer: Transfer, words: &[&str]) {
-        let (_, response) = self.propose(proposal, transfer).await;
-        assert!(
-            !response.accepted,
-            "accepted a deal that should fail with {words:?}"
-        );
-        for word in words {
-            assert!(
-                response.message.contains(word),
-                "the rejection {:?} does not say {word:?}",
-                response.message
-            );
-        }
-    }
-}
+use nelumbo_markets_api::wire::{DealStatusRequest, HttpRequest, checkpoint};
+use nelumbo_testkit::chain::cbor;
+use nelumbo_testkit::hub::text;
+use nelumbo_testkit::markets::free_port;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_proposals_are_refused_with_the_reason() {
