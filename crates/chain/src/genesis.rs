@@ -139,9 +139,11 @@ impl Policy {
             self.epoch_duration_ms >= 100,
             "epoch_duration_ms must be at least 100"
         );
+        // A new sector goes to a deadline other than the current and the next one (whose
+        // challenge may already be drawn), as on Filecoin: that needs at least three.
         ensure!(
-            self.wpost_period_deadlines > 0,
-            "wpost_period_deadlines must be positive"
+            self.wpost_period_deadlines >= 3,
+            "wpost_period_deadlines must be at least 3 (new sectors go to neither the current nor the next deadline)"
         );
         ensure!(
             self.wpost_challenge_window >= 2,

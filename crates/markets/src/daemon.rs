@@ -12,7 +12,7 @@ use nelumbo_markets_api::admin::MarketsInfo;
 use nelumbo_miner_api::methods::{SpokeHeartbeat, SubscribeEvents};
 use nelumbo_miner_api::types::{HubEvent, SpokeHello};
 use nelumbo_rpc::{ApiInfo, Permission, ServerConfig, TokenSecret, rpc_router};
-use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals};
+use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals, stop_step};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -196,14 +196,30 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         tokio::spawn(deals.clone().run_janitor(cancel.clone())),
     ];
     let shutdown = cancel.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serve the admin API")?;
-    cancel.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    cancel.cancelled().await;
+    // In order, each bounded: the public side and background tasks (deal tasks stop where
+    // they are; their state is on disk), then the admin API.
+    stop_step(
+        "libp2p and background work",
+        Duration::from_secs(10),
+        async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        },
+    )
+    .await;
+    stop_step("admin API", Duration::from_secs(5), async {
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "the admin API ended with an error");
+        }
+    })
+    .await;
     let _ = std::fs::remove_file(repo.api());
     tracing::info!("nelumbo-markets stopped");
     Ok(())

@@ -195,37 +195,61 @@ async fn the_markets_repo_holds_no_wallet_key() {
             }
         }
     }
-    // Every file is one the repo layout names; none is a keystore or a wallet key.
-    let allowed = [
-        "config.toml",
-        "identity.key",
-        "hub-api-info",
-        "miner.json",
-        "token-secret",
-        "token",
-        "api",
-        "markets.redb",
-        "daemon.lock",
-    ];
     assert!(!files.is_empty());
+    // Every key that can sign for this miner (owner, worker, control), in every form a file
+    // could hold it: raw bytes, hex, base64, and Lotus's KeyInfo (JSON, and hex of the JSON).
+    let keystore = nelumbo_keys::Keystore::open(&w.hub.repo.join("keystore")).expect("keystore");
+    let miner: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.hub.repo.join("miner.json")).expect("miner.json"),
+    )
+    .expect("json");
+    let mut forms: Vec<(String, Vec<u8>)> = Vec::new();
+    for role in ["Owner", "Worker", "Control"] {
+        let address =
+            nelumbo_chain_api::json::parse_address(miner[role].as_str().expect(role)).expect(role);
+        let key = keystore.get(&address).expect("the hub's key");
+        use base64::Engine;
+        let raw = key.private_key.clone();
+        let json = serde_json::to_vec(&key).expect("json");
+        forms.push((format!("{role} key (raw)"), raw.clone()));
+        forms.push((format!("{role} key (hex)"), hex::encode(&raw).into_bytes()));
+        forms.push((
+            format!("{role} key (base64)"),
+            base64::engine::general_purpose::STANDARD
+                .encode(&raw)
+                .into_bytes(),
+        ));
+        forms.push((
+            format!("{role} KeyInfo (hex)"),
+            hex::encode(&json).into_bytes(),
+        ));
+    }
     for path in &files {
-        let relative = path.strip_prefix(&w.markets.repo).expect("inside the repo");
-        let name = relative.to_string_lossy().into_owned();
-        let staged = name.starts_with("staging/") && name.ends_with(".car");
-        assert!(
-            allowed.contains(&name.as_str()) || staged,
-            "unexpected file {name} in the markets repo"
-        );
+        let name = path
+            .strip_prefix(&w.markets.repo)
+            .expect("inside the repo")
+            .display()
+            .to_string();
         let bytes = std::fs::read(path).expect("read");
-        // Lotus and Nelumbo key files are JSON with a PrivateKey.
+        for (form, needle) in &forms {
+            assert!(
+                !bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_slice()),
+                "{name} holds the hub's {form}"
+            );
+        }
+        // No wallet key of any kind: Lotus and Nelumbo key files are JSON with a PrivateKey,
+        // or the hex of that JSON.
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("PrivateKey"), "{name} holds a wallet key");
         assert!(
-            !String::from_utf8_lossy(&bytes).contains("PrivateKey"),
-            "{name} holds a wallet key"
+            !text.contains(&hex::encode("PrivateKey")),
+            "{name} holds a hex-encoded wallet key"
         );
     }
-    // The hub's connection string is a token for the hub's API, not a key; the token secret
-    // signs admin-API tokens only.
-    // The one private key it has is its libp2p identity (ed25519), which moves no funds.
+    // The one private key it has is its libp2p identity (ed25519), which moves no funds: no
+    // chain account is an ed25519 key.
     let identity = std::fs::read(w.markets.repo.join("identity.key")).expect("identity");
     let key = libp2p::identity::Keypair::from_protobuf_encoding(&identity).expect("libp2p key");
     assert_eq!(key.key_type(), libp2p::identity::KeyType::Ed25519);

@@ -125,6 +125,9 @@ pub struct SealingConfig {
     pub keep_unsealed: bool,
     /// Unsealing jobs at once (each is as heavy as pre-commit 1).
     pub max_unseal: usize,
+    /// CPU priority (nice, 0 to 19) of the processes that run sealing proofs and unsealing:
+    /// the hub proves WindowPoSt at 0, so the cores go to it first.
+    pub worker_nice: i32,
 }
 
 impl Default for SealingConfig {
@@ -139,6 +142,7 @@ impl Default for SealingConfig {
             wait_deals_secs: 3600,
             keep_unsealed: true,
             max_unseal: 1,
+            worker_nice: 19,
         }
     }
 }
@@ -148,11 +152,17 @@ impl Default for SealingConfig {
 pub struct MiningConfig {
     /// Whether the hub takes part in block elections.
     pub enabled: bool,
+    /// CPU priority (nice) of the process that proves a won election (WinningPoSt): below
+    /// WindowPoSt, above sealing.
+    pub worker_nice: i32,
 }
 
 impl Default for MiningConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            worker_nice: 10,
+        }
     }
 }
 
@@ -232,6 +242,11 @@ impl Config {
         anyhow::ensure!(
             self.sealing.sector_lifetime_epochs > 0,
             "[sealing] sector_lifetime_epochs must be positive"
+        );
+        anyhow::ensure!(
+            (0..=19).contains(&self.sealing.worker_nice)
+                && (0..=19).contains(&self.mining.worker_nice),
+            "worker_nice must be between 0 and 19 (a higher number is a lower priority)"
         );
         self.deals.max_provider_collateral()?;
         self.deals.min_price()?;
@@ -332,10 +347,15 @@ wait_deals_secs = {wait_deals}
 keep_unsealed = {keep_unsealed}
 # Unsealing jobs at once (SectorsUnsealPiece); each is as heavy as pre-commit 1.
 max_unseal = {max_unseal}
+# Sealing proofs and unsealing run in child processes at this CPU priority (nice, 0 to 19);
+# WindowPoSt runs in the hub at 0, so it gets the cores whenever both want them.
+worker_nice = {sealing_nice}
 
 [mining]
 # Take part in block elections and submit won blocks (WinningPoSt).
 enabled = {mining}
+# A WinningPoSt runs in a child process at this priority: below WindowPoSt, above sealing.
+worker_nice = {mining_nice}
 
 [deals]
 # The hub's own deal policy: whatever a markets process (a spoke) asks, the hub publishes only
@@ -376,6 +396,8 @@ peer_info_min_interval_secs = {peer_interval}
             keep_unsealed = self.sealing.keep_unsealed,
             max_unseal = self.sealing.max_unseal,
             mining = self.mining.enabled,
+            sealing_nice = self.sealing.worker_nice,
+            mining_nice = self.mining.worker_nice,
             call_timeout = self.chain.call_timeout_secs,
             replace_after = self.chain.replace_after_epochs,
             max_collateral = toml_string(&self.deals.max_provider_collateral),
@@ -416,7 +438,10 @@ mod tests {
                 mode: ProofMode::Real,
             },
             sealing: SealingConfig::default(),
-            mining: MiningConfig { enabled: false },
+            mining: MiningConfig {
+                enabled: false,
+                worker_nice: 10,
+            },
             deals: DealsConfig::default(),
             spokes: SpokesConfig::default(),
         }

@@ -9,7 +9,7 @@ use nelumbo_chain_api::methods::Version;
 use nelumbo_keys::Keystore;
 use nelumbo_proofs::{ProofMode, Prover};
 use nelumbo_rpc::{ApiInfo, Permission, ServerConfig, TokenSecret, rpc_router};
-use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals};
+use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals, stop_step};
 use nelumbo_types::SectorSize;
 use prometheus::{IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::mining::Mining;
 use crate::outbox::{OutboxMetrics, OutboxTask};
 use crate::pieces::PieceStore;
+use crate::proof_worker::ProofWorkers;
 use crate::proving::{Proving, ProvingContext};
 use crate::reads::PieceReads;
 use crate::repo::Repo;
@@ -55,7 +56,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 
     check_storage(&config, &health);
     let sector_size = SectorSize::new(miner.sector_size)?;
-    check_parameters(config.proofs.mode, sector_size, &health);
+    let params_checked = check_parameters(config.proofs.mode, sector_size, &health);
 
     let db = Arc::new(Db::open(&repo.database())?);
     let chain = ChainClient::new(config.chain_client()?, keystore).with_outbox(db.clone());
@@ -82,6 +83,14 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         sector_size,
     )?);
     let prover = Prover::from_env().context("set up the proofs library")?;
+    let workers = ProofWorkers::new(
+        config.sealing.worker_nice,
+        config.mining.worker_nice,
+        params_checked,
+    )?;
+    if let Ok(delay) = std::env::var("NELUMBO_PROOF_WORKER_DELAY") {
+        tracing::warn!(%delay, "NELUMBO_PROOF_WORKER_DELAY is set: proof workers pause before this job (crash testing only)");
+    }
     let cancel = CancellationToken::new();
     let events = Events::default();
     let sealing = Sealing::start(SealingContext {
@@ -89,6 +98,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         storage: storage.clone(),
         chain: chain.clone(),
         prover: prover.clone(),
+        workers: workers.clone(),
         mode: config.proofs.mode,
         actor: miner.actor,
         worker: miner.worker,
@@ -116,7 +126,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     let reads = Arc::new(PieceReads::new(
         db.clone(),
         storage.clone(),
-        prover.clone(),
+        workers.clone(),
         miner.actor.id()?,
         sector_size,
         secret.clone(),
@@ -222,6 +232,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             storage,
             chain: chain.clone(),
             prover,
+            workers,
             mode: config.proofs.mode,
             actor: miner.actor,
             worker: miner.worker,
@@ -234,14 +245,29 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         tracing::info!("mining is off ([mining] enabled = false)");
     }
     let shutdown = cancel.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serve the API")?;
-    cancel.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    cancel.cancelled().await;
+    // In order, each bounded: requests in flight (an unseal waiting on its worker is dropped,
+    // which kills the worker), then sealing, proving and mining (a running proof worker is
+    // killed; the step runs again at the next start). Then the API file goes.
+    stop_step("API", Duration::from_secs(10), async {
+        match server.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the API server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "the API server task failed"),
+            Ok(Ok(())) => {}
+        }
+    })
+    .await;
+    stop_step("background work", Duration::from_secs(10), async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    })
+    .await;
     let _ = std::fs::remove_file(repo.api());
     tracing::info!("nelumbo-miner stopped");
     Ok(())
@@ -262,21 +288,25 @@ fn check_storage(config: &Config, health: &Health) {
     health.ready("storage");
 }
 
-/// In real mode, the sector size's parameters must be present and intact.
-fn check_parameters(mode: ProofMode, size: SectorSize, health: &Health) {
+/// In real mode, the sector size's parameters must be present and intact; whether they are.
+fn check_parameters(mode: ProofMode, size: SectorSize, health: &Health) -> bool {
     if mode == ProofMode::InsecureTesting {
         tracing::warn!("INSECURE TESTING proof mode: this hub's proofs prove nothing");
         health.ready("proof parameters");
-        return;
+        return false;
     }
     let result = Prover::from_env()
         .map_err(anyhow::Error::from)
         .and_then(|prover| Ok(prover.param_cache().verify_sector_size(size)?));
     match result {
-        Ok(()) => health.ready("proof parameters"),
+        Ok(()) => {
+            health.ready("proof parameters");
+            true
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "proof parameters are not usable; generate them with `nelumbo proofs params --sector-size {size}`");
             health.not_ready("proof parameters", format!("{e:#}"));
+            false
         }
     }
 }

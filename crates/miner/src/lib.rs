@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod mining;
 pub mod outbox;
 pub mod pieces;
+pub mod proof_worker;
 pub mod proving;
 pub mod reads;
 pub mod repo;

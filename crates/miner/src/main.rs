@@ -74,6 +74,16 @@ enum Command {
     /// The spokes (markets processes) that report to this hub.
     #[command(subcommand)]
     Spokes(SpokesCommand),
+    /// Internal: runs one proof job read on standard input (the hub starts these).
+    #[command(hide = true)]
+    ProofWorker {
+        /// CPU priority (nice) to run at.
+        #[arg(long, default_value_t = 19)]
+        nice: i32,
+        /// What the job is (for `ps`; the job itself comes on standard input).
+        #[arg(long)]
+        job: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +180,17 @@ fn make_token(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ProofWorker { nice, .. } = cli.command {
+        // A child of the hub: no async runtime, one job, errors on standard error.
+        use_testnet_addresses();
+        return match nelumbo_miner::proof_worker::serve(nice) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     nelumbo_service::init_logging(nelumbo_service::DAEMON_LOG_FILTER);
     use_testnet_addresses();
     nelumbo_service::block_on_main(run(cli))
@@ -222,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => nelumbo_miner::daemon::run(repo).await,
+        Command::ProofWorker { .. } => unreachable!("handled before the runtime starts"),
         Command::Auth(AuthCommand::CreateToken { perm, name }) => {
             let secret = TokenSecret::load_or_create(&repo.token_secret())?;
             println!("{}", make_token(&secret, perm, name)?);

@@ -45,6 +45,7 @@ pub struct Mining {
     pub storage: Arc<SectorStorage>,
     pub chain: ChainClient,
     pub prover: Prover,
+    pub workers: crate::proof_worker::ProofWorkers,
     pub mode: ProofMode,
     pub actor: Address,
     pub worker: Address,
@@ -139,16 +140,29 @@ impl Mining {
                     .map_err(|e| anyhow::anyhow!("challenged sector {n}: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let proof = generate_post(
-            &self.prover,
-            self.mode,
-            PostKind::Winning,
-            self.sector_size,
-            self.actor,
-            challenge,
-            sectors,
-        )
-        .await?;
+        // A WinningPoSt runs in a worker at a lower priority than WindowPoSt (in the hub).
+        let proof = match self.mode {
+            ProofMode::Real => {
+                let miner = nelumbo_types::ActorId(
+                    self.actor.id().context("the miner address is not an ID")?,
+                );
+                self.workers
+                    .winning_post(self.sector_size, miner, challenge, sectors)
+                    .await?
+            }
+            ProofMode::InsecureTesting => {
+                generate_post(
+                    &self.prover,
+                    self.mode,
+                    PostKind::Winning,
+                    self.sector_size,
+                    self.actor,
+                    challenge,
+                    sectors,
+                )
+                .await?
+            }
+        };
         self.metrics.observe_proof("winning_post", started);
         let ticket_input = self
             .chain

@@ -19,13 +19,14 @@ use axum::response::{IntoResponse, Response};
 use cid::Cid;
 use nelumbo_commp::PaddedPieceSize;
 use nelumbo_miner_api::types::{PieceLocation, SectorState};
-use nelumbo_proofs::{Prover, Replica};
+use nelumbo_proofs::Replica;
 use nelumbo_rpc::{Permission, TokenSecret};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use tokio::sync::Semaphore;
 
 use crate::db::Db;
 use crate::pieces::{authorise, refuse};
+use crate::proof_worker::ProofWorkers;
 use crate::sealing::{DealPiece, SectorRecord};
 use crate::storage::SectorStorage;
 
@@ -38,7 +39,7 @@ const CHUNK: u64 = 127 * 1024;
 pub struct PieceReads {
     pub db: Arc<Db>,
     pub storage: Arc<SectorStorage>,
-    pub prover: Prover,
+    pub workers: ProofWorkers,
     pub miner: u64,
     pub sector_size: SectorSize,
     pub secret: TokenSecret,
@@ -58,7 +59,7 @@ impl PieceReads {
     pub fn new(
         db: Arc<Db>,
         storage: Arc<SectorStorage>,
-        prover: Prover,
+        workers: ProofWorkers,
         miner: u64,
         sector_size: SectorSize,
         secret: TokenSecret,
@@ -67,7 +68,7 @@ impl PieceReads {
         Self {
             db,
             storage,
-            prover,
+            workers,
             miner,
             sector_size,
             secret,
@@ -205,26 +206,24 @@ impl PieceReads {
         let len = unpadded(piece.size)?;
         tracing::info!(sector, piece = %cid, "unsealing");
         let started = std::time::Instant::now();
-        self.prover
-            .run(move |p| {
-                let io = |e: std::io::Error| nelumbo_proofs::ProofError::Invalid(e.to_string());
-                let result = (|| {
-                    let out = std::fs::File::create(&temp).map_err(io)?;
-                    let written = p.unseal_range(&replica, &paths, &comm_d, offset, len, &out)?;
-                    if written != len {
-                        return Err(nelumbo_proofs::ProofError::Invalid(format!(
-                            "unsealing wrote {written} bytes, expected {len}"
-                        )));
-                    }
-                    out.sync_all().map_err(io)?;
-                    std::fs::rename(&temp, &target).map_err(io)
-                })();
-                if result.is_err() {
-                    let _ = std::fs::remove_file(&temp);
-                }
-                result
-            })
+        // The temporary file goes with an unseal that fails or is stopped (SIGTERM kills the
+        // worker); leftovers of a crash are removed at the next start.
+        struct Temp(PathBuf);
+        impl Drop for Temp {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let temp = Temp(temp);
+        let written = self
+            .workers
+            .unseal(replica, &paths, comm_d, offset, len, temp.0.clone())
             .await?;
+        anyhow::ensure!(
+            written == len,
+            "unsealing wrote {written} bytes, expected {len}"
+        );
+        tokio::fs::rename(&temp.0, &target).await?;
         tracing::info!(sector, piece = %cid, took = ?started.elapsed(), "unsealed");
         Ok(())
     }

@@ -4,6 +4,8 @@
 //! chain. Then the piece is located and read back over HTTP (whole and with Range) from the
 //! uploaded copy, from the sector's unsealed copy, and, once that is gone, after
 //! `SectorsUnsealPiece`. Insecure proofs for speed; pre-commit 1 and 2 and unsealing are real.
+//! Last, SIGTERM while an unseal is running in its worker: the hub exits within its bound (the
+//! worker with it), and the same unseal works after the restart.
 
 use std::time::Duration;
 
@@ -247,4 +249,61 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
         part.bytes().await.expect("bytes").to_vec(),
         piece_bytes[1000..]
     );
+
+    // SIGTERM during an unseal: the worker is held in the job (a failpoint), the hub is asked
+    // to stop, and it does within the bound, taking the worker with it.
+    std::fs::remove_file(&unsealed).expect("remove the unsealed copy");
+    let kept = hub.repo.join("storage/pieces").join(piece_cid.to_string());
+    let _ = std::fs::remove_file(&kept);
+    hub.stop(false);
+    hub.run(&[("NELUMBO_PROOF_WORKER_DELAY", "Unseal:60000")])
+        .await;
+    let unsealing = {
+        let client = hub.client.clone();
+        tokio::spawn(async move {
+            client
+                .call::<SectorsUnsealPiece>((placed.sector, CidJson(piece_cid)))
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let workers = loop {
+        let workers = hub.proof_workers_for("Unseal");
+        if !workers.is_empty() {
+            break workers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no unseal worker started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stopping = std::time::Instant::now();
+    hub.stop(false);
+    let took = stopping.elapsed();
+    eprintln!("the hub stopped {took:?} after SIGTERM during an unseal");
+    assert!(
+        took < Duration::from_secs(25),
+        "the hub took {took:?} to stop"
+    );
+    assert!(
+        workers.iter().all(|pid| !nelumbo_testkit::is_running(*pid)),
+        "an unseal worker outlived the hub"
+    );
+    assert!(unsealing.await.expect("task").is_err());
+    assert!(hub.log().contains("nelumbo-miner stopped"), "{}", hub.log());
+    // The next start unseals it.
+    hub.run(&[]).await;
+    hub.client
+        .call::<SectorsUnsealPiece>((placed.sector, CidJson(piece_cid)))
+        .await
+        .expect("unseal after the restart");
+    let whole = http
+        .get(format!("{}/pieces/{piece_cid}", hub.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.expect("bytes").to_vec(), piece_bytes);
 }

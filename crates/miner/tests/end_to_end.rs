@@ -5,6 +5,10 @@
 //!
 //! The chain runs a short proving period (4 deadlines of 10 one-second epochs) so that two
 //! WindowPoSts fit in a test; everything else is the devnet's default policy.
+//!
+//! Then proving under contention: a second sector is pledged, so a commit 2 (both cores for a
+//! minute) runs while the hub keeps winning blocks (WinningPoSts) at a high election rate; every
+//! deadline that opens meanwhile must still be proven in its window.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +38,7 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
             "wpost_challenge_lookback": 4,
             "fault_declaration_cutoff": 6,
             "pre_commit_challenge_delay": 5,
-            "election_rate_permille": 100,
+            "election_rate_permille": 400,
         }),
     )
     .await;
@@ -126,4 +130,81 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
         metrics.contains("nelumbo_miner_window_posts_total{result=\"submitted\"}"),
         "{metrics}"
     );
+
+    // SIGTERM during a commit 2: the hub stops within its bound, its worker with it, and
+    // the next start resumes the commit 2.
+    let output = hub.cli(&["sectors", "pledge"]);
+    assert!(output.status.success(), "{}", text(&output));
+    hub.wait_state(2, SectorState::Commit2, Duration::from_secs(300))
+        .await;
+    wait_for_worker(&hub, "Commit2").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let workers = hub.proof_workers();
+    let stopping = Instant::now();
+    hub.stop(false);
+    let took = stopping.elapsed();
+    eprintln!("the hub stopped {took:?} after SIGTERM during commit 2");
+    assert!(
+        took < Duration::from_secs(25),
+        "the hub took {took:?} to stop"
+    );
+    assert!(
+        workers.iter().all(|pid| !nelumbo_testkit::is_running(*pid)),
+        "the commit 2 worker outlived the hub"
+    );
+    hub.run(&[]).await;
+    assert_eq!(hub.status(2).await.state, SectorState::Commit2);
+    wait_for_worker(&hub, "Commit2").await;
+
+    // Contention: that commit 2 and WinningPoSts while deadlines come and go, for two proving
+    // periods.
+    let before = hub
+        .client
+        .call::<ProvingInfo>(())
+        .await
+        .expect("proving info");
+    tokio::time::sleep(Duration::from_secs(85)).await;
+    let after = hub
+        .client
+        .call::<ProvingInfo>(())
+        .await
+        .expect("proving info");
+    let proven = after.window_posts_submitted - before.window_posts_submitted;
+    let state = hub.status(2).await.state;
+    eprintln!(
+        "over 85 s of commit 2 (sector 2 now {state}): {proven} WindowPoSts accepted, {} blocks won",
+        after.blocks_won - before.blocks_won
+    );
+    assert!(
+        state >= SectorState::Commit2,
+        "sector 2 is {state}"
+    );
+    assert_eq!(after.faulty_sectors, 0, "{after:?}\n{}", hub.log());
+    assert_eq!(after.window_posts_failed, 0, "{}", hub.log());
+    assert!(after.blocks_won > before.blocks_won, "no WinningPoSt ran");
+    // A 40 s proving period: 85 s spans two of sector 1's deadlines.
+    assert!(proven >= 2, "{proven} WindowPoSts in 85 s:\n{}", hub.log());
+    let metrics = reqwest::get(format!("{}/metrics", hub.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("nelumbo_miner_window_posts_missed_total 0"),
+        "{metrics}"
+    );
+}
+
+/// The hub's proof workers for `job`, once one runs.
+async fn wait_for_worker(hub: &TestHub, job: &str) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let workers = hub.proof_workers_for(job);
+        if !workers.is_empty() {
+            return workers;
+        }
+        assert!(Instant::now() < deadline, "no proof worker:\n{}", hub.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! `nelumbo devnet` as an operator runs it: the chain, the hub and a markets process start as
 //! separate processes under one directory, the printed walkthrough works (a client deal
-//! becomes active), and Ctrl-C (SIGINT) stops them all.
+//! becomes active), and Ctrl-C (SIGINT) stops them all. And it supervises them: a process that
+//! dies is started again while the others keep running.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -218,4 +219,166 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     );
     let log = std::fs::read_to_string(dir.path().join("miner.log")).expect("miner log");
     assert!(log.contains("nelumbo-miner stopped"), "{log}");
+}
+
+/// The PID of the running `binary ... REPO ... run` (the daemon itself, not its workers).
+fn pid_of(binary: &str, repo: &Path) -> Option<u32> {
+    let repo = repo.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with(binary))
+            && args.iter().any(|a| a == &repo)
+            && args.iter().any(|a| a == "run")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Blocks the hub has won, as `nelumbo-miner info` prints them.
+fn blocks_won(repo: &Path) -> u64 {
+    let info = miner(repo, &["info"]);
+    String::from_utf8_lossy(&info.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("blocks won:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn devnet_restarts_a_process_that_dies_and_the_others_keep_running() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_nelumbo"))
+        .args([
+            "devnet",
+            "--proof-mode",
+            "insecure-testing",
+            "--epoch-ms",
+            "250",
+        ])
+        .args([
+            "--chain-listen",
+            "127.0.0.1:0",
+            "--hub-listen",
+            "127.0.0.1:0",
+            "--markets-api",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--markets-listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nelumbo devnet");
+    let stdout = devnet.stdout.take().expect("stdout");
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let printed = printed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                printed.lock().expect("lines").push(line);
+            }
+        });
+    }
+    let said = |text: &str| {
+        printed
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(text))
+    };
+    wait_until("the devnet to come up", Duration::from_secs(120), || {
+        said("Ctrl-C stops everything")
+    });
+    let (chain_repo, miner_repo, markets_repo) = (
+        dir.path().join("chain"),
+        dir.path().join("miner"),
+        dir.path().join("markets"),
+    );
+    // A proving sector, so that the hub mines.
+    let pledge = miner(&miner_repo, &["sectors", "pledge"]);
+    assert!(pledge.status.success());
+    wait_until("the hub to win a block", Duration::from_secs(120), || {
+        blocks_won(&miner_repo) > 0
+    });
+    let hub_pid = pid_of("nelumbo-miner", &miner_repo).expect("the hub runs");
+
+    // SIGKILL markets: it is back within seconds; the hub never stops and goes on mining.
+    let markets_pid = pid_of("nelumbo-markets", &markets_repo).expect("markets runs");
+    let killed_at = Instant::now();
+    Command::new("kill")
+        .args(["-KILL", &markets_pid.to_string()])
+        .status()
+        .expect("kill");
+    wait_until("markets to be back", Duration::from_secs(20), || {
+        pid_of("nelumbo-markets", &markets_repo).is_some_and(|p| p != markets_pid)
+            && markets_repo.join("api").exists()
+    });
+    eprintln!("markets back {:?} after SIGKILL", killed_at.elapsed());
+    assert!(killed_at.elapsed() < Duration::from_secs(10));
+    assert!(said(
+        "nelumbo-markets exited (killed by SIGKILL); restarting in 1s"
+    ));
+    let won = blocks_won(&miner_repo);
+    wait_until("the hub to mine on", Duration::from_secs(60), || {
+        blocks_won(&miner_repo) > won
+    });
+    assert_eq!(pid_of("nelumbo-miner", &miner_repo), Some(hub_pid));
+
+    // SIGKILL the chain: the hub and markets stay up and wait; once the chain is back, the hub
+    // mines again.
+    let markets_pid = pid_of("nelumbo-markets", &markets_repo).expect("markets runs");
+    let chain_pid = pid_of("nelumbo-chain", &chain_repo).expect("the chain runs");
+    Command::new("kill")
+        .args(["-KILL", &chain_pid.to_string()])
+        .status()
+        .expect("kill");
+    wait_until("the chain to be back", Duration::from_secs(20), || {
+        pid_of("nelumbo-chain", &chain_repo).is_some_and(|p| p != chain_pid)
+    });
+    let won = blocks_won(&miner_repo);
+    wait_until(
+        "the hub to mine on the restarted chain",
+        Duration::from_secs(90),
+        || blocks_won(&miner_repo) > won,
+    );
+    assert_eq!(pid_of("nelumbo-miner", &miner_repo), Some(hub_pid));
+    assert_eq!(pid_of("nelumbo-markets", &markets_repo), Some(markets_pid));
+    assert!(said("nelumbo-chain exited (killed by SIGKILL)"));
+
+    Command::new("kill")
+        .args(["-INT", &devnet.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = devnet.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the devnet did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "devnet exited with {status}");
 }

@@ -13,4 +13,4 @@ pub use health::{Health, HealthState, ops_router};
 pub use logging::{DAEMON_LOG_FILTER, init_logging};
 pub use main_loop::block_on_main;
 pub use repo::{check_writable, locate_repo, lock_repo, write_atomic, write_private};
-pub use shutdown::shutdown_on_signals;
+pub use shutdown::{shutdown_on_signals, stop_step};

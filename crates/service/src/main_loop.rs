@@ -16,7 +16,11 @@ pub fn block_on_main<E: Display>(main: impl Future<Output = Result<(), E>>) -> E
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let result = runtime.block_on(main);
+    // Blocking work still running (a proof on a blocking thread) does not hold the exit up:
+    // everything that matters is on disk before it is acted on.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(3));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

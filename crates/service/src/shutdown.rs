@@ -36,3 +36,18 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// One step of a daemon's stop: waits for `work` at most `limit`, then goes on (logging what
+/// was left), so a stop finishes in bounded time whatever is in flight. Daemons stop in a fixed
+/// order: the public side first, then background work, then the status endpoints.
+pub async fn stop_step(name: &str, limit: std::time::Duration, work: impl Future<Output = ()>) {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(limit, work).await {
+        Ok(()) => tracing::info!(step = name, took = ?started.elapsed(), "stopped"),
+        Err(_) => tracing::warn!(
+            step = name,
+            ?limit,
+            "did not stop in time; leaving it (its state is on disk and resumes at the next start)"
+        ),
+    }
+}

@@ -139,6 +139,27 @@ impl TestHub {
         self.client = client;
     }
 
+    /// The running hub's process ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The hub's proof workers running now (their process IDs), for any job.
+    pub fn proof_workers(&self) -> Vec<u32> {
+        self.proof_workers_for("")
+    }
+
+    /// The hub's proof workers running `job` now (`Commit2`, `Unseal`, `WinningPost`...).
+    pub fn proof_workers_for(&self, job: &str) -> Vec<u32> {
+        self.pid()
+            .map(crate::children_of)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains("proof-worker") && cmdline.contains(job))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
     /// SIGKILL (`kill`) or SIGTERM, and waits for the process to end.
     pub fn stop(&mut self, kill: bool) {
         if let Some(child) = self.child.take() {

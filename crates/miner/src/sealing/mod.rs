@@ -47,6 +47,7 @@ use crate::config::SealingConfig;
 use crate::db::Db;
 use crate::events::Events;
 use crate::metrics::Metrics;
+use crate::proof_worker::ProofWorkers;
 use crate::storage::{SectorStorage, sync_sector};
 
 /// Domain separation tags for the randomness sealing draws.
@@ -66,6 +67,8 @@ pub struct SealingContext {
     pub storage: Arc<SectorStorage>,
     pub chain: ChainClient,
     pub prover: Prover,
+    /// Runs the heavy proofs in children at a low priority ([`crate::proof_worker`]).
+    pub workers: ProofWorkers,
     pub mode: ProofMode,
     pub actor: Address,
     pub worker: Address,
@@ -386,10 +389,7 @@ impl Sealing {
         let replica = self.replica(record)?;
         let pieces = record.sector_pieces()?;
         let started = Instant::now();
-        let output = cx
-            .prover
-            .run(move |p| p.pre_commit1(&replica, &paths, &pieces))
-            .await?;
+        let output = cx.workers.pre_commit1(replica, &paths, &pieces).await?;
         cx.metrics.observe_proof("pre_commit_1", started);
         record.pre_commit1 = Some(output);
         Ok((SectorState::PreCommit2, "pre-commit 1 done".into()))
@@ -409,13 +409,7 @@ impl Sealing {
         let _permit = self.inner.pre_commit2.acquire().await?;
         let paths = cx.storage.sector_paths(&record.storage, record.number);
         let started = Instant::now();
-        let sealed = cx
-            .prover
-            .run({
-                let paths = paths.clone();
-                move |p| p.pre_commit2(phase1, &paths)
-            })
-            .await?;
+        let sealed = cx.workers.pre_commit2(phase1, &paths).await?;
         cx.metrics.observe_proof("pre_commit_2", started);
         let expected = if record.pieces.is_empty() {
             nelumbo_commp::zero_piece_commitment(cx.sector_size.padded())
@@ -573,8 +567,8 @@ impl Sealing {
         let pieces = record.sector_pieces()?;
         let started = Instant::now();
         let output = cx
-            .prover
-            .run(move |p| p.commit1(&replica, &paths, seed, &sealed, &pieces))
+            .workers
+            .commit1(replica, &paths, seed, &sealed, &pieces)
             .await?;
         cx.metrics.observe_proof("commit_1", started);
         Ok(output)
@@ -605,9 +599,9 @@ impl Sealing {
                 };
                 let _permit = self.inner.commit2.acquire().await?;
                 let started = Instant::now();
-                let proof = cx.prover.run(move |p| p.commit2(&replica, phase1)).await?;
+                let proof = cx.workers.commit2(replica, phase1).await?;
                 cx.metrics.observe_proof("commit_2", started);
-                proof.0
+                proof
             }
         };
         record.proof = Some(proof);

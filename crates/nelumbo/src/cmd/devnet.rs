@@ -1,6 +1,11 @@
 //! `nelumbo devnet`: a chain, a hub and a markets spoke as separate processes under one
 //! directory, with their logs in files, until Ctrl-C.
 //!
+//! It supervises them as systemd would: a process that exits is reported and started again
+//! after a capped backoff (1 s, doubling to 30 s, reset once it has stayed up a minute), and the
+//! others keep running: a markets crash never stops the hub, and the hub and markets wait for a
+//! chain that went away.
+//!
 //! ```text
 //! DIR/chain/      nelumbo-chain's repo (genesis, database, keys)
 //! DIR/miner/      nelumbo-miner's repo (config.toml, keys, sectors under storage/)
@@ -92,6 +97,121 @@ fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<Output> {
 struct Process {
     name: &'static str,
     child: Child,
+}
+
+/// A daemon the devnet keeps running: how to start it, and its restarts.
+struct Supervised {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    repo: PathBuf,
+    log: PathBuf,
+    process: Option<Process>,
+    started_at: Instant,
+    restarts: u32,
+    /// When to start it again, after it exited.
+    restart_at: Option<Instant>,
+    backoff: Duration,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A process up this long is healthy again: its next restart comes after the first backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+impl Supervised {
+    fn new(
+        name: &'static str,
+        program: &Path,
+        args: Vec<std::ffi::OsString>,
+        repo: &Path,
+        log: &Path,
+    ) -> Self {
+        Self {
+            name,
+            program: program.to_path_buf(),
+            args,
+            repo: repo.to_path_buf(),
+            log: log.to_path_buf(),
+            process: None,
+            started_at: Instant::now(),
+            restarts: 0,
+            restart_at: None,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        // A SIGKILLed daemon leaves its api file: a new one is written once it serves.
+        let _ = std::fs::remove_file(self.repo.join("api"));
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        self.process = Some(Process::start(self.name, &mut command, &self.log)?);
+        self.started_at = Instant::now();
+        self.restart_at = None;
+        Ok(())
+    }
+
+    fn process(&mut self) -> anyhow::Result<&mut Process> {
+        self.process
+            .as_mut()
+            .with_context(|| format!("{} is not running", self.name))
+    }
+
+    /// Reports an exit and schedules the restart; starts it when its time has come.
+    fn watch(&mut self) {
+        if let Some(process) = &mut self.process
+            && let Some(status) = process.exited()
+        {
+            self.process = None;
+            if self.started_at.elapsed() >= STABLE_AFTER {
+                self.backoff = FIRST_BACKOFF;
+            }
+            self.restarts += 1;
+            println!(
+                "{} exited ({}); restarting in {:?} (restart {}; see {})",
+                self.name,
+                describe(status),
+                self.backoff,
+                self.restarts,
+                self.log.display()
+            );
+            self.restart_at = Some(Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+        if let Some(at) = self.restart_at
+            && Instant::now() >= at
+        {
+            match self.start() {
+                Ok(()) => println!("{} started again", self.name),
+                Err(e) => {
+                    println!(
+                        "{} cannot be started: {e:#}; trying again in {:?}",
+                        self.name, self.backoff
+                    );
+                    self.restart_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+    }
+}
+
+/// How a process ended, as an operator reads it.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(9)) => "killed by SIGKILL".to_string(),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
 }
 
 impl Process {
@@ -215,34 +335,49 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
             "nelumbo-chain genesis",
         )?;
     }
-    let _ = std::fs::remove_file(chain_repo.join("api"));
-    let mut chain = Process::start(
+    let mut chain = Supervised::new(
         "nelumbo-chain",
-        Command::new(&chain_bin)
-            .arg("--repo")
-            .arg(&chain_repo)
-            .args(["run", "--listen", &args.chain_listen]),
+        &chain_bin,
+        os_args(
+            &["--repo"],
+            &chain_repo,
+            &["run", "--listen", &args.chain_listen],
+        ),
+        &chain_repo,
         &chain_log,
-    )?;
-    let chain_api = wait_for_api(&mut chain, &chain_repo, &chain_log, &stop)?;
+    );
+    chain.start()?;
+    let chain_api = wait_for_api(chain.process()?, &chain_repo, &chain_log, &stop)?;
     println!("chain running: {chain_api} (log {})", chain_log.display());
+    // A restarted chain must come back where the hub looks for it.
+    let chain_address = bound_address(&chain_api)?;
+    chain.args = os_args(
+        &["--repo"],
+        &chain_repo,
+        &["run", "--listen", &chain_address],
+    );
 
     if !miner_repo.join("miner.json").exists() {
         init_miner(&args, &chain_bin, &miner_bin, &chain_repo, &miner_repo)?;
+    } else {
+        upgrade_hub_config(&miner_repo)?;
     }
-    let _ = std::fs::remove_file(miner_repo.join("api"));
-    let mut miner = Process::start(
+    let mut miner = Supervised::new(
         "nelumbo-miner",
-        Command::new(&miner_bin)
-            .arg("--repo")
-            .arg(&miner_repo)
-            .arg("run"),
+        &miner_bin,
+        os_args(&["--repo"], &miner_repo, &["run"]),
+        &miner_repo,
         &miner_log,
-    )?;
-    let miner_api = wait_for_api(&mut miner, &miner_repo, &miner_log, &stop)?;
+    );
+    miner.start()?;
+    let miner_api = wait_for_api(miner.process()?, &miner_repo, &miner_log, &stop)?;
     println!("hub running: {miner_api} (log {})", miner_log.display());
+    // And a restarted hub where markets looks for it.
+    pin_listen_port(&miner_repo.join("config.toml"), &bound_address(&miner_api)?)?;
 
-    if !markets_repo.join("config.toml").exists() {
+    if markets_repo.join("config.toml").exists() {
+        upgrade_markets_repo(&miner_bin, &miner_repo, &markets_repo)?;
+    } else {
         println!("creating the markets process in {}", markets_repo.display());
         let write_token = run_ok(
             Command::new(&miner_bin)
@@ -284,16 +419,15 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 ),
         )?;
     }
-    let _ = std::fs::remove_file(markets_repo.join("api"));
-    let mut markets = Process::start(
+    let mut markets = Supervised::new(
         "nelumbo-markets",
-        Command::new(&markets_bin)
-            .arg("--repo")
-            .arg(&markets_repo)
-            .args(["run", "--services=deals"]),
+        &markets_bin,
+        os_args(&["--repo"], &markets_repo, &["run", "--services=deals"]),
+        &markets_repo,
         &markets_log,
-    )?;
-    let markets_api = wait_for_api(&mut markets, &markets_repo, &markets_log, &stop)?;
+    );
+    markets.start()?;
+    let markets_api = wait_for_api(markets.process()?, &markets_repo, &markets_log, &stop)?;
     println!(
         "markets running: deals at {}, admin API {markets_api} (log {})",
         args.markets_listen,
@@ -346,31 +480,133 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     println!("  nelumbo-miner --repo {miner_repo_text} proving info");
     println!("  nelumbo-chain --repo {} head", chain_repo.display());
     println!();
-    println!("Ctrl-C stops everything.");
+    println!("A process that exits is started again; Ctrl-C stops everything.");
 
-    loop {
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            println!("stopping");
-            break;
-        }
-        let exited = [&mut markets, &mut miner, &mut chain]
-            .into_iter()
-            .find_map(|p| p.exited().map(|status| (p.name, status)));
-        if let Some((name, status)) = exited {
-            markets.stop();
-            miner.stop();
-            chain.stop();
-            anyhow::bail!(
-                "{name} exited with {status}; see the logs in {}",
-                args.dir.display()
-            );
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for daemon in [&mut chain, &mut miner, &mut markets] {
+            daemon.watch();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    println!("stopping");
+    // The public side first, the chain last.
     markets.stop();
     miner.stop();
     chain.stop();
     Ok(())
+}
+
+/// A devnet hub made by an earlier version has no `[deals]` section, so the production lead
+/// (a day of mainnet epochs) applies: give it the devnet's.
+fn upgrade_hub_config(miner_repo: &Path) -> anyhow::Result<()> {
+    let path = miner_repo.join("config.toml");
+    let text = std::fs::read_to_string(&path)?;
+    if !text.contains("[deals]") {
+        println!("updating {}: deals may start 20 epochs out", path.display());
+        std::fs::write(&path, text + "\n[deals]\nmin_start_lead_epochs = 20\n")?;
+    }
+    Ok(())
+}
+
+/// A devnet markets repo made by an earlier version holds a `write` token for the hub, which
+/// no longer reaches what spokes do (they have a permission of their own), and no transfer
+/// allow list (its client serves data on loopback): give it both.
+fn upgrade_markets_repo(
+    miner_bin: &Path,
+    miner_repo: &Path,
+    markets_repo: &Path,
+) -> anyhow::Result<()> {
+    let api_info = markets_repo.join("hub-api-info");
+    let current = std::fs::read_to_string(&api_info).unwrap_or_default();
+    let token = current.split(':').next().unwrap_or_default();
+    let is_spoke = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|claims| claims["Allow"] == serde_json::json!(["spoke"]));
+    if !is_spoke {
+        println!("updating {}: a spoke token for the hub", api_info.display());
+        let made = run_ok(
+            Command::new(miner_bin).arg("--repo").arg(miner_repo).args([
+                "auth",
+                "create-token",
+                "--perm",
+                "spoke",
+                "--name",
+                "devnet-markets",
+            ]),
+            "nelumbo-miner auth create-token",
+        )?;
+        let address = current.split_once(':').map(|(_, a)| a).unwrap_or_default();
+        let line = format!(
+            "{}:{}",
+            String::from_utf8_lossy(&made.stdout).trim(),
+            address.trim()
+        );
+        nelumbo_service::write_private(&api_info, &line)?;
+    }
+    let config = markets_repo.join("config.toml");
+    let text = std::fs::read_to_string(&config)?;
+    if !text.contains("transfer_allow") {
+        println!(
+            "updating {}: transfers may reach loopback",
+            config.display()
+        );
+        std::fs::write(
+            &config,
+            text.replace(
+                "[deals]\n",
+                "[deals]\ntransfer_allow = [\"127.0.0.0/8\", \"::1\"]\n",
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// `127.0.0.1:PORT` of an api file's `/ip4/127.0.0.1/tcp/PORT/http`.
+fn bound_address(api: &str) -> anyhow::Result<String> {
+    let parts: Vec<&str> = api.trim().split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4", host, "tcp", port, ..] => Ok(format!("{host}:{port}")),
+        ["", "ip6", host, "tcp", port, ..] => Ok(format!("[{host}]:{port}")),
+        _ => anyhow::bail!("cannot read the address in {api:?}"),
+    }
+}
+
+/// A daemon configured to listen on port 0 got a port from the system: write that port into
+/// its config, so that it comes back on the same one when restarted.
+fn pin_listen_port(config: &Path, address: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    let pinned: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let listening_on_any_port =
+                line.trim_start().starts_with("listen = \"") && line.trim_end().ends_with(":0\"");
+            if listening_on_any_port {
+                format!("listen = \"{address}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(config, pinned.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// `before REPO after...` as a command's arguments.
+fn os_args(before: &[&str], repo: &Path, after: &[&str]) -> Vec<std::ffi::OsString> {
+    before
+        .iter()
+        .map(std::ffi::OsString::from)
+        .chain(std::iter::once(repo.as_os_str().to_os_string()))
+        .chain(after.iter().map(std::ffi::OsString::from))
+        .collect()
 }
 
 fn init_miner(

@@ -167,10 +167,21 @@ fn forget_verified(path: &Path) {
 }
 
 fn was_verified(path: &Path) -> bool {
-    VERIFIED
-        .lock()
-        .map(|set| set.as_ref().is_some_and(|s| s.contains(path)))
-        .unwrap_or(false)
+    TRUSTED.load(std::sync::atomic::Ordering::Relaxed)
+        || VERIFIED
+            .lock()
+            .map(|set| set.as_ref().is_some_and(|s| s.contains(path)))
+            .unwrap_or(false)
+}
+
+/// Set in a process whose parent checked every parameter file it may use (a hub's proof
+/// worker): the files are not hashed again for each job. At 32 GiB sectors the PoRep
+/// parameters are tens of GB, which a worker per commit 2 would otherwise re-read.
+static TRUSTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Trusts the parameter files as checked by this process's parent (see [`TRUSTED`]).
+pub fn trust_files_checked_by_parent() {
+    TRUSTED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl ParamCache {
