@@ -130,7 +130,7 @@ async fn window_post(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sector_is_proven_faults_and_recovers() {
+async fn a_sector_is_proven_faults_and_recovers_with_real_proofs() {
     let prover = Prover::from_env().expect("proofs");
     prover
         .param_cache()

@@ -99,25 +99,7 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
 /// A markets process holds a spoke token and nothing more: a broader one (write, admin) would
 /// let whoever takes over this public-facing process pledge sectors or read everything.
 fn check_spoke_token(token: &str) -> anyhow::Result<()> {
-    use base64::Engine;
-    let payload = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .context("the hub token is not a JWT")?;
-    let allow: Vec<String> = payload["Allow"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let allow = nelumbo_rpc::claimed_permissions(token).context("the hub token is not a JWT")?;
     anyhow::ensure!(
         allow == ["spoke"],
         "the hub token grants [{}]; a markets process must hold only a spoke token, which reaches \

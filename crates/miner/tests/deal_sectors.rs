@@ -252,9 +252,10 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
 
     // SIGTERM during an unseal: the worker is held in the job (a failpoint), the hub is asked
     // to stop, and it does within the bound, taking the worker with it.
-    std::fs::remove_file(&unsealed).expect("remove the unsealed copy");
+    // The unseal wrote the piece back to the upload directory; without it, the next read
+    // needs another unseal.
     let kept = hub.repo.join("storage/pieces").join(piece_cid.to_string());
-    let _ = std::fs::remove_file(&kept);
+    std::fs::remove_file(&kept).expect("remove the unsealed piece");
     hub.stop(false);
     hub.run(&[("NELUMBO_PROOF_WORKER_DELAY", "Unseal:60000")])
         .await;

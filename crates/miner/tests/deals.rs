@@ -16,8 +16,8 @@ use nelumbo_miner_api::methods::{
     ChainHead, MarketPublishDeals, StateAccountKey, StateLookupID, StateMarketBalance,
     StateMarketStorageDeal, StateVerifiedClientStatus,
 };
-use nelumbo_testkit::chain::{Devnet, cbor};
-use nelumbo_testkit::hub::TestHub;
+use nelumbo_testkit::chain::cbor;
+use nelumbo_testkit::hub::insecure_hub;
 
 const MARKET: u64 = 5;
 const PUBLISH_STORAGE_DEALS: u64 = 4;
@@ -46,21 +46,7 @@ fn deal(client: &KeyInfo, provider: Address, start: i64, seed: u8, price_nano: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deals_are_checked_batched_and_published_once() {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "250",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
+    let (devnet, mut hub) = insecure_hub(250, &[]).await;
     hub.run(&[]).await;
     let spoke_token = hub.token("spoke");
     let spoke = {

@@ -175,10 +175,7 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
         "over 85 s of commit 2 (sector 2 now {state}): {proven} WindowPoSts accepted, {} blocks won",
         after.blocks_won - before.blocks_won
     );
-    assert!(
-        state >= SectorState::Commit2,
-        "sector 2 is {state}"
-    );
+    assert!(state >= SectorState::Commit2, "sector 2 is {state}");
     assert_eq!(after.faulty_sectors, 0, "{after:?}\n{}", hub.log());
     assert_eq!(after.window_posts_failed, 0, "{}", hub.log());
     assert!(after.blocks_won > before.blocks_won, "no WinningPoSt ran");

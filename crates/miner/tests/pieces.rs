@@ -3,8 +3,7 @@
 //! refused with both commitments named and nothing is kept. A good piece is kept once. What
 //! no deal claims is bounded in bytes and deleted after its time.
 
-use nelumbo_testkit::chain::Devnet;
-use nelumbo_testkit::hub::TestHub;
+use nelumbo_testkit::hub::{TestHub, insecure_hub};
 
 fn pieces_dir(hub: &TestHub) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(hub.repo.join("storage/pieces"))
@@ -17,21 +16,7 @@ fn pieces_dir(hub: &TestHub) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "500",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
+    let (_devnet, mut hub) = insecure_hub(500, &[]).await;
     // Room for two 1000-byte pieces no deal claims, kept for 4 seconds.
     hub.edit_config(
         "max_unclaimed_piece_bytes = 68719476736",

@@ -13,33 +13,15 @@ use nelumbo_chain_api::methods::{MpoolPending, StateMarketStorageDeal};
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_miner_api::methods::{MarketPublishDeals, SectorAddPieceToAny};
 use nelumbo_miner_api::types::PieceDealInfo;
-use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::deals::{DealSpec, funded_client, signed_deal};
-use nelumbo_testkit::hub::TestHub;
+use nelumbo_testkit::hub::insecure_hub;
 
 const MARKET: u64 = 5;
 const ADD_BALANCE: u64 = 2;
 const PUBLISH_STORAGE_DEALS: u64 = 4;
 
 async fn scenario(hub_back_first: bool) {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "1000",
-        "--pre-commit-delay",
-        "3",
-    ])
-    .await;
-    let mut devnet = devnet;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
+    let (mut devnet, mut hub) = insecure_hub(1000, &["--pre-commit-delay", "3"]).await;
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 2");
     hub.run(&[]).await;
     let (token, spoke) = hub.spoke();

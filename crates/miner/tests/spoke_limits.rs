@@ -21,7 +21,7 @@ use nelumbo_miner_api::types::SpokeHello;
 use nelumbo_rpc::ClientError;
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::deals::{DealSpec, funded_client, signed_deal};
-use nelumbo_testkit::hub::TestHub;
+use nelumbo_testkit::hub::{TestHub, insecure_hub};
 
 const MARKET: u64 = 5;
 const PUBLISH_STORAGE_DEALS: u64 = 4;
@@ -68,21 +68,7 @@ async fn balances(devnet: &Devnet, hub: &TestHub) -> Vec<(String, TokenAmount)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoke_token_reaches_only_what_spokes_need_and_cannot_spend() {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "250",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
+    let (devnet, mut hub) = insecure_hub(250, &[]).await;
     hub.edit_config(
         "max_provider_collateral = \"1000000000000000000\"",
         "max_provider_collateral = \"1000\"",

@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn sibling(name: &str) -> PathBuf {
@@ -49,65 +48,113 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     text
 }
 
-#[test]
-fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c() {
-    assert!(
-        sibling("nelumbo-chain").exists(),
-        "build nelumbo-chain first"
-    );
-    let dir = tempfile::tempdir().expect("dir");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_nelumbo"))
-        .args([
-            "devnet",
-            "--proof-mode",
-            "insecure-testing",
-            "--epoch-ms",
-            "250",
-        ])
-        .args([
-            "--chain-listen",
-            "127.0.0.1:0",
-            "--hub-listen",
-            "127.0.0.1:0",
-            "--markets-api",
-            "127.0.0.1:0",
-            "--wait-deals-secs",
-            "2",
-        ])
-        .args([
-            "--markets-listen",
-            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nelumbo devnet");
-    let stdout = devnet.stdout.take().expect("stdout");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
+/// A running `nelumbo devnet` (insecure proofs, quarter-second epochs, ports from the system)
+/// and what it printed so far; its standard error goes to `DIR/devnet.stderr`.
+struct RunningDevnet {
+    child: std::process::Child,
+    printed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: PathBuf,
+}
+
+impl RunningDevnet {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        assert!(
+            sibling("nelumbo-chain").exists(),
+            "build nelumbo-chain first"
+        );
+        let stderr = dir.join("devnet.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nelumbo"))
+            .args([
+                "devnet",
+                "--proof-mode",
+                "insecure-testing",
+                "--epoch-ms",
+                "250",
+            ])
+            .args([
+                "--chain-listen",
+                "127.0.0.1:0",
+                "--hub-listen",
+                "127.0.0.1:0",
+                "--markets-api",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--markets-listen",
+                &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+            ])
+            .args(extra)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start nelumbo devnet");
+        let stdout = child.stdout.take().expect("stdout");
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    printed.lock().expect("lines").push(line);
+                }
+            });
         }
-    });
-    let mut printed = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !printed
-        .iter()
-        .any(|l: &String| l.contains("Ctrl-C stops everything"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match received.recv_timeout(left) {
-            Ok(line) => printed.push(line),
-            Err(_) => {
-                let _ = devnet.kill();
-                panic!("the devnet did not come up:\n{}", printed.join("\n"));
+        let mut devnet = Self {
+            child,
+            printed,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !devnet.said("Ctrl-C stops everything") {
+            if Instant::now() > deadline || devnet.child.try_wait().ok().flatten().is_some() {
+                let _ = devnet.child.kill();
+                panic!("the devnet did not come up:\n{}", devnet.output());
             }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        devnet
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.printed.lock().expect("lines").clone()
+    }
+
+    fn said(&self, text: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(text))
+    }
+
+    /// What it printed, and its standard error.
+    fn output(&self) -> String {
+        format!(
+            "{}\n--- stderr ---\n{}",
+            self.lines().join("\n"),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Ctrl-C, and its exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the devnet did not stop");
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+#[test]
+fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("dir");
+    let devnet = RunningDevnet::start(dir.path(), &["--wait-deals-secs", "2"]);
+    let printed = devnet.lines();
     let text = printed.join("\n");
     assert!(text.contains("FULLNODE_API_INFO="), "{text}");
     assert!(text.contains("MINER_API_INFO="), "{text}");
@@ -195,18 +242,7 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     assert!(listed.contains("Active"), "{listed}");
 
     // Ctrl-C: both daemons stop cleanly (they remove their api files) and devnet exits 0.
-    Command::new("kill")
-        .args(["-INT", &devnet.id().to_string()])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = devnet.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the devnet did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = devnet.interrupt();
     assert!(status.success(), "devnet exited with {status}");
     assert!(!repo.join("api").exists(), "the hub did not stop cleanly");
     assert!(
@@ -266,52 +302,8 @@ fn blocks_won(repo: &Path) -> u64 {
 #[test]
 fn devnet_restarts_a_process_that_dies_and_the_others_keep_running() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_nelumbo"))
-        .args([
-            "devnet",
-            "--proof-mode",
-            "insecure-testing",
-            "--epoch-ms",
-            "250",
-        ])
-        .args([
-            "--chain-listen",
-            "127.0.0.1:0",
-            "--hub-listen",
-            "127.0.0.1:0",
-            "--markets-api",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--markets-listen",
-            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nelumbo devnet");
-    let stdout = devnet.stdout.take().expect("stdout");
-    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    {
-        let printed = printed.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                printed.lock().expect("lines").push(line);
-            }
-        });
-    }
-    let said = |text: &str| {
-        printed
-            .lock()
-            .expect("lines")
-            .iter()
-            .any(|l| l.contains(text))
-    };
-    wait_until("the devnet to come up", Duration::from_secs(120), || {
-        said("Ctrl-C stops everything")
-    });
+    let devnet = RunningDevnet::start(dir.path(), &[]);
+    let said = |text: &str| devnet.said(text);
     let (chain_repo, miner_repo, markets_repo) = (
         dir.path().join("chain"),
         dir.path().join("miner"),
@@ -368,17 +360,6 @@ fn devnet_restarts_a_process_that_dies_and_the_others_keep_running() {
     assert_eq!(pid_of("nelumbo-markets", &markets_repo), Some(markets_pid));
     assert!(said("nelumbo-chain exited (killed by SIGKILL)"));
 
-    Command::new("kill")
-        .args(["-INT", &devnet.id().to_string()])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = devnet.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the devnet did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = devnet.interrupt();
     assert!(status.success(), "devnet exited with {status}");
 }

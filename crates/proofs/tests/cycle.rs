@@ -40,7 +40,7 @@ fn prover() -> Prover {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_2kib_cycle() {
+async fn full_2kib_cycle_with_real_proofs() {
     let prover = prover();
     let dir = tempfile::tempdir().expect("temp dir");
     let paths = SectorPaths {

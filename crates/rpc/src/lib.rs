@@ -21,7 +21,7 @@ pub use local::{local_client, running_api};
 pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
 pub use permission::{Permission, Permissions};
 pub use server::{RpcModule, ServerConfig, rpc_router};
-pub use token::{TokenError, TokenSecret, read_private, read_private_bytes};
+pub use token::{TokenError, TokenSecret, claimed_permissions, read_private, read_private_bytes};
 
 /// Declares a method type:
 ///

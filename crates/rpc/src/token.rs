@@ -72,6 +72,24 @@ pub enum TokenError {
     },
 }
 
+/// The permissions a token says it grants, read without checking its signature: for a holder
+/// to see what a token it was given can do (a spoke refusing a token broader than it needs).
+/// `None` if it is not a JWT with an `Allow` list.
+pub fn claimed_permissions(token: &str) -> Option<Vec<String>> {
+    use base64::Engine;
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["Allow"].as_array().map(|allow| {
+        allow
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
 /// The secret that signs a daemon's tokens.
 #[derive(Clone)]
 pub struct TokenSecret([u8; 32]);
@@ -195,6 +213,20 @@ mod tests {
             let error = TokenSecret::load_or_create(&path).expect_err("world-readable secret");
             assert!(error.to_string().contains("chmod 600"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_holder_reads_what_its_token_claims() {
+        let secret = TokenSecret::generate();
+        assert_eq!(
+            claimed_permissions(&secret.create_token(Permission::Spoke)),
+            Some(vec!["spoke".to_string()])
+        );
+        assert_eq!(
+            claimed_permissions(&secret.create_token(Permission::Write)),
+            Some(vec!["read".to_string(), "write".to_string()])
+        );
+        assert_eq!(claimed_permissions("not a token"), None);
     }
 
     #[test]

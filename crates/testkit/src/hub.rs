@@ -42,6 +42,30 @@ pub fn chain_api_info(devnet: &Devnet) -> String {
         .to_string()
 }
 
+/// A devnet in insecure testing mode with 2 KiB sectors, `epoch_ms` epochs and `chain_args`,
+/// and a hub initialised on it with mining off, not yet running: where most hub and markets
+/// tests start.
+pub async fn insecure_hub(epoch_ms: u64, chain_args: &[&str]) -> (Devnet, TestHub) {
+    let epoch = epoch_ms.to_string();
+    let mut args = vec![
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "2KiB",
+        "--epoch-ms",
+        epoch.as_str(),
+    ];
+    args.extend_from_slice(chain_args);
+    let devnet = Devnet::start(&args).await;
+    let hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    (devnet, hub)
+}
+
 #[derive(Debug)]
 pub struct TestHub {
     pub repo: PathBuf,

@@ -16,7 +16,7 @@ use nelumbo_markets_api::wire::{
     ClientDealProposal, DealParams, DealProposal, DealResponse, HttpRequest, Label, Transfer,
 };
 use nelumbo_testkit::chain::{Devnet, cbor};
-use nelumbo_testkit::hub::TestHub;
+use nelumbo_testkit::hub::{TestHub, insecure_hub};
 use nelumbo_testkit::markets::{DataServer, TestMarkets};
 
 pub struct World {
@@ -39,21 +39,7 @@ pub async fn world() -> World {
 /// [`world`], with `edit` applied to the markets process before it starts (and the hub's
 /// wait for deals shortened to 5 s, so a deal's sector seals soon).
 pub async fn world_with(edit: impl FnOnce(&TestMarkets)) -> World {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "2KiB",
-        "--epoch-ms",
-        "250",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "2KiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
+    let (devnet, mut hub) = insecure_hub(250, &[]).await;
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);

@@ -519,17 +519,7 @@ fn upgrade_markets_repo(
     let api_info = markets_repo.join("hub-api-info");
     let current = std::fs::read_to_string(&api_info).unwrap_or_default();
     let token = current.split(':').next().unwrap_or_default();
-    let is_spoke = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|claims| claims["Allow"] == serde_json::json!(["spoke"]));
+    let is_spoke = nelumbo_rpc::claimed_permissions(token).is_some_and(|allow| allow == ["spoke"]);
     if !is_spoke {
         println!("updating {}: a spoke token for the hub", api_info.display());
         let made = run_ok(
