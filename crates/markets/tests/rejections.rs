@@ -12,7 +12,7 @@ use nelumbo_keys::{KeyInfo, KeyKind};
 use nelumbo_markets_api::admin::DealState;
 use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
 use nelumbo_markets_api::wire::{DealStatusRequest, HttpRequest, checkpoint};
-use nelumbo_testkit::chain::cbor;
+use nelumbo_testkit::deals::fund_with_escrow;
 use nelumbo_testkit::hub::text;
 use nelumbo_testkit::markets::free_port;
 use std::time::Duration;
@@ -261,16 +261,7 @@ async fn a_bls_client_is_accepted_and_the_operators_filter_and_duplicates_refuse
     // A BLS client, with its own escrow.
     let bls = KeyInfo::generate(KeyKind::Bls);
     let bls_addr = bls.address().expect("address");
-    w.devnet.fund(bls_addr, 10).await;
-    w.devnet
-        .execute(
-            &bls,
-            Address::new_id(5),
-            2,
-            cbor(&bls_addr),
-            TokenAmount::from_whole(1),
-        )
-        .await;
+    fund_with_escrow(&w.devnet, &bls, 10, 1).await;
     let (mut proposal, transfer) = w.good_deal().await;
     proposal.client = bls_addr;
     let (uuid, response) = w

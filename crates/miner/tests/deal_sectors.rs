@@ -10,18 +10,17 @@
 use std::time::Duration;
 
 use fil_actor_market_state::v18::{ClientDealProposal, DealProposal, Label};
-use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::piece::PaddedPieceSize;
 use nelumbo_chain_api::methods::StateMarketStorageDeal;
 use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_chain_api::{Base64, CidJson};
-use nelumbo_keys::{KeyInfo, KeyKind};
 use nelumbo_miner_api::methods::{
     MarketPublishDeals, PieceLocate, SectorAddPieceToAny, SectorsUnsealPiece,
 };
 use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
 use nelumbo_testkit::chain::{Devnet, cbor};
+use nelumbo_testkit::deals::funded_client;
 use nelumbo_testkit::hub::TestHub;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,18 +49,8 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
     let http = reqwest::Client::new();
 
     // The client: funds, escrow, a 1000-byte payload in a 1 KiB piece.
-    let client = KeyInfo::generate(KeyKind::Secp256k1);
+    let client = funded_client(&devnet, 10, 1).await;
     let client_addr = client.address().expect("client");
-    devnet.fund(client_addr, 10).await;
-    devnet
-        .execute(
-            &client,
-            Address::new_id(5),
-            2,
-            cbor(&client_addr),
-            TokenAmount::from_whole(1),
-        )
-        .await;
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 13 % 256) as u8).collect();
     let digest = nelumbo_commp::commp(&data).expect("commp");
     assert_eq!(digest.piece_size.bytes(), 1024);

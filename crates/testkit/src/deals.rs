@@ -79,16 +79,21 @@ pub fn signed_deal(client: &KeyInfo, provider: Address, spec: &DealSpec) -> Vec<
 /// A new client with `fil` FIL and `escrow` FIL of it in its market escrow.
 pub async fn funded_client(devnet: &Devnet, fil: u64, escrow: u64) -> KeyInfo {
     let client = KeyInfo::generate(KeyKind::Secp256k1);
+    fund_with_escrow(devnet, &client, fil, escrow).await;
+    client
+}
+
+/// Sends `fil` FIL to `client` and moves `escrow` FIL of it into its market escrow.
+pub async fn fund_with_escrow(devnet: &Devnet, client: &KeyInfo, fil: u64, escrow: u64) {
     let address = client.address().expect("client");
     devnet.fund(address, fil).await;
     devnet
         .execute(
-            &client,
+            client,
             Address::new_id(MARKET),
             ADD_BALANCE,
             cbor(&address),
             TokenAmount::from_whole(escrow),
         )
         .await;
-    client
 }
