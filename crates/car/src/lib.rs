@@ -5,6 +5,7 @@
 //! No async and no files of its own: readers and writers are `std::io` streams, so the same code
 //! indexes a staged deal file and checks a CAR in a test.
 
+pub mod dag;
 mod read;
 pub mod unixfs;
 mod varint;

@@ -145,6 +145,9 @@ pub struct MarketsInfo {
     pub services: Vec<String>,
     pub miner: String,
     pub hub_connected: bool,
+    /// The base URL of this process's retrieval listener, when retrieval runs here.
+    #[serde(default)]
+    pub retrieval_url: Option<String>,
 }
 
 rpc_method!(Info, "Markets.Info", Read, "The process's peer ID, addresses, services and miner.",

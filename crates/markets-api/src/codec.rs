@@ -178,12 +178,95 @@ where
     }
 }
 
+/// `/fil/retrieval/transports/1.0.0`: the request is nothing (the client opens the stream and
+/// reads), the response one CBOR item.
+#[derive(Debug, Clone, Default)]
+pub struct TransportsCodec;
+
+/// The largest transports answer read.
+pub const MAX_TRANSPORTS_BYTES: usize = 64 << 10;
+
+impl libp2p::request_response::Codec for TransportsCodec {
+    type Protocol = StreamProtocol;
+    type Request = ();
+    type Response = crate::wire::TransportsResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Ok(())
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<crate::wire::TransportsResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode(&read_cbor_item(io, MAX_TRANSPORTS_BYTES).await?)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.flush().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: crate::wire::TransportsResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&response)?).await?;
+        io.flush().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read(bytes: &[u8], limit: usize) -> io::Result<Vec<u8>> {
         futures::executor::block_on(read_cbor_item(&mut futures::io::Cursor::new(bytes), limit))
+    }
+
+    #[test]
+    fn transports_answers_encode_as_boost_does() {
+        // Boost's answer for one HTTP address, /ip4/127.0.0.1/tcp/8080/http.
+        let url = url::Url::parse("http://127.0.0.1:8080").expect("url");
+        let addr = crate::wire::http_multiaddr(&url).expect("multiaddr");
+        assert_eq!(addr.to_string(), "/ip4/127.0.0.1/tcp/8080/http");
+        let response = crate::wire::TransportsResponse {
+            protocols: vec![crate::wire::TransportProtocol {
+                name: "http".into(),
+                addresses: vec![serde_bytes::ByteBuf::from(addr.to_vec())],
+            }],
+        };
+        let bytes = encode(&response).expect("encode");
+        assert_eq!(
+            hex::encode(&bytes),
+            "a16950726f746f636f6c7381a2644e616d65646874747069416464726573736573814a047f000001061f90e003"
+        );
+        assert_eq!(
+            decode::<crate::wire::TransportsResponse>(&bytes).expect("decode"),
+            response
+        );
+        assert_eq!(
+            crate::wire::multiaddr_http_url(&addr).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        let tls =
+            crate::wire::http_multiaddr(&url::Url::parse("https://sp.example.com").expect("url"))
+                .expect("multiaddr");
+        assert_eq!(tls.to_string(), "/dns/sp.example.com/tcp/443/https");
     }
 
     #[test]

@@ -11,11 +11,11 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, tcp, yamux};
 
-use crate::codec::CborCodec;
+use crate::codec::{CborCodec, TransportsCodec};
 use crate::wire::{
     ASK_PROTOCOL, AskRequest, AskResponse, DEAL_PROTOCOL_1_2_0, DEAL_PROTOCOL_1_2_1, DealParams,
     DealResponse, DealStatusRequest, DealStatusResponse, MAX_DEAL_PARAMS_BYTES,
-    MAX_SMALL_MESSAGE_BYTES, STATUS_PROTOCOL,
+    MAX_SMALL_MESSAGE_BYTES, STATUS_PROTOCOL, TRANSPORTS_PROTOCOL, TransportsResponse,
 };
 
 pub type DealCodec = CborCodec<DealParams, DealResponse>;
@@ -53,6 +53,25 @@ impl Limits {
     }
 }
 
+/// Which protocols a host answers (the rest it can only open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serve {
+    /// The deal, status and ask protocols.
+    pub deals: bool,
+    /// `/fil/retrieval/transports/1.0.0`.
+    pub retrieval: bool,
+}
+
+/// `true`: a provider answering everything; `false`: a client.
+impl From<bool> for Serve {
+    fn from(all: bool) -> Self {
+        Self {
+            deals: all,
+            retrieval: all,
+        }
+    }
+}
+
 #[derive(NetworkBehaviour)]
 #[allow(missing_debug_implementations)]
 pub struct MarketsBehaviour {
@@ -62,16 +81,21 @@ pub struct MarketsBehaviour {
     pub deal: request_response::Behaviour<DealCodec>,
     pub status: request_response::Behaviour<StatusCodec>,
     pub ask: request_response::Behaviour<AskCodec>,
+    pub transports: request_response::Behaviour<TransportsCodec>,
 }
 
 impl MarketsBehaviour {
-    /// `serve`: answer the protocols (the provider); otherwise only open them (the client).
-    pub fn new(key: &Keypair, agent: &str, serve: bool, limits: Limits) -> Self {
-        let support = if serve {
-            ProtocolSupport::Inbound
-        } else {
-            ProtocolSupport::Outbound
+    /// `serve`: the protocols to answer (the provider); the others are only opened (the
+    /// client).
+    pub fn new(key: &Keypair, agent: &str, serve: Serve, limits: Limits) -> Self {
+        let support_of = |serve: bool| {
+            if serve {
+                ProtocolSupport::Inbound
+            } else {
+                ProtocolSupport::Outbound
+            }
         };
+        let support = support_of(serve.deals);
         let config = |timeout, streams| {
             request_response::Config::default()
                 .with_request_timeout(timeout)
@@ -106,6 +130,11 @@ impl MarketsBehaviour {
                 [(ASK_PROTOCOL, support)],
                 config(SMALL_TIMEOUT, MAX_STREAMS),
             ),
+            transports: request_response::Behaviour::with_codec(
+                TransportsCodec,
+                [(TRANSPORTS_PROTOCOL, support_of(serve.retrieval))],
+                config(SMALL_TIMEOUT, MAX_STREAMS),
+            ),
         }
     }
 }
@@ -114,10 +143,11 @@ impl MarketsBehaviour {
 pub fn build_swarm(
     key: Keypair,
     agent: &str,
-    serve: bool,
+    serve: impl Into<Serve>,
     limits: Limits,
 ) -> Result<Swarm<MarketsBehaviour>, Box<dyn std::error::Error + Send + Sync>> {
     let agent = agent.to_string();
+    let serve = serve.into();
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -136,6 +166,7 @@ pub enum Request {
     Deal(Box<DealParams>),
     Status(DealStatusRequest),
     Ask(AskRequest),
+    Transports,
 }
 
 #[derive(Debug)]
@@ -143,6 +174,7 @@ pub enum Response {
     Deal(DealResponse),
     Status(Box<DealStatusResponse>),
     Ask(Box<AskResponse>),
+    Transports(TransportsResponse),
 }
 
 /// Dials `peer` at `addrs` and makes one request; the error names what went wrong (no
@@ -164,6 +196,7 @@ pub async fn request_once(
         Request::Deal(params) => behaviour.deal.send_request(&peer, *params),
         Request::Status(req) => behaviour.status.send_request(&peer, req),
         Request::Ask(req) => behaviour.ask.send_request(&peer, req),
+        Request::Transports => behaviour.transports.send_request(&peer, ()),
     };
     loop {
         let event = swarm
@@ -212,6 +245,22 @@ pub async fn request_once(
                         },
                     ..
                 } if request_id == id => return Ok(Response::Ask(Box::new(response))),
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } if request_id == id => {
+                    return Err(outbound_error(peer, &error));
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(MarketsBehaviourEvent::Transports(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } if request_id == id => return Ok(Response::Transports(response)),
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
                 } if request_id == id => {

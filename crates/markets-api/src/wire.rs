@@ -22,6 +22,10 @@ pub const DEAL_PROTOCOL_1_2_1: StreamProtocol = StreamProtocol::new("/fil/storag
 pub const DEAL_PROTOCOL_1_2_0: StreamProtocol = StreamProtocol::new("/fil/storage/mk/1.2.0");
 pub const STATUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/storage/status/1.2.0");
 pub const ASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/fil/storage/ask/1.1.0");
+/// Boost's retrieval transports query: no request; the provider answers with the ways it serves
+/// retrievals and closes the stream.
+pub const TRANSPORTS_PROTOCOL: StreamProtocol =
+    StreamProtocol::new("/fil/retrieval/transports/1.0.0");
 
 /// The largest deal proposal message read. Real proposals are a few KiB (the transfer
 /// parameters are a URL and some headers); 1 MiB leaves room for long headers while bounding
@@ -221,4 +225,69 @@ pub fn http_request(transfer: &Transfer) -> Result<HttpRequest, String> {
     serde_json::from_slice(&transfer.params).map_err(|e| {
         format!("the transfer parameters are not {{\"URL\": ..., \"Headers\": {{...}}}} JSON: {e}")
     })
+}
+
+/// `/fil/retrieval/transports/1.0.0`'s answer (a DAG-CBOR map, as Boost encodes it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TransportsResponse {
+    #[serde(rename = "Protocols")]
+    pub protocols: Vec<TransportProtocol>,
+}
+
+/// One way to retrieve: `"http"` with the base URL as a multiaddr (`/ip4/.../tcp/PORT/http`,
+/// `/dns/HOST/tcp/443/https`), `"libp2p"`, `"bitswap"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportProtocol {
+    // DAG-CBOR orders map keys by length: Name before Addresses.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Binary multiaddrs.
+    #[serde(rename = "Addresses")]
+    pub addresses: Vec<serde_bytes::ByteBuf>,
+}
+
+/// The multiaddr of an `http`/`https` base URL, as Boost announces it (`/dns/HOST/tcp/PORT/https`,
+/// `/ip4/A.B.C.D/tcp/PORT/http`); `None` for other schemes or URLs with a path.
+pub fn http_multiaddr(url: &url::Url) -> Option<libp2p::Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let scheme = match url.scheme() {
+        "http" => Protocol::Http,
+        "https" => Protocol::Https,
+        _ => return None,
+    };
+    if url.path() != "/" && !url.path().is_empty() {
+        return None;
+    }
+    let port = url.port_or_known_default()?;
+    let host = match url.host()? {
+        url::Host::Ipv4(ip) => Protocol::Ip4(ip),
+        url::Host::Ipv6(ip) => Protocol::Ip6(ip),
+        url::Host::Domain(name) => Protocol::Dns(name.to_string().into()),
+    };
+    Some(
+        libp2p::Multiaddr::empty()
+            .with(host)
+            .with(Protocol::Tcp(port))
+            .with(scheme),
+    )
+}
+
+/// The base URL of an `http`/`https` multiaddr (the inverse of [`http_multiaddr`]).
+pub fn multiaddr_http_url(addr: &libp2p::Multiaddr) -> Option<String> {
+    use libp2p::multiaddr::Protocol;
+    let (mut host, mut port, mut scheme) = (None, None, None);
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(ip) => host = Some(ip.to_string()),
+            Protocol::Ip6(ip) => host = Some(format!("[{ip}]")),
+            Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
+                host = Some(name.to_string())
+            }
+            Protocol::Tcp(p) => port = Some(p),
+            Protocol::Http => scheme = Some("http"),
+            Protocol::Https | Protocol::Tls => scheme = Some("https"),
+            _ => {}
+        }
+    }
+    Some(format!("{}://{}:{}", scheme?, host?, port?))
 }

@@ -14,6 +14,9 @@ pub struct Config {
     pub api: ApiConfig,
     pub deals: DealsConfig,
     pub ask: AskConfig,
+    /// Absent in repos made before retrieval existed: the defaults then.
+    #[serde(default)]
+    pub retrieval: RetrievalConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,76 @@ impl Default for DealsConfig {
     }
 }
 
+/// `[retrieval]`: the public HTTP listener (`/piece`, `/ipfs`), its cache and its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    /// The public HTTP listener.
+    pub listen: SocketAddr,
+    /// The base URL clients are told to use (`/fil/retrieval/transports/1.0.0`), for example
+    /// `https://retrieval.example.com`. Empty: `http://` and the listen address (loopback for
+    /// 0.0.0.0), which only this machine can reach.
+    pub public_url: String,
+    /// The piece cache (default: REPO/piece-cache) and the most it holds.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
+    /// Seconds a request waits for a piece the hub must unseal, or for the hub to come back,
+    /// before it is answered 503 with `Retry-After`. 0: answer at once.
+    pub wait_secs: u64,
+    /// Unseal jobs this process asks of the hub at once (the hub bounds its own queue too).
+    pub max_unseals: usize,
+    /// Requests served at once, by route; more are answered 429 with `Retry-After`.
+    pub max_piece_requests: usize,
+    pub max_ipfs_requests: usize,
+    pub max_head_requests: usize,
+    /// Connections open at once, in all and from one IP address; more are closed at once.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers, and an idle connection is kept.
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    /// A client that takes fewer than `min_send_bytes` in `send_window_secs` while the
+    /// response waits on it is cut off (a slow reader holds nothing for long).
+    pub min_send_bytes: u64,
+    pub send_window_secs: u64,
+    /// The most blocks and bytes one CAR response may carry; a larger DAG is cut off there.
+    pub max_car_blocks: u64,
+    pub max_car_bytes: u64,
+    /// CIDs (payload or piece) never served: answered 451.
+    pub deny: Vec<String>,
+    /// An external retrieval filter, run with `sh -c`: the request as JSON on stdin; exit 0
+    /// serves it, any other exit refuses it (403) with stdout as the reason. Empty: none.
+    pub filter: String,
+}
+
+pub const DEFAULT_RETRIEVAL_LISTEN: &str = "0.0.0.0:24080";
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_RETRIEVAL_LISTEN.parse().expect("a valid address"),
+            public_url: String::new(),
+            cache_dir: None,
+            cache_max_bytes: 16 << 30,
+            wait_secs: 0,
+            max_unseals: 2,
+            max_piece_requests: 256,
+            max_ipfs_requests: 256,
+            max_head_requests: 128,
+            max_connections: 4096,
+            max_connections_per_ip: 128,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            min_send_bytes: 16 * 1024,
+            send_window_secs: 30,
+            max_car_blocks: 1_000_000,
+            max_car_bytes: 64 << 30,
+            deny: Vec::new(),
+            filter: String::new(),
+        }
+    }
+}
+
 /// The ask the process starts with; `ask set` changes it at run time (and it is kept).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +276,7 @@ impl Config {
                 min_piece_size: 256,
                 max_piece_size: max_piece,
             },
+            retrieval: RetrievalConfig::default(),
         }
     }
 
@@ -264,6 +338,38 @@ impl Config {
             max_piece_size: self.ask.max_piece_size,
         })
         .context("[ask]")?;
+        let r = &self.retrieval;
+        if !r.public_url.is_empty() {
+            let url = url::Url::parse(&r.public_url).map_err(|e| {
+                anyhow::anyhow!(
+                    "[retrieval] public_url {:?} is not a URL: {e}",
+                    r.public_url
+                )
+            })?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+                "[retrieval] public_url {:?} must be an http or https URL with a host",
+                r.public_url
+            );
+        }
+        anyhow::ensure!(
+            r.max_unseals > 0
+                && r.max_piece_requests > 0
+                && r.max_ipfs_requests > 0
+                && r.max_head_requests > 0
+                && r.max_connections > 0
+                && r.max_connections_per_ip > 0
+                && r.header_timeout_secs > 0
+                && r.idle_timeout_secs > 0
+                && r.send_window_secs > 0
+                && r.max_car_blocks > 0
+                && r.max_car_bytes > 0,
+            "[retrieval] limits and timeouts must be at least 1"
+        );
+        for cid in &r.deny {
+            cid.parse::<cid::Cid>()
+                .map_err(|e| anyhow::anyhow!("[retrieval] deny: {cid:?} is not a CID: {e}"))?;
+        }
         Ok(())
     }
 
@@ -351,6 +457,46 @@ price = {price}
 verified_price = {vprice}
 min_piece_size = {min}
 max_piece_size = {max}
+
+[retrieval]
+# The public HTTP listener: GET/HEAD /piece/{{pieceCid}} (FRC-0066), /ipfs/{{cid}} (the IPFS
+# trustless gateway), /info, /health/live, /health/ready, /metrics. Runs with --services=retrieval.
+listen = {r_listen}
+# The base URL clients are told to use (answered on /fil/retrieval/transports/1.0.0), e.g.
+# "https://retrieval.example.com" behind a TLS proxy. Empty: http:// and the listen address,
+# with 0.0.0.0 replaced by 127.0.0.1 (reachable from this machine only).
+public_url = {r_url}
+# Pieces kept on this machine's disk for serving (least recently used out), checked on read.
+# Default directory: REPO/piece-cache.
+{r_cache}
+cache_max_bytes = {r_cache_max}
+# Seconds a request waits for the hub to unseal a piece, or to come back, before it is answered
+# 503 with Retry-After (0: answer at once; the client comes back).
+wait_secs = {r_wait}
+# Unseal jobs this process asks of the hub at once.
+max_unseals = {r_unseals}
+# Requests served at once per route; more are answered 429 with Retry-After.
+max_piece_requests = {r_piece}
+max_ipfs_requests = {r_ipfs}
+max_head_requests = {r_head}
+# Connections at once, in all and from one IP address.
+max_connections = {r_conns}
+max_connections_per_ip = {r_per_ip}
+# Seconds to send a request's headers; seconds an idle connection is kept.
+header_timeout_secs = {r_header}
+idle_timeout_secs = {r_idle}
+# A client that takes fewer than min_send_bytes in send_window_secs while a response waits on
+# it is cut off.
+min_send_bytes = {r_min_send}
+send_window_secs = {r_send_window}
+# The most blocks and bytes in one CAR response (a larger DAG is cut off there).
+max_car_blocks = {r_car_blocks}
+max_car_bytes = {r_car_bytes}
+# CIDs (payload or piece) never served (451).
+deny = [{r_deny}]
+# An external retrieval filter, run with `sh -c`: the request as JSON on stdin; exit 0 serves
+# it, any other exit refuses it (403) with stdout as the reason. Empty: none.
+filter = {r_filter}
 "#,
             listen = list(&self.network.listen),
             announce = list(&self.network.announce),
@@ -385,6 +531,28 @@ max_piece_size = {max}
             vprice = toml_string(&self.ask.verified_price),
             min = self.ask.min_piece_size,
             max = self.ask.max_piece_size,
+            r_listen = toml_string(&self.retrieval.listen.to_string()),
+            r_url = toml_string(&self.retrieval.public_url),
+            r_cache = match &self.retrieval.cache_dir {
+                Some(p) => format!("cache_dir = {}", toml_string(&p.display().to_string())),
+                None => "# cache_dir = \"/srv/piece-cache\"".to_string(),
+            },
+            r_cache_max = self.retrieval.cache_max_bytes,
+            r_wait = self.retrieval.wait_secs,
+            r_unseals = self.retrieval.max_unseals,
+            r_piece = self.retrieval.max_piece_requests,
+            r_ipfs = self.retrieval.max_ipfs_requests,
+            r_head = self.retrieval.max_head_requests,
+            r_conns = self.retrieval.max_connections,
+            r_per_ip = self.retrieval.max_connections_per_ip,
+            r_header = self.retrieval.header_timeout_secs,
+            r_idle = self.retrieval.idle_timeout_secs,
+            r_min_send = self.retrieval.min_send_bytes,
+            r_send_window = self.retrieval.send_window_secs,
+            r_car_blocks = self.retrieval.max_car_blocks,
+            r_car_bytes = self.retrieval.max_car_bytes,
+            r_deny = list(&self.retrieval.deny),
+            r_filter = toml_string(&self.retrieval.filter),
         )
     }
 }
@@ -406,6 +574,8 @@ mod tests {
             8 << 20,
         );
         config.deals.staging_dir = Some("/srv/staging \"x\"".into());
+        config.retrieval.deny = vec!["bafkqaaa".into()];
+        config.retrieval.public_url = "https://retrieval.example.com".into();
         let text = config.render();
         assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
         let typo = text.replace("[deals]", "[deals]\nmax_transfer = 3");

@@ -63,13 +63,14 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         .parse::<Address>()
         .map_err(|e| anyhow::anyhow!("miner.json: {e}"))?;
     for service in &services {
-        if service != "deals" {
+        if service == "indexing" {
             tracing::warn!(
                 service,
                 "this service is not built yet; it is accepted and does nothing"
             );
         }
     }
+    let retrieval_on = services.iter().any(|s| s == "retrieval");
 
     let health = Health::default();
     let registry = Registry::new();
@@ -87,6 +88,22 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         .unwrap_or_else(|| repo.default_staging());
     check_staging(&staging, &health);
     let cancel = CancellationToken::new();
+    let piece_cache = if retrieval_on {
+        let dir = config
+            .retrieval
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| repo.dir.join("piece-cache"));
+        let max = config.retrieval.cache_max_bytes;
+        Some(Arc::new(
+            tokio::task::spawn_blocking(move || {
+                crate::retrieval::cache::PieceCache::open(&dir, max)
+            })
+            .await??,
+        ))
+    } else {
+        None
+    };
     let deals = Deals::new(
         store.clone(),
         hub.clone(),
@@ -94,6 +111,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         staging,
         metrics.clone(),
         cancel.clone(),
+        piece_cache.clone(),
     )?;
     let asks = Arc::new(AskBook::load(
         store.blocking(),
@@ -111,7 +129,10 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     let mut swarm = nelumbo_markets_api::p2p::build_swarm(
         key,
         &format!("nelumbo-markets/{}", env!("CARGO_PKG_VERSION")),
-        services.iter().any(|s| s == "deals"),
+        nelumbo_markets_api::p2p::Serve {
+            deals: services.iter().any(|s| s == "deals"),
+            retrieval: retrieval_on,
+        },
         nelumbo_markets_api::p2p::Limits {
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
@@ -128,6 +149,41 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     }
     let public = crate::init::public_addrs(&config.network.announce, &config.network.listen)?;
 
+    // Retrieval's public listener.
+    let retrieval = match &piece_cache {
+        Some(cache) => {
+            let listener = tokio::net::TcpListener::bind(config.retrieval.listen)
+                .await
+                .with_context(|| {
+                    format!("listen on {} ([retrieval] listen)", config.retrieval.listen)
+                })?;
+            let local = listener.local_addr()?;
+            let url = if config.retrieval.public_url.is_empty() {
+                crate::retrieval::server::default_public_url(local)
+            } else {
+                config
+                    .retrieval
+                    .public_url
+                    .trim_end_matches('/')
+                    .to_string()
+            };
+            Some((listener, url, cache.clone()))
+        }
+        None => None,
+    };
+    let transports = nelumbo_markets_api::wire::TransportsResponse {
+        protocols: retrieval
+            .iter()
+            .filter_map(|(_, url, _)| {
+                let addr = nelumbo_markets_api::wire::http_multiaddr(&url.parse().ok()?)?;
+                Some(nelumbo_markets_api::wire::TransportProtocol {
+                    name: "http".into(),
+                    addresses: vec![addr.to_vec().into()],
+                })
+            })
+            .collect(),
+    };
+
     // The admin API, health and metrics.
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
     nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
@@ -137,6 +193,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         services: services.clone(),
         miner: miner.to_string(),
         hub_connected: false,
+        retrieval_url: retrieval.as_ref().map(|(_, url, _)| url.clone()),
     };
     let router = rpc_router(
         module(ApiState {
@@ -168,6 +225,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     );
 
     shutdown_on_signals(cancel.clone());
+    let cancel_retrieval = cancel.clone();
     deals.resume_all().await?;
     let protocols = Protocols {
         deals: deals.clone(),
@@ -175,6 +233,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         limits: crate::p2p::RequestLimits::new(&limits),
         miner,
         sector_size: miner_record.sector_size,
+        transports,
     };
     let hello = SpokeHello {
         id: peer_id.to_string(),
@@ -182,7 +241,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         public_addrs: public.iter().map(|a| a.to_string()).collect(),
     };
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::p2p::serve(swarm, protocols, cancel.clone())),
         tokio::spawn(heartbeat(
             hub.clone(),
@@ -195,6 +254,65 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         tokio::spawn(follow_events(hub.clone(), deals.clone(), cancel.clone())),
         tokio::spawn(deals.clone().run_janitor(cancel.clone())),
     ];
+    if let Some((listener, url, cache)) = retrieval {
+        let r = &config.retrieval;
+        let retrieval_metrics = crate::retrieval::metrics::RetrievalMetrics::new(&registry)?;
+        let reader = Arc::new(crate::retrieval::reader::PieceReader::new(
+            cache.clone(),
+            hub.clone(),
+            retrieval_metrics.clone(),
+            Duration::from_secs(r.wait_secs),
+            r.max_unseals,
+        ));
+        let info = serde_json::json!({
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Server": "nelumbo-markets",
+            "Miner": miner.to_string(),
+            "PeerID": peer_id.to_string(),
+            "Routes": ["/piece/{pieceCid}", "/ipfs/{cid}"],
+        });
+        let service = Arc::new(crate::retrieval::Retrieval::new(
+            r,
+            reader,
+            store.clone(),
+            retrieval_metrics.clone(),
+            info,
+        ));
+        // Public: readiness without its reasons (they name the hub's address).
+        let router = service.router().merge(nelumbo_service::public_ops_router(
+            health.clone(),
+            registry.clone(),
+        ));
+        let limits = crate::retrieval::server::ServerLimits {
+            max_connections: r.max_connections,
+            max_connections_per_ip: r.max_connections_per_ip,
+            header_timeout: Duration::from_secs(r.header_timeout_secs),
+            idle_timeout: Duration::from_secs(r.idle_timeout_secs),
+            min_send_bytes: r.min_send_bytes,
+            send_window: Duration::from_secs(r.send_window_secs),
+        };
+        tracing::info!(url = %url, cache = %format!("{} of {} bytes", cache.usage().0, cache.max_bytes()), "retrieval is serving /piece and /ipfs");
+        tasks.push(tokio::spawn(crate::retrieval::server::serve(
+            listener,
+            router,
+            limits,
+            retrieval_metrics.clone(),
+            cancel.clone(),
+            Duration::from_secs(5),
+        )));
+        tasks.push(tokio::spawn(async move {
+            // The cache's size as a gauge.
+            loop {
+                let (bytes, pieces) = cache.usage();
+                retrieval_metrics.cache_bytes.set(bytes as i64);
+                retrieval_metrics.cache_pieces.set(pieces as i64);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = cancel_retrieval.cancelled() => return,
+                }
+            }
+        }));
+    }
     let shutdown = cancel.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

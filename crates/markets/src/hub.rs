@@ -151,6 +151,48 @@ impl Hub {
         }
     }
 
+    /// Reads unpadded bytes `[start, start + len)` of a piece from the hub (`GET
+    /// /pieces/{cid}` with `Range`); the body streams, and dropping it ends the hub's read.
+    /// `PieceMissing`: the hub has no copy it can read now (it may need an unseal).
+    pub async fn read_piece(
+        &self,
+        piece: &Cid,
+        start: u64,
+        len: u64,
+    ) -> Result<reqwest::Response, HubError> {
+        let last = start.saturating_add(len.max(1)) - 1;
+        let mut request = self
+            .http
+            .get(format!("{}/pieces/{piece}", self.base))
+            .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Err(e) => {
+                let text = crate::deals::transfer::error_chain(&e);
+                self.mark(Err(&text));
+                Err(HubError::Unreachable(text))
+            }
+            Ok(response) => {
+                self.mark(Ok(()));
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(response);
+                }
+                let body = response.text().await.unwrap_or_default();
+                Err(match status {
+                    reqwest::StatusCode::NOT_FOUND => HubError::PieceMissing(body),
+                    reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    | reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                        HubError::Unreachable(format!("{status}: {body}"))
+                    }
+                    _ => HubError::Refused(format!("{status}: {body}")),
+                })
+            }
+        }
+    }
+
     /// Streams a staged CAR to the hub as a piece (`PUT /pieces/{cid}?size=`); the hub pads it,
     /// recomputes its commitment and refuses a mismatch. Repeating an upload is harmless.
     pub async fn upload_piece(

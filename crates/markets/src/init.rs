@@ -19,6 +19,7 @@ pub struct InitOptions {
     pub announce: Vec<String>,
     pub api: SocketAddr,
     pub staging: Option<PathBuf>,
+    pub retrieval_listen: SocketAddr,
 }
 
 pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
@@ -60,6 +61,7 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
     nelumbo_service::write_atomic(&repo.miner(), &serde_json::to_vec_pretty(&miner)?)?;
     let mut config = Config::new(options.listen, options.announce, options.api, sector_size);
     config.deals.staging_dir = options.staging;
+    config.retrieval.listen = options.retrieval_listen;
     config.validate()?;
     let addrs = public_addrs(&config.network.announce, &config.network.listen)?;
     if config.network.announce.is_empty()

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod p2p;
 pub mod piecedir;
 pub mod repo;
+pub mod retrieval;
 pub mod store;
 
 /// Seconds since the Unix epoch.

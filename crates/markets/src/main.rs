@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nelumbo_chain_api::json::use_testnet_addresses;
-use nelumbo_markets::config::{DEFAULT_API_LISTEN, DEFAULT_P2P_LISTEN};
+use nelumbo_markets::config::{DEFAULT_API_LISTEN, DEFAULT_P2P_LISTEN, DEFAULT_RETRIEVAL_LISTEN};
 use nelumbo_markets::init::{InitOptions, init};
 use nelumbo_markets::repo::Repo;
 use nelumbo_markets_api::MARKETS_API_INFO;
@@ -46,6 +46,9 @@ enum Command {
         /// Where deal data is staged (default: REPO/staging).
         #[arg(long)]
         staging: Option<PathBuf>,
+        /// Where retrieval's public HTTP listener listens (/piece, /ipfs).
+        #[arg(long, default_value = DEFAULT_RETRIEVAL_LISTEN)]
+        retrieval_listen: SocketAddr,
     },
     /// Run the services.
     Run {
@@ -131,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             announce,
             api,
             staging,
+            retrieval_listen,
         } => {
             init(
                 &repo,
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     announce,
                     api,
                     staging,
+                    retrieval_listen,
                 },
             )
             .await

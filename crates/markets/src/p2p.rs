@@ -35,6 +35,8 @@ pub struct Protocols {
     pub limits: RequestLimits,
     pub miner: Address,
     pub sector_size: u64,
+    /// The answer to `/fil/retrieval/transports/1.0.0`.
+    pub transports: nelumbo_markets_api::wire::TransportsResponse,
 }
 
 /// Requests in flight per peer, and proposals being checked.
@@ -109,6 +111,10 @@ enum Answer {
     Deal(ResponseChannel<DealResponse>, DealResponse),
     Status(ResponseChannel<DealStatusResponse>, Box<DealStatusResponse>),
     Ask(ResponseChannel<AskResponse>, Box<AskResponse>),
+    Transports(
+        ResponseChannel<nelumbo_markets_api::wire::TransportsResponse>,
+        nelumbo_markets_api::wire::TransportsResponse,
+    ),
 }
 
 /// Runs the host until `cancel`.
@@ -127,6 +133,7 @@ pub async fn serve(
                     Answer::Deal(channel, response) => behaviour.deal.send_response(channel, response).is_ok(),
                     Answer::Status(channel, response) => behaviour.status.send_response(channel, *response).is_ok(),
                     Answer::Ask(channel, response) => behaviour.ask.send_response(channel, *response).is_ok(),
+                    Answer::Transports(channel, response) => behaviour.transports.send_response(channel, response).is_ok(),
                 };
                 if !sent {
                     tracing::debug!("a client went away before its answer");
@@ -230,6 +237,16 @@ fn handle(
                 };
                 let _ = answers.send(Answer::Ask(channel, Box::new(response))).await;
             });
+        }
+        SwarmEvent::Behaviour(MarketsBehaviourEvent::Transports(
+            request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            },
+        )) => {
+            // Nothing to look up: queued for the swarm at once (dropped if the queue is full;
+            // the client then sees the stream close and may ask again).
+            let _ = answers.try_send(Answer::Transports(channel, protocols.transports.clone()));
         }
         SwarmEvent::Behaviour(MarketsBehaviourEvent::Deal(
             request_response::Event::InboundFailure { peer, error, .. },

@@ -1,6 +1,9 @@
 //! The whole deal with real proofs and real processes: chain, hub, markets and `nelumbo client`.
 //! A file packed by the client goes from proposal to a deal active on chain; the hub's sector
-//! holds exactly that piece; the status protocol reported each step on the way.
+//! holds exactly that piece; the status protocol reported each step on the way. Then the file
+//! comes back with `nelumbo client retrieve`: the hub keeps no unsealed copy and markets no
+//! cache, so the first retrieval unseals the piece from the sealed sector (answered "retry
+//! after" until then), and the piece itself comes back by piece CID.
 
 use std::time::Duration;
 
@@ -29,9 +32,11 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
     let mut hub = TestHub::init(&devnet, &["--sector-size", "2KiB"]).await;
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    hub.edit_config("keep_unsealed = true", "keep_unsealed = false");
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
     markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
+    markets.edit_config("cache_max_bytes = 17179869184", "cache_max_bytes = 0");
     markets.run().await;
 
     let client = TestClient::new(&devnet);
@@ -111,5 +116,64 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
         text(&output).contains("status:      Complete"),
         "{}",
         text(&output)
+    );
+
+    // Back by payload CID: the sector's only copy is sealed, so the hub unseals it (real
+    // proofs) while the client is told to retry; then every block is checked and the file
+    // written out byte for byte.
+    let root = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("data root: "))
+        .expect("the client printed the data root")
+        .trim()
+        .to_string();
+    let out = devnet.dir.path().join("back");
+    let output = client.run(&[
+        "retrieve",
+        "--provider",
+        &hub.actor.to_string(),
+        "--out",
+        out.to_str().expect("path"),
+        "--wait",
+        "300",
+        &root,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}\n{}\n{}",
+        text(&output),
+        markets.log(),
+        hub.log()
+    );
+    assert!(
+        text(&output).contains("asking again"),
+        "the first answer was not 'retry after': {}",
+        text(&output)
+    );
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).expect("the file"),
+        payload
+    );
+    assert!(hub.log().contains("unsealed"), "{}", hub.log());
+
+    // Back by piece CID, checked by its commitment.
+    let out = devnet.dir.path().join("piece.car");
+    let output = client.run(&[
+        "retrieve",
+        "--provider",
+        &hub.actor.to_string(),
+        "--out",
+        out.to_str().expect("path"),
+        &deal.piece_cid,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let car = std::fs::read(&out).expect("the piece");
+    let digest = nelumbo_commp::commp(&car).expect("commp");
+    let size = nelumbo_commp::PaddedPieceSize::new(deal.piece_size).expect("size");
+    let padded =
+        nelumbo_commp::pad_commitment(&digest.commitment, digest.piece_size, size).expect("pad");
+    assert_eq!(
+        nelumbo_commp::piece_cid_v1(&padded).to_string(),
+        deal.piece_cid
     );
 }

@@ -259,7 +259,10 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             |s, (cid,)| async move { s.reads.locate(&cid).map_err(internal) },
         )
         .register::<SectorsUnsealPiece, _, _>(|s, (sector, cid)| async move {
-            s.reads.unseal(sector, &cid).await.map_err(internal)
+            s.reads.unseal(sector, &cid).await.map_err(|e| match e {
+                crate::reads::UnsealError::Busy(why) => ApiError::unavailable(why).into(),
+                crate::reads::UnsealError::Failed(e) => internal(e),
+            })
         })
         .register::<MarketPublishDeals, _, _>(|s, (deal,)| async move {
             Ok(s.publisher.publish(&deal.0).await?)

@@ -45,6 +45,23 @@ pub struct PieceReads {
     pub secret: TokenSecret,
     pub reads: Arc<Semaphore>,
     pub unseals: Semaphore,
+    /// Unseal requests running or waiting for a slot; past [`MAX_QUEUED_UNSEALS`] per slot
+    /// more are refused as "busy", so spokes cannot queue unseals without bound.
+    queued: std::sync::atomic::AtomicUsize,
+    max_queued: usize,
+}
+
+/// Unseal requests that may wait per unsealing slot.
+const MAX_QUEUED_UNSEALS: usize = 4;
+
+/// Why an unseal was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    /// Too many unseals queued: call again later.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
 }
 
 /// Where the bytes of a piece can be read.
@@ -74,6 +91,8 @@ impl PieceReads {
             secret,
             reads: Arc::new(Semaphore::new(MAX_READS)),
             unseals: Semaphore::new(max_unseal.max(1)),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            max_queued: max_unseal.max(1) * MAX_QUEUED_UNSEALS,
         }
     }
 
@@ -165,10 +184,29 @@ impl PieceReads {
 
     /// `SectorsUnsealPiece`: unseals `sector`'s copy of `cid` into the upload directory,
     /// unless the piece can be read already.
-    pub async fn unseal(&self, sector: u64, cid: &Cid) -> anyhow::Result<()> {
+    pub async fn unseal(&self, sector: u64, cid: &Cid) -> Result<(), UnsealError> {
+        use std::sync::atomic::Ordering;
         if self.source(cid)?.is_some() {
             return Ok(());
         }
+        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(UnsealError::Busy(format!(
+                "{} unseal requests are queued already, the most this hub takes: call again later",
+                self.max_queued
+            )));
+        }
+        let _queued = Queued(&self.queued);
+        Ok(self.unseal_queued(sector, cid).await?)
+    }
+
+    async fn unseal_queued(&self, sector: u64, cid: &Cid) -> anyhow::Result<()> {
         let (record, piece) = self
             .holders(cid)?
             .into_iter()
@@ -263,53 +301,6 @@ fn read_range(source: &Source, start: u64, len: u64) -> std::io::Result<Vec<u8>>
     }
 }
 
-/// A `Range: bytes=A-B` (one range), checked against `size`.
-fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, String> {
-    let Some(value) = headers.get(header::RANGE) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| "Range is not text".to_string())?;
-    let spec = text
-        .strip_prefix("bytes=")
-        .ok_or_else(|| format!("Range {text:?}: only bytes ranges are served"))?;
-    if spec.contains(',') {
-        return Err("multiple ranges are not served: ask for one".into());
-    }
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| format!("Range {text:?} is malformed"))?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix
-                .parse()
-                .map_err(|_| format!("Range {text:?} is malformed"))?;
-            (size.saturating_sub(n), size)
-        }
-        (a, "") => (
-            a.parse()
-                .map_err(|_| format!("Range {text:?} is malformed"))?,
-            size,
-        ),
-        (a, b) => {
-            let a: u64 = a
-                .parse()
-                .map_err(|_| format!("Range {text:?} is malformed"))?;
-            let b: u64 = b
-                .parse()
-                .map_err(|_| format!("Range {text:?} is malformed"))?;
-            (a, b.saturating_add(1).min(size))
-        }
-    };
-    if start >= end || start >= size {
-        return Err(format!(
-            "Range {text:?} is outside the piece's {size} bytes"
-        ));
-    }
-    Ok(Some((start, end - start)))
-}
-
 async fn read(
     State(reads): State<Arc<PieceReads>>,
     UrlPath(cid): UrlPath<String>,
@@ -342,7 +333,7 @@ async fn read(
         }
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
-    let range = match parse_range(&headers, size) {
+    let range = match nelumbo_service::parse_range(&headers, size) {
         Ok(range) => range,
         Err(message) => {
             let mut response = refuse(StatusCode::RANGE_NOT_SATISFIABLE, message);
@@ -403,23 +394,6 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn range(value: &str, size: u64) -> Result<Option<(u64, u64)>, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::RANGE, HeaderValue::from_str(value).expect("header"));
-        parse_range(&headers, size)
-    }
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(range("bytes=0-9", 100), Ok(Some((0, 10))));
-        assert_eq!(range("bytes=90-", 100), Ok(Some((90, 10))));
-        assert_eq!(range("bytes=-5", 100), Ok(Some((95, 5))));
-        assert_eq!(range("bytes=50-500", 100), Ok(Some((50, 50))));
-        assert!(range("bytes=100-", 100).is_err());
-        assert!(range("bytes=0-1,5-6", 100).is_err());
-        assert!(range("items=0-1", 100).is_err());
-    }
 
     #[test]
     fn sector_reads_unpad_across_quads() {

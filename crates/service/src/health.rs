@@ -60,6 +60,16 @@ impl Health {
 /// `/health/live` (200 while the process serves), `/health/ready` (200 when every check is
 /// ready, 503 otherwise; both with the checks as JSON) and `/metrics`.
 pub fn ops_router(health: Health, registry: Registry) -> Router {
+    ops_router_with(health, registry, true)
+}
+
+/// [`ops_router`] for a public listener: `/health/ready` names each check and whether it is
+/// ready, without the reasons (they name inside addresses and errors).
+pub fn public_ops_router(health: Health, registry: Registry) -> Router {
+    ops_router_with(health, registry, false)
+}
+
+fn ops_router_with(health: Health, registry: Registry, details: bool) -> Router {
     let ready = health.clone();
     Router::new()
         .route("/health/live", get(|| async { "live\n" }))
@@ -68,7 +78,14 @@ pub fn ops_router(health: Health, registry: Registry) -> Router {
             get(move || {
                 let health = ready.clone();
                 async move {
-                    let checks = health.snapshot();
+                    let mut checks = health.snapshot();
+                    if !details {
+                        for state in checks.values_mut() {
+                            if let HealthState::NotReady(why) = state {
+                                *why = "not ready".into();
+                            }
+                        }
+                    }
                     let status = if health.is_ready() {
                         StatusCode::OK
                     } else {

@@ -3,13 +3,15 @@
 
 mod backoff;
 mod health;
+mod http;
 mod logging;
 mod main_loop;
 mod repo;
 mod shutdown;
 
 pub use backoff::Backoff;
-pub use health::{Health, HealthState, ops_router};
+pub use health::{Health, HealthState, ops_router, public_ops_router};
+pub use http::parse_range;
 pub use logging::{DAEMON_LOG_FILTER, init_logging};
 pub use main_loop::block_on_main;
 pub use repo::{check_writable, locate_repo, lock_repo, write_atomic, write_private};

@@ -32,6 +32,8 @@ pub struct TestMarkets {
     /// An admin client of the running process.
     pub client: RpcClient,
     pub url: String,
+    /// The retrieval listener's base URL (`http://127.0.0.1:PORT`), once running.
+    pub retrieval_url: String,
     log: PathBuf,
 }
 
@@ -49,6 +51,7 @@ impl TestMarkets {
             .args(["init", "--hub-api", &hub_api])
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
             .args(["--api", "127.0.0.1:0"])
+            .args(["--retrieval-listen", "127.0.0.1:0"])
             .output()
             .expect("run nelumbo-markets init");
         assert!(
@@ -74,6 +77,7 @@ impl TestMarkets {
             child: None,
             client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
             url: String::new(),
+            retrieval_url: String::new(),
         }
     }
 
@@ -84,18 +88,25 @@ impl TestMarkets {
         std::fs::write(&path, text.replace(from, to)).expect("write config.toml");
     }
 
-    /// Starts `nelumbo-markets run --services=deals` and waits for its admin API.
+    /// Starts `nelumbo-markets run --services=deals,retrieval` and waits for its admin API.
     pub async fn run(&mut self) {
+        self.run_services("deals,retrieval").await;
+    }
+
+    /// Starts `nelumbo-markets run --services=SERVICES` and waits for its admin API.
+    pub async fn run_services(&mut self, services: &str) {
         let (child, client) = crate::start_daemon::<Info>(
             &markets_binary(),
             &self.repo,
-            &["run", "--services=deals"],
+            &["run", &format!("--services={services}")],
             &[("RUST_LOG", "info")],
             &self.log,
         )
         .await;
         self.child = Some(child);
         self.url = client.url().trim_end_matches("/rpc/v1").to_string();
+        let info = client.call::<Info>(()).await.expect("info");
+        self.retrieval_url = info.retrieval_url.unwrap_or_default();
         self.client = client;
     }
 

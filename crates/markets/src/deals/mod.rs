@@ -70,6 +70,9 @@ pub struct DealsInner {
     /// Woken by hub events about sectors.
     pub sector_news: Notify,
     cancel: CancellationToken,
+    /// With retrieval in this process: an active deal's staged data moves into the piece cache
+    /// rather than being deleted.
+    piece_cache: Option<Arc<crate::retrieval::cache::PieceCache>>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,7 @@ impl Deals {
         staging: PathBuf,
         metrics: Metrics,
         cancel: CancellationToken,
+        piece_cache: Option<Arc<crate::retrieval::cache::PieceCache>>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("create the staging directory {}", staging.display()))?;
@@ -114,6 +118,7 @@ impl Deals {
             running: Mutex::default(),
             sector_news: Notify::new(),
             cancel,
+            piece_cache,
         })))
     }
 
@@ -742,13 +747,35 @@ impl Deals {
         }
     }
 
-    /// The hub holds the piece (its unsealed copy and the sector): the staged copy can go.
+    /// The hub holds the piece (its unsealed copy and the sector): the staged copy can go, into
+    /// the piece cache when retrieval runs here (its commitment was checked when it arrived).
     fn cleanup_staging(&self, record: &DealRecord) {
         let path = self.staged_path(&record.uuid);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove staged data");
+        let cache = self.0.piece_cache.clone();
+        let (piece, piece_size) = (record.piece_cid.clone(), record.piece_size);
+        let remove = move || {
+            if let Some(cache) = cache
+                && path.exists()
+            {
+                match cache.admit_file(&piece, piece_size, &path) {
+                    Ok(true) => tracing::info!(%piece, "the deal's data is now in the piece cache"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%piece, error = %format!("{e:#}"), "cannot move the deal's data into the piece cache")
+                    }
+                }
+            }
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove staged data");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
         }
     }
 }

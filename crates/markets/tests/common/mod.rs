@@ -9,13 +9,14 @@ use fvm_shared::address::Address;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::piece::PaddedPieceSize;
 use libp2p::{Multiaddr, PeerId};
-use nelumbo_keys::{KeyInfo, KeyKind};
+use nelumbo_keys::KeyInfo;
 use nelumbo_markets_api::admin::Info;
 use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
 use nelumbo_markets_api::wire::{
     ClientDealProposal, DealParams, DealProposal, DealResponse, HttpRequest, Label, Transfer,
 };
 use nelumbo_testkit::chain::{Devnet, cbor};
+use nelumbo_testkit::deals::funded_client;
 use nelumbo_testkit::hub::{TestHub, insecure_hub};
 use nelumbo_testkit::markets::{DataServer, TestMarkets};
 
@@ -52,18 +53,8 @@ pub async fn world_with(edit: impl FnOnce(&TestMarkets)) -> World {
         .parse()
         .expect("addr");
 
-    let client = KeyInfo::generate(KeyKind::Secp256k1);
+    let client = funded_client(&devnet, 10, 1).await;
     let client_addr = client.address().expect("address");
-    devnet.fund(client_addr, 10).await;
-    devnet
-        .execute(
-            &client,
-            Address::new_id(5),
-            2,
-            cbor(&client_addr),
-            TokenAmount::from_whole(1),
-        )
-        .await;
 
     let data_dir = devnet.dir.path().join("data");
     std::fs::create_dir_all(&data_dir).expect("dir");

@@ -55,6 +55,31 @@ enum ClientCommand {
         /// The miner actor (f0...).
         miner: String,
     },
+    /// Get data back over HTTP: by payload CID (a CAR over /ipfs, every block checked, written
+    /// out as the file or directory) or by piece CID (/piece, checked by its commitment).
+    Retrieve(RetrieveArgs),
+}
+
+#[derive(Debug, Args)]
+struct RetrieveArgs {
+    /// The provider's miner actor (f0...): its HTTP address is asked of its libp2p peer.
+    #[arg(long, required_unless_present = "url")]
+    provider: Option<String>,
+    /// The provider's retrieval base URL, instead of asking its peer.
+    #[arg(long)]
+    url: Option<String>,
+    /// Where to write the file, directory or piece (default: the CID, here).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Also keep the CAR (payload retrievals) here.
+    #[arg(long)]
+    car: Option<PathBuf>,
+    /// Seconds to keep asking while the provider answers "unavailable, retry after" (it is
+    /// unsealing the data, or busy).
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
+    /// A payload (root) CID or a piece CID (v1 baga..., v2 bafkzcib...).
+    cid: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +128,10 @@ struct DealArgs {
     /// Wrap the file in a directory (ipfs-car's default); --no-wrap for the bare file.
     #[arg(long)]
     no_wrap: bool,
+    /// FILE is a CAR already (CARv1): its first root is the deal's data root, and it is stored
+    /// as it is.
+    #[arg(long, conflicts_with = "no_wrap")]
+    car: bool,
     file: PathBuf,
 }
 
@@ -198,6 +227,51 @@ async fn run_async(args: ClientArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ClientCommand::Deal(deal) => make_deal(&repo, &keystore, &chain()?, deal).await,
+        ClientCommand::Retrieve(args) => {
+            let cid: cid::Cid = args
+                .cid
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{:?} is not a CID: {e}", args.cid))?;
+            let base = match (&args.url, &args.provider) {
+                (Some(url), _) => url.clone(),
+                (None, Some(provider)) => {
+                    let miner = parse_address(provider, "--provider")?;
+                    let (peer, addrs, _) = provider_peer(&chain()?, miner).await?;
+                    super::retrieve::http_base(&mut swarm()?, peer, &addrs).await?
+                }
+                (None, None) => anyhow::bail!("name the provider (--provider) or its --url"),
+            };
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| super::retrieve::default_out(&cid));
+            let started = std::time::Instant::now();
+            if nelumbo_commp::parse_piece_cid(&cid).is_ok() {
+                let patience = Duration::from_secs(args.wait);
+                let bytes = super::retrieve::piece(&base, &cid, &out, patience).await?;
+                println!(
+                    "piece {cid}: {bytes} bytes from {base}, piece commitment checked, written to {} in {:.1?}",
+                    out.display(),
+                    started.elapsed()
+                );
+            } else {
+                let patience = Duration::from_secs(args.wait);
+                let got =
+                    super::retrieve::payload(&base, &cid, &out, args.car.as_deref(), patience)
+                        .await?;
+                println!(
+                    "{cid}: {} blocks ({} CAR bytes) from {base}, every block checked; {} file(s), {} bytes written to {} in {:.1?}",
+                    got.blocks,
+                    got.car_bytes,
+                    got.files,
+                    got.bytes,
+                    out.display(),
+                    started.elapsed()
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -307,28 +381,47 @@ async fn make_deal(
     let key = keystore.get(&from)?;
     let (peer, addrs, worker) = provider_peer(chain, provider).await?;
 
-    // Pack the file and compute its piece.
+    // Pack the file (or take the CAR as it is) and compute its piece.
     let cars = repo.join("cars");
     std::fs::create_dir_all(&cars)?;
-    let temp = cars.join(format!(".packing-{}", std::process::id()));
-    let name = args
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let input =
-        std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file.display()))?;
-    let packed = nelumbo_car::unixfs::pack(
-        std::io::BufReader::with_capacity(1 << 20, input),
-        std::io::BufWriter::new(std::fs::File::create(&temp)?),
-        if args.no_wrap {
-            None
-        } else {
-            Some(name.as_str())
-        },
-    )?;
-    let car = cars.join(format!("{}.car", packed.root));
-    std::fs::rename(&temp, &car)?;
+    let (car, root) = if args.car {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("open {}", args.file.display()))?;
+        let reader = nelumbo_car::CarReader::new(std::io::BufReader::new(file))
+            .with_context(|| format!("{} is not a CAR", args.file.display()))?;
+        anyhow::ensure!(
+            reader.version() == 1,
+            "{} is a CARv{}: deals here store CARv1 data",
+            args.file.display(),
+            reader.version()
+        );
+        let root = *reader
+            .roots()
+            .first()
+            .with_context(|| format!("{} names no root", args.file.display()))?;
+        (args.file.clone(), root)
+    } else {
+        let temp = cars.join(format!(".packing-{}", std::process::id()));
+        let name = args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let input = std::fs::File::open(&args.file)
+            .with_context(|| format!("open {}", args.file.display()))?;
+        let packed = nelumbo_car::unixfs::pack(
+            std::io::BufReader::with_capacity(1 << 20, input),
+            std::io::BufWriter::new(std::fs::File::create(&temp)?),
+            if args.no_wrap {
+                None
+            } else {
+                Some(name.as_str())
+            },
+        )?;
+        let car = cars.join(format!("{}.car", packed.root));
+        std::fs::rename(&temp, &car)?;
+        (car, packed.root)
+    };
     let digest = {
         use std::io::Read;
         let mut hasher = nelumbo_commp::CommPHasher::new();
@@ -352,13 +445,17 @@ async fn make_deal(
     )
     .context("pad the piece commitment")?;
     let piece_cid = nelumbo_commp::piece_cid_v1(&padded);
-    println!(
-        "packed {} into {} ({} bytes)",
-        args.file.display(),
-        car.display(),
-        packed.car_size
-    );
-    println!("data root: {}", packed.root);
+    let car_size = digest.payload_size;
+    if args.car {
+        println!("CAR {} ({car_size} bytes)", car.display());
+    } else {
+        println!(
+            "packed {} into {} ({car_size} bytes)",
+            args.file.display(),
+            car.display(),
+        );
+    }
+    println!("data root: {root}");
     println!("piece:     {piece_cid} ({piece_size} bytes)");
 
     // Price, epochs, escrow.
@@ -405,7 +502,7 @@ async fn make_deal(
                 .await
                 .with_context(|| format!("serve the CAR on {}", args.serve))?;
             let local = listener.local_addr()?;
-            let path = format!("/{}.car", packed.root);
+            let path = format!("/{root}.car");
             let router = axum::Router::new()
                 .route_service(&path, tower_http::services::ServeFile::new(&car));
             server = Some(tokio::spawn(async move {
@@ -421,7 +518,7 @@ async fn make_deal(
         verified_deal: args.verified,
         client: from,
         provider,
-        label: Label::String(packed.root.to_string()),
+        label: Label::String(root.to_string()),
         start_epoch: start,
         end_epoch: end,
         storage_price_per_epoch: price_per_epoch,
@@ -433,7 +530,7 @@ async fn make_deal(
     let transfer = match &url {
         None => Transfer::default(),
         Some(url) => Transfer {
-            size: packed.car_size,
+            size: car_size,
             kind: "http".into(),
             params: serde_json::to_vec(&HttpRequest {
                 url: url.clone(),
@@ -446,7 +543,7 @@ async fn make_deal(
         deal_uuid: *uuid.as_bytes(),
         transfer,
         is_offline: args.offline,
-        deal_data_root: packed.root,
+        deal_data_root: root,
         skip_ipni_announce: false,
         client_deal_proposal: ClientDealProposal {
             proposal,
@@ -460,9 +557,9 @@ async fn make_deal(
         client: from.to_string(),
         piece_cid: piece_cid.to_string(),
         piece_size,
-        data_root: packed.root.to_string(),
+        data_root: root.to_string(),
         car: car.clone(),
-        car_size: packed.car_size,
+        car_size,
     };
     save_deal(repo, &deal)?;
     let response = request_once(&mut swarm()?, peer, &addrs, Request::Deal(Box::new(params)))

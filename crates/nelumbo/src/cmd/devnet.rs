@@ -52,6 +52,9 @@ pub struct DevnetArgs {
     /// Where the markets admin API, health and metrics listen.
     #[arg(long, default_value = "127.0.0.1:24100")]
     markets_api: String,
+    /// Where the markets process serves retrievals over HTTP (/piece, /ipfs).
+    #[arg(long, default_value = "127.0.0.1:24080")]
+    retrieval_listen: String,
     /// Seconds a sector waits for more deals before it is sealed (the hub's wait_deals_secs,
     /// set when the miner is created; short, so a devnet deal seals soon).
     #[arg(long, default_value_t = 30)]
@@ -376,7 +379,12 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     pin_listen_port(&miner_repo.join("config.toml"), &bound_address(&miner_api)?)?;
 
     if markets_repo.join("config.toml").exists() {
-        upgrade_markets_repo(&miner_bin, &miner_repo, &markets_repo)?;
+        upgrade_markets_repo(
+            &miner_bin,
+            &miner_repo,
+            &markets_repo,
+            &args.retrieval_listen,
+        )?;
     } else {
         println!("creating the markets process in {}", markets_repo.display());
         let write_token = run_ok(
@@ -403,7 +411,8 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 .arg(&markets_repo)
                 .args(["init", "--hub-api", &hub_api])
                 .args(["--listen", &args.markets_listen])
-                .args(["--api", &args.markets_api]),
+                .args(["--api", &args.markets_api])
+                .args(["--retrieval-listen", &args.retrieval_listen]),
             "nelumbo-markets init",
         )?;
         // Devnet epochs are seconds, not 30 s: 60 epochs of lead is enough to seal small sectors.
@@ -422,15 +431,20 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let mut markets = Supervised::new(
         "nelumbo-markets",
         &markets_bin,
-        os_args(&["--repo"], &markets_repo, &["run", "--services=deals"]),
+        os_args(
+            &["--repo"],
+            &markets_repo,
+            &["run", "--services=deals,retrieval"],
+        ),
         &markets_repo,
         &markets_log,
     );
     markets.start()?;
     let markets_api = wait_for_api(markets.process()?, &markets_repo, &markets_log, &stop)?;
     println!(
-        "markets running: deals at {}, admin API {markets_api} (log {})",
+        "markets running: deals at {}, retrievals at http://{}, admin API {markets_api} (log {})",
         args.markets_listen,
+        args.retrieval_listen,
         markets_log.display()
     );
 
@@ -468,6 +482,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         chain_repo.display()
     );
     println!("  nelumbo client deal --provider {actor} --wait-active FILE");
+    println!("  nelumbo client retrieve --provider {actor} PAYLOAD_CID_OR_PIECE_CID");
     println!(
         "  nelumbo-markets --repo {} deals list",
         markets_repo.display()
@@ -515,6 +530,7 @@ fn upgrade_markets_repo(
     miner_bin: &Path,
     miner_repo: &Path,
     markets_repo: &Path,
+    retrieval_listen: &str,
 ) -> anyhow::Result<()> {
     let api_info = markets_repo.join("hub-api-info");
     let current = std::fs::read_to_string(&api_info).unwrap_or_default();
@@ -554,6 +570,17 @@ fn upgrade_markets_repo(
                 "[deals]\n",
                 "[deals]\ntransfer_allow = [\"127.0.0.0/8\", \"::1\"]\n",
             ),
+        )?;
+    }
+    let text = std::fs::read_to_string(&config)?;
+    if !text.contains("[retrieval]") {
+        println!(
+            "updating {}: retrieval over HTTP at {retrieval_listen}",
+            config.display()
+        );
+        std::fs::write(
+            &config,
+            format!("{text}\n[retrieval]\nlisten = \"{retrieval_listen}\"\n"),
         )?;
     }
     Ok(())

