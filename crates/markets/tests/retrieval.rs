@@ -1,9 +1,11 @@
 //! Retrieval through the real processes (chain, hub, markets with deals and retrieval, and
 //! `nelumbo client`), with insecure proofs: the IPFS gateway-conformance fixtures are stored as
 //! deals and then served over `/ipfs` with exactly the blocks the trustless-gateway spec and
-//! the conformance tests ask for; `/piece` serves pieces with ranges; bad input gets a clear
-//! 4xx; rotten bytes are never served; and with the hub away cached pieces are still served
-//! while the rest are answered 503 with `Retry-After` until it is back.
+//! the conformance tests ask for; `/piece` serves pieces with ranges; clients from other
+//! implementations (@helia/verified-fetch, synapse-core) get verified data; bad input gets a
+//! clear 4xx; the operator's denylist and filter refuse; rotten bytes are never served; and with
+//! the hub away cached pieces are still served while the rest are answered 503 with
+//! `Retry-After` until it is back.
 
 use std::time::Duration;
 
@@ -654,7 +656,33 @@ async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503(
         )
         .expect("the directory fixture was cached");
     }
+    // The operator's denylist and retrieval filter (the last `filter =` of the config).
+    s.markets
+        .edit_config("deny = []", &format!("deny = [\"{T1}\"]"));
+    let config = s.markets.repo.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    let at = text.rfind("filter = \"\"").expect("the retrieval filter");
+    text.replace_range(
+        at..at + "filter = \"\"".len(),
+        &format!("filter = \"if grep -q {SINGLE}; then echo not this one; exit 1; fi\""),
+    );
+    std::fs::write(&config, text).expect("write config");
     s.markets.run().await;
+    let response = s.get(&format!("/ipfs/{T1}?format=raw"), None).await;
+    assert_eq!(response.status(), 451);
+    let response = s.get(&format!("/ipfs/{SINGLE}?format=raw"), None).await;
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("not this one")
+    );
+    assert_eq!(
+        s.get(&format!("/ipfs/{T}?format=raw"), None).await.status(),
+        200
+    );
     s.hub.stop(false);
     let hamt = std::fs::read(fixture(HAMT_CAR)).expect("fixture");
     let hamt_piece = nelumbo_commp::commp(&hamt).expect("commp").cid_v1();

@@ -818,7 +818,10 @@ mod tests {
     fn what_is_not_served_is_refused_with_the_right_status() {
         let status = |r: Result<GatewayRequest, Refusal>| r.expect_err("refused").0;
         assert_eq!(status(request("", &[], None)), StatusCode::BAD_REQUEST);
-        assert_eq!(status(request("", &[], Some("*/*"))), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(request("", &[], Some("*/*"))),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             status(request("", &[], Some("text/html"))),
             StatusCode::NOT_ACCEPTABLE
