@@ -83,6 +83,7 @@ impl RunningDevnet {
                 "--markets-listen",
                 &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
             ])
+            .args(["--retrieval-listen", &format!("127.0.0.1:{}", free_port())])
             .args(extra)
             .arg("--dir")
             .arg(dir)

@@ -240,6 +240,27 @@ impl PieceCache {
         start: u64,
         len: u64,
     ) -> Result<Vec<u8>, CacheReadError> {
+        let file = self.open_data(meta)?;
+        self.read_checked_from(&file, meta, start, len)
+    }
+
+    /// An entry's data file, for several reads: an entry evicted meanwhile stays readable
+    /// through it (the file is unlinked, not truncated).
+    pub fn open_data(&self, meta: &Meta) -> Result<File, CacheReadError> {
+        File::open(self.data_path(&meta.piece_cid)).map_err(|error| CacheReadError::Io {
+            piece: meta.piece_cid.clone(),
+            error,
+        })
+    }
+
+    /// [`Self::read_checked`] through a file from [`Self::open_data`].
+    pub fn read_checked_from(
+        &self,
+        file: &File,
+        meta: &Meta,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, CacheReadError> {
         let end = start
             .checked_add(len)
             .filter(|&end| end <= meta.payload_size)
@@ -256,7 +277,6 @@ impl PieceCache {
         let from = first * CHUNK;
         let to = (last * CHUNK).min(meta.payload_size);
         let mut buf = vec![0u8; (to - from) as usize];
-        let file = File::open(self.data_path(&meta.piece_cid)).map_err(io)?;
         file.read_exact_at(&mut buf, from).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 self.corrupt(meta, "the data file is shorter than recorded")

@@ -232,6 +232,23 @@ async fn run_filter(command: &str, request: &serde_json::Value) -> Result<(), St
     }
 }
 
+/// Whether `If-None-Match` names `etag` (or `*`): the client has the bytes already.
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// 416 for a `Range` outside `size` bytes, with `Content-Range: bytes */SIZE`.
+fn unsatisfiable(message: String, size: u64) -> Response {
+    let mut refusal = refuse(StatusCode::RANGE_NOT_SATISFIABLE, message);
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        refusal.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    refusal
+}
+
 /// 503 with `Retry-After`.
 pub fn unavailable(why: &str, retry_after: u64) -> Response {
     let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, why);
@@ -344,11 +361,7 @@ async fn ipfs(
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         out.insert(header::CONTENT_DISPOSITION, value);
     }
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if not_modified(&headers, &etag) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return response;
     }
@@ -379,13 +392,7 @@ async fn ipfs(
                     range
                 }
                 Ok(None) => (0, size),
-                Err(message) => {
-                    let mut refusal = refuse(StatusCode::RANGE_NOT_SATISFIABLE, message);
-                    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                        refusal.headers_mut().insert(header::CONTENT_RANGE, value);
-                    }
-                    return refusal;
-                }
+                Err(message) => return unsatisfiable(message, size),
             };
             if let Ok(value) = HeaderValue::from_str(&len.to_string()) {
                 response.headers_mut().insert(header::CONTENT_LENGTH, value);

@@ -93,23 +93,13 @@ pub async fn serve(
     )) {
         out.insert(header::CONTENT_DISPOSITION, value);
     }
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if super::not_modified(&headers, &etag) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return response;
     }
     let range = match nelumbo_service::parse_range(&headers, size) {
         Ok(range) => range,
-        Err(message) => {
-            let mut refusal = refuse(StatusCode::RANGE_NOT_SATISFIABLE, message);
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                refusal.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return refusal;
-        }
+        Err(message) => return super::unsatisfiable(message, size),
     };
     let (start, len) = range.unwrap_or((0, size));
     let out = response.headers_mut();

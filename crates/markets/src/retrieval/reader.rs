@@ -299,13 +299,20 @@ impl PieceReader {
                 let meta = meta.clone();
                 let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
                 tokio::task::spawn_blocking(move || {
+                    let file = match cache.open_data(&meta) {
+                        Ok(file) => file,
+                        Err(e) => {
+                            let _ = sender.blocking_send(Err(std::io::Error::other(e)));
+                            return;
+                        }
+                    };
                     let mut done = 0;
                     while done < len {
                         // Chunk-aligned reads, so each chunk's CRC is checked once.
                         let at = start + done;
                         let n = (STREAM_CHUNK - at % STREAM_CHUNK).min(len - done);
                         let chunk = cache
-                            .read_checked(&meta, at, n)
+                            .read_checked_from(&file, &meta, at, n)
                             .map(Bytes::from)
                             .map_err(std::io::Error::other);
                         let failed = chunk.is_err();
