@@ -1,9 +1,10 @@
 //! The whole deal with real proofs and real processes: chain, hub, markets and `nelumbo client`.
 //! A file packed by the client goes from proposal to a deal active on chain; the hub's sector
 //! holds exactly that piece; the status protocol reported each step on the way. Then the file
-//! comes back with `nelumbo client retrieve`: the hub keeps no unsealed copy and markets no
-//! cache, so the first retrieval unseals the piece from the sealed sector (answered "retry
-//! after" until then), and the piece itself comes back by piece CID.
+//! comes back with `nelumbo client retrieve`: from markets' cache while the hub is stopped; with
+//! the piece out of the cache and the hub still away, a request gets 503 with `Retry-After`;
+//! with the hub back but keeping no unsealed copy, the retrieval unseals the sealed sector
+//! (the client told to retry until then); and the piece itself comes back by piece CID.
 
 use std::time::Duration;
 
@@ -33,10 +34,15 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
     hub.edit_config("keep_unsealed = true", "keep_unsealed = false");
+    // One port across restarts, so markets finds the hub again.
+    let port = nelumbo_testkit::markets::free_port();
+    hub.edit_config(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
     markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
-    markets.edit_config("cache_max_bytes = 17179869184", "cache_max_bytes = 0");
     markets.run().await;
 
     let client = TestClient::new(&devnet);
@@ -118,26 +124,74 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
         text(&output)
     );
 
-    // Back by payload CID: the sector's only copy is sealed, so the hub unseals it (real
-    // proofs) while the client is told to retry; then every block is checked and the file
-    // written out byte for byte.
     let root = printed
         .lines()
         .find_map(|l| l.strip_prefix("data root: "))
         .expect("the client printed the data root")
         .trim()
         .to_string();
+    let actor = hub.actor.to_string();
+    let retrieve = |out: &std::path::Path, cid: &str, wait: &str| {
+        client.run(&[
+            "retrieve",
+            "--provider",
+            &actor,
+            "--out",
+            out.to_str().expect("path"),
+            "--wait",
+            wait,
+            cid,
+        ])
+    };
+
+    // The hub stopped: the deal's data went into markets' cache when it became active, so the
+    // file comes back without the hub, every block checked.
+    hub.stop(false);
+    let out = devnet.dir.path().join("cached");
+    let output = retrieve(&out, &root, "0");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output),
+        markets.log()
+    );
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).expect("the file"),
+        payload
+    );
+
+    // Out of the cache (markets restarted without it) with the hub still away: 503 with
+    // Retry-After, and markets stays up.
+    markets.stop(false);
+    let cache = markets.repo.join("piece-cache");
+    for ext in ["data", "meta"] {
+        std::fs::remove_file(cache.join(format!("{}.{ext}", deal.piece_cid)))
+            .expect("the piece was cached");
+    }
+    markets.run().await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/piece/{}",
+            markets.retrieval_url, deal.piece_cid
+        ))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        reqwest::get(format!("{}/health/live", markets.retrieval_url))
+            .await
+            .expect("an answer")
+            .status(),
+        200
+    );
+
+    // The hub back, keeping no unsealed copy: the retrieval has the hub unseal the sealed sector
+    // (real proofs) while the client is told to retry, then gets the file byte for byte.
+    hub.run(&[]).await;
     let out = devnet.dir.path().join("back");
-    let output = client.run(&[
-        "retrieve",
-        "--provider",
-        &hub.actor.to_string(),
-        "--out",
-        out.to_str().expect("path"),
-        "--wait",
-        "300",
-        &root,
-    ]);
+    let output = retrieve(&out, &root, "300");
     assert!(
         output.status.success(),
         "{}\n{}\n{}",
@@ -158,14 +212,7 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
 
     // Back by piece CID, checked by its commitment.
     let out = devnet.dir.path().join("piece.car");
-    let output = client.run(&[
-        "retrieve",
-        "--provider",
-        &hub.actor.to_string(),
-        "--out",
-        out.to_str().expect("path"),
-        &deal.piece_cid,
-    ]);
+    let output = retrieve(&out, &deal.piece_cid, "60");
     assert!(output.status.success(), "{}", text(&output));
     let car = std::fs::read(&out).expect("the piece");
     let digest = nelumbo_commp::commp(&car).expect("commp");

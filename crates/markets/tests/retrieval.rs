@@ -16,7 +16,7 @@ use nelumbo_testkit::hub::{TestHub, text};
 use nelumbo_testkit::markets::{TestClient, TestMarkets};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const FIXTURES: &str = "../../../shared/testdata/gateway";
+const FIXTURES: &str = "tests/data/gateway";
 const HAMT_CAR: &str = "gwconf-single-layer-hamt-with-multi-block-files.car";
 const DIR_CAR: &str = "gwconf-dir-with-dag-cbor-with-links.car";
 const TRAVERSAL_CAR: &str = "gwconf-dag-cbor-traversal.car";
