@@ -35,6 +35,11 @@ fn main() -> anyhow::Result<()> {
         .prefix("nelumbo-retrieval-bench")
         .tempdir()?;
     let dir = work.path();
+    // nginx's workers run as another user when started by root: let them in.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
     println!("preparing {size} bytes in {} ...", dir.display());
 
     // The file, its CAR (as ipfs-car packs it) and the CAR's piece.
@@ -105,7 +110,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(www.join("blocks"))?;
     std::fs::hard_link(&cached, www.join("piece.bin"))?;
     std::fs::hard_link(&car, www.join("file.car"))?;
-    let leaves = leaf_blocks(&car, &www.join("blocks"), 1000)?;
+    let leaves = leaf_blocks(&car, &www.join("blocks"), 200)?;
     let (mut nginx, nginx_url) = start_nginx(dir, &www)?;
 
     // The markets process.
@@ -276,6 +281,8 @@ fn start_nginx(dir: &Path, www: &Path) -> anyhow::Result<(Child, String)> {
         .arg(&prefix)
         .arg("-c")
         .arg(&config)
+        .arg("-e")
+        .arg(prefix.join("logs/error.log"))
         .args(["-g", "daemon off;"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -248,17 +248,17 @@ impl ChainClient {
                 .await?;
             if actor.nonce > signed.message.0.sequence {
                 // Its nonce is used: by this message (or its replacement) in a tipset our
-                // search just missed, or by another one.
-                return Ok(Some(match self.search_any(signed).await? {
-                    Some(lookup) => {
+                // search just missed (a node may show the new nonce a moment before it finds
+                // the message), or by another one. Look a few more times before deciding.
+                for _ in 0..5 {
+                    if let Some(lookup) = self.search_any(signed).await? {
                         self.settle(signed, Some(&lookup), None);
-                        Landed::Executed(Box::new(lookup))
+                        return Ok(Some(Landed::Executed(Box::new(lookup))));
                     }
-                    None => {
-                        self.settle(signed, None, Some("another message took its nonce"));
-                        Landed::NonceTaken
-                    }
-                }));
+                    tokio::time::sleep(POLL).await;
+                }
+                self.settle(signed, None, Some("another message took its nonce"));
+                return Ok(Some(Landed::NonceTaken));
             }
             if until.is_some_and(|until| head.height > until) {
                 return Ok(None);

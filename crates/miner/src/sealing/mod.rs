@@ -447,6 +447,35 @@ impl Sealing {
                 ),
             ));
         }
+        // A pre-commit of ours may have landed although its wait said otherwise (its nonce
+        // seen used before the chain's message index showed it, or a replacement): the chain
+        // refuses a second one for the same sector, so look before sending.
+        let sealed = sealed_cid(&record.comm_r.context("no CommR recorded")?);
+        if let Some(info) = cx
+            .chain
+            .rpc
+            .call::<StateSectorPreCommitInfo>((Addr(cx.actor), record.number, TipSetKey::head()))
+            .await?
+            && info.info.sealed_cid == sealed
+        {
+            let delay = cx
+                .chain
+                .rpc
+                .call::<StateGetNetworkParams>(())
+                .await?
+                .pre_commit_challenge_delay;
+            let seed_epoch = info.pre_commit_epoch + delay;
+            record.pre_commit_epoch = Some(info.pre_commit_epoch);
+            record.seed_epoch = Some(seed_epoch);
+            record.expiration = Some(info.info.expiration);
+            return Ok((
+                SectorState::WaitSeed,
+                format!(
+                    "already pre-committed on chain at epoch {}; the seed comes at epoch {seed_epoch}",
+                    info.pre_commit_epoch
+                ),
+            ));
+        }
         let head = cx.chain.head_height().await?;
         // The sector must outlive its deals.
         let last_deal_end = record.pieces.iter().map(|p| p.end_epoch).max().unwrap_or(0);
