@@ -458,16 +458,8 @@ impl Sealing {
             .await?
             && info.info.sealed_cid == sealed
         {
-            let delay = cx
-                .chain
-                .rpc
-                .call::<StateGetNetworkParams>(())
-                .await?
-                .pre_commit_challenge_delay;
-            let seed_epoch = info.pre_commit_epoch + delay;
-            record.pre_commit_epoch = Some(info.pre_commit_epoch);
-            record.seed_epoch = Some(seed_epoch);
             record.expiration = Some(info.info.expiration);
+            let seed_epoch = self.pre_committed(record, info.pre_commit_epoch).await?;
             return Ok((
                 SectorState::WaitSeed,
                 format!(
@@ -539,15 +531,7 @@ impl Sealing {
                     lookup.height, record.number
                 )
             })?;
-        let delay = cx
-            .chain
-            .rpc
-            .call::<StateGetNetworkParams>(())
-            .await?
-            .pre_commit_challenge_delay;
-        let seed_epoch = info.pre_commit_epoch + delay;
-        record.pre_commit_epoch = Some(info.pre_commit_epoch);
-        record.seed_epoch = Some(seed_epoch);
+        let seed_epoch = self.pre_committed(record, info.pre_commit_epoch).await?;
         Ok((
             SectorState::WaitSeed,
             format!(
@@ -555,6 +539,27 @@ impl Sealing {
                 info.pre_commit_epoch
             ),
         ))
+    }
+
+    /// Records the epoch the sector was pre-committed at and the seed epoch that follows;
+    /// returns the seed epoch.
+    async fn pre_committed(
+        &self,
+        record: &mut SectorRecord,
+        pre_commit_epoch: i64,
+    ) -> anyhow::Result<i64> {
+        let delay = self
+            .inner
+            .cx
+            .chain
+            .rpc
+            .call::<StateGetNetworkParams>(())
+            .await?
+            .pre_commit_challenge_delay;
+        let seed_epoch = pre_commit_epoch + delay;
+        record.pre_commit_epoch = Some(pre_commit_epoch);
+        record.seed_epoch = Some(seed_epoch);
+        Ok(seed_epoch)
     }
 
     async fn wait_seed(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
