@@ -103,8 +103,6 @@ pub struct PieceReader {
     /// Unseal jobs in flight by piece, each with what wakes its waiters.
     unseals: Mutex<HashMap<String, Arc<Notify>>>,
     unseal_slots: Arc<Semaphore>,
-    /// Cache fills in flight (one at a time).
-    fills: Mutex<std::collections::HashSet<String>>,
     fill_slot: Arc<Semaphore>,
 }
 
@@ -124,7 +122,6 @@ impl PieceReader {
             located: Mutex::default(),
             unseals: Mutex::default(),
             unseal_slots: Arc::new(Semaphore::new(max_unseals.max(1))),
-            fills: Mutex::default(),
             fill_slot: Arc::new(Semaphore::new(1)),
         }
     }
@@ -423,17 +420,10 @@ impl PieceReader {
         if !self.cache.fits(piece.payload_size) || self.cache.contains(&key) {
             return;
         }
+        // One at a time (the slot is held until the copy ends): a later read starts the next.
         let Ok(slot) = self.fill_slot.clone().try_acquire_owned() else {
-            return; // one at a time; a later read starts it
-        };
-        if !self
-            .fills
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
             return;
-        }
+        };
         let reader = self.clone();
         let piece = piece.clone();
         tokio::spawn(async move {
@@ -453,11 +443,6 @@ impl PieceReader {
                     tracing::warn!(piece = %piece.cid, error = %format!("{e:#}"), "copying a piece into the cache failed");
                 }
             }
-            reader
-                .fills
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&piece.cid.to_string());
         });
     }
 
