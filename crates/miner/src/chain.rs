@@ -81,6 +81,9 @@ pub enum Fate {
     },
     /// Another message with its nonce waits in the pool.
     TakenByOther,
+    /// Not in the pool and not executed, but a message with its nonce (this one or another) is
+    /// in a block at the head, which executes with the next tipset: wait and look again.
+    InBlock,
     /// Neither executed nor in the pool, and its nonce is free.
     NotInPool,
 }
@@ -353,7 +356,16 @@ impl ChainClient {
                 blocking: actor.nonce == nonce,
             },
             Some(_) => Fate::TakenByOther,
-            None => Fate::NotInPool,
+            None => {
+                // The head's state is its parent's: a message included at the head has left the
+                // pool but not yet moved its sender's nonce. The pool's next nonce counts it.
+                let pool_next = self.rpc.call::<MpoolGetNonce>((Addr(from),)).await?;
+                if pool_next > nonce {
+                    Fate::InBlock
+                } else {
+                    Fate::NotInPool
+                }
+            }
         })
     }
 

@@ -316,7 +316,7 @@ impl OutboxTask {
                                 .await?;
                         }
                     }
-                    Fate::TakenByOther => {}
+                    Fate::TakenByOther | Fate::InBlock => {}
                 }
             }
         }
