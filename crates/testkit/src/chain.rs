@@ -83,7 +83,6 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Creates a genesis with `args` and starts the chain.
     /// A devnet whose genesis uses `devnet_policy(overrides)` (and `args`, such as the proof
     /// mode and sector sizes).
     pub async fn start_with_policy(args: &[&str], overrides: serde_json::Value) -> Self {
@@ -94,6 +93,7 @@ impl Devnet {
         Self::start(&all).await
     }
 
+    /// Creates a genesis with `args` and starts the chain.
     pub async fn start(args: &[&str]) -> Self {
         nelumbo_chain_api::json::use_testnet_addresses();
         let dir = tempfile::tempdir().expect("temp dir");

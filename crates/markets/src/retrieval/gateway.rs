@@ -18,6 +18,7 @@ use bytes::Bytes;
 use cid::Cid;
 use ipld_core::ipld::Ipld;
 use nelumbo_car::dag::{self, UnixFsType};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::blocks::BlockSource;
 use super::reader::ReadError;
@@ -525,10 +526,10 @@ struct CarOut<'a> {
 }
 
 impl CarOut<'_> {
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+    async fn send(&mut self, bytes: Bytes) -> Result<(), String> {
         self.bytes += bytes.len() as u64;
         self.out
-            .send(Ok(Bytes::from(bytes)))
+            .send(Ok(bytes))
             .await
             .map_err(|_| "the client went away".to_string())
     }
@@ -536,12 +537,12 @@ impl CarOut<'_> {
     async fn header(&mut self, root: &Cid) -> Result<(), String> {
         let mut header = Vec::new();
         nelumbo_car::CarWriter::new(&mut header, &[*root]).map_err(|e| e.to_string())?;
-        self.send(header).await
+        self.send(Bytes::from(header)).await
     }
 
     /// Writes a block unless it is an identity CID or (with dups=n) written already; `false`
-    /// when it was skipped as a duplicate.
-    async fn block(&mut self, cid: &Cid, data: &[u8]) -> Result<bool, String> {
+    /// when it was skipped as a duplicate. The block's bytes go out as they are (no copy).
+    async fn block(&mut self, cid: &Cid, data: &Bytes) -> Result<bool, String> {
         if cid.hash().code() == nelumbo_car::codec::IDENTITY {
             return Ok(true);
         }
@@ -557,23 +558,13 @@ impl CarOut<'_> {
             ));
         }
         let cid_bytes = cid.to_bytes();
-        let mut section = Vec::with_capacity(10 + cid_bytes.len() + data.len());
-        let mut len = Vec::new();
-        write_uvarint(&mut len, (cid_bytes.len() + data.len()) as u64);
-        section.extend_from_slice(&len);
-        section.extend_from_slice(&cid_bytes);
-        section.extend_from_slice(data);
+        let mut head = Vec::with_capacity(10 + cid_bytes.len());
+        write_uvarint(&mut head, (cid_bytes.len() + data.len()) as u64);
+        head.extend_from_slice(&cid_bytes);
         self.blocks += 1;
-        self.send(section).await?;
+        self.send(Bytes::from(head)).await?;
+        self.send(data.clone()).await?;
         Ok(true)
-    }
-
-    async fn load(&self, source: &BlockSource, cid: &Cid) -> Result<Bytes, String> {
-        match source.get(cid).await {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) => Err(format!("block {cid} is not held here")),
-            Err(e) => Err(format!("block {cid}: {e}")),
-        }
     }
 
     /// The whole DAG under `root`, depth-first, links in order.
@@ -583,20 +574,19 @@ impl CarOut<'_> {
         root: Cid,
         root_data: Option<Bytes>,
     ) -> Result<(), String> {
-        let mut stack = vec![(root, root_data)];
-        while let Some((cid, data)) = stack.pop() {
-            if !self.dups && self.seen.contains(&cid) {
+        let mut stack = vec![Next::new(root, root_data.map(Ahead::Ready), 0)];
+        while let Some(next) = stack.pop() {
+            if !self.dups && self.seen.contains(&next.cid) {
                 continue;
             }
-            let data = match data {
-                Some(data) => data,
-                None => self.load(source, &cid).await?,
-            };
+            let cid = next.cid;
+            let data = next.take(source).await?;
             if !self.block(&cid, &data).await? {
                 continue;
             }
             let links = dag::links(&cid, &data).unwrap_or_default();
-            stack.extend(links.into_iter().rev().map(|c| (c, None)));
+            stack.extend(links.into_iter().rev().map(|c| Next::new(c, None, 0)));
+            read_ahead(source, &mut stack);
         }
         Ok(())
     }
@@ -637,7 +627,7 @@ impl CarOut<'_> {
                 let mut stack: Vec<Cid> = shard_links(&node, width);
                 stack.reverse();
                 while let Some(shard) = stack.pop() {
-                    let data = self.load(source, &shard).await?;
+                    let data = load(source, shard).await?;
                     if !self.block(&shard, &data).await? {
                         continue;
                     }
@@ -667,13 +657,13 @@ impl CarOut<'_> {
         let Some((from, to)) = range else {
             return Ok(());
         };
-        // (block, its data if loaded, the file offset where it starts)
-        let mut stack = vec![(root, Some(root_data), 0u64, true)];
-        while let Some((cid, data, start, is_root)) = stack.pop() {
-            let data = match data {
-                Some(data) => data,
-                None => self.load(source, &cid).await?,
-            };
+        let mut stack = vec![Next::new(root, Some(Ahead::Ready(root_data)), 0)];
+        let mut first = true;
+        while let Some(next) = stack.pop() {
+            // The root was sent above.
+            let is_root = std::mem::replace(&mut first, false);
+            let (cid, start) = (next.cid, next.start);
+            let data = next.take(source).await?;
             if !is_root && !self.block(&cid, &data).await? {
                 continue;
             }
@@ -694,13 +684,70 @@ impl CarOut<'_> {
                     None => (from, to.saturating_add(1)),
                 };
                 if child_start <= to && child_end > from && child_end > child_start {
-                    children.push((link.cid, None, child_start, false));
+                    children.push(Next::new(link.cid, None, child_start));
                 }
                 offset += size.unwrap_or(0);
             }
             stack.extend(children.into_iter().rev());
+            read_ahead(source, &mut stack);
         }
         Ok(())
+    }
+}
+
+/// How many of a walk's next blocks are read (and checked against their CIDs) ahead of the one
+/// being sent, on the runtime's other threads: checking is SHA-256 over every byte, and one
+/// core alone cannot keep up with a fast client.
+const READ_AHEAD: usize = 8;
+
+/// A block the walk will send: its CID, its bytes once read (or the read under way), and for a
+/// file's blocks the file offset where it starts.
+struct Next {
+    cid: Cid,
+    ahead: Option<Ahead>,
+    start: u64,
+}
+
+enum Ahead {
+    Ready(Bytes),
+    /// Aborted when dropped: a client that goes away stops the reads made for it.
+    Reading(AbortOnDropHandle<Result<Bytes, String>>),
+}
+
+impl Next {
+    fn new(cid: Cid, ahead: Option<Ahead>, start: u64) -> Self {
+        Self { cid, ahead, start }
+    }
+
+    async fn take(self, source: &BlockSource) -> Result<Bytes, String> {
+        match self.ahead {
+            Some(Ahead::Ready(data)) => Ok(data),
+            Some(Ahead::Reading(read)) => read
+                .await
+                .map_err(|e| format!("block {}: the read stopped: {e}", self.cid))?,
+            None => load(source, self.cid).await,
+        }
+    }
+}
+
+/// Starts reading the blocks at the top of `stack` (the next to be sent) that are not read yet.
+fn read_ahead(source: &BlockSource, stack: &mut [Next]) {
+    let from = stack.len().saturating_sub(READ_AHEAD);
+    for next in &mut stack[from..] {
+        if next.ahead.is_none() {
+            let (source, cid) = (source.clone(), next.cid);
+            next.ahead = Some(Ahead::Reading(AbortOnDropHandle::new(tokio::spawn(
+                async move { load(&source, cid).await },
+            ))));
+        }
+    }
+}
+
+async fn load(source: &BlockSource, cid: Cid) -> Result<Bytes, String> {
+    match source.get(&cid).await {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) => Err(format!("block {cid} is not held here")),
+        Err(e) => Err(format!("block {cid}: {e}")),
     }
 }
 
