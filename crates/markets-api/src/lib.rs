@@ -1,8 +1,9 @@
 //! What the markets process says to the outside: the deal protocols' messages, byte-compatible
 //! with Boost ([`wire`]), their framing on libp2p streams ([`codec`]), and the admin API its CLI
-//! uses ([`admin`]). Shared by `nelumbo-markets` (the provider side) and `nelumbo client`.
+//! uses ([`admin`]), and bitswap's messages ([`bitswap`]). Shared by `nelumbo-markets` (the provider side) and `nelumbo client`.
 
 pub mod admin;
+pub mod bitswap;
 pub mod codec;
 pub mod ip_limits;
 pub mod p2p;

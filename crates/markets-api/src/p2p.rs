@@ -82,6 +82,9 @@ pub struct MarketsBehaviour {
     pub status: request_response::Behaviour<StatusCodec>,
     pub ask: request_response::Behaviour<AskCodec>,
     pub transports: request_response::Behaviour<TransportsCodec>,
+    /// Plain streams: bitswap (the provider accepts wants on them when it serves retrieval; the
+    /// client accepts the answers).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl MarketsBehaviour {
@@ -135,6 +138,7 @@ impl MarketsBehaviour {
                 [(TRANSPORTS_PROTOCOL, support_of(serve.retrieval))],
                 config(SMALL_TIMEOUT, MAX_STREAMS),
             ),
+            stream: libp2p_stream::Behaviour::new(),
         }
     }
 }

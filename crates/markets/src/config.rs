@@ -205,7 +205,15 @@ pub struct RetrievalConfig {
     pub deny: Vec<String>,
     /// An external retrieval filter, run with `sh -c`: the request as JSON on stdin; exit 0
     /// serves it, any other exit refuses it (403) with stdout as the reason. Empty: none.
+    /// (HTTP only; bitswap applies the denylist.)
     pub filter: String,
+    /// Bitswap: peers answered at once (the others' wants wait in their ledgers), wants kept
+    /// per peer (more are dropped), the size an answer message is filled to, and block reads
+    /// at once across all peers (taken in turn, so peers share them).
+    pub bitswap_max_peers: usize,
+    pub bitswap_max_wants_per_peer: usize,
+    pub bitswap_message_bytes: usize,
+    pub bitswap_max_reads: usize,
 }
 
 pub const DEFAULT_RETRIEVAL_LISTEN: &str = "0.0.0.0:24080";
@@ -232,6 +240,10 @@ impl Default for RetrievalConfig {
             max_car_bytes: 64 << 30,
             deny: Vec::new(),
             filter: String::new(),
+            bitswap_max_peers: 64,
+            bitswap_max_wants_per_peer: 1024,
+            bitswap_message_bytes: 1 << 20,
+            bitswap_max_reads: 8,
         }
     }
 }
@@ -363,8 +375,17 @@ impl Config {
                 && r.idle_timeout_secs > 0
                 && r.send_window_secs > 0
                 && r.max_car_blocks > 0
-                && r.max_car_bytes > 0,
+                && r.max_car_bytes > 0
+                && r.bitswap_max_peers > 0
+                && r.bitswap_max_wants_per_peer > 0
+                && r.bitswap_max_reads > 0,
             "[retrieval] limits and timeouts must be at least 1"
+        );
+        anyhow::ensure!(
+            (64 << 10..=nelumbo_markets_api::bitswap::MAX_BLOCK_BYTES)
+                .contains(&r.bitswap_message_bytes),
+            "[retrieval] bitswap_message_bytes must be between 64 KiB and 2 MiB (a message may \
+             carry one more block, and peers read at most 4 MiB)"
         );
         for cid in &r.deny {
             cid.parse::<cid::Cid>()
@@ -495,8 +516,15 @@ max_car_bytes = {r_car_bytes}
 # CIDs (payload or piece) never served (451).
 deny = [{r_deny}]
 # An external retrieval filter, run with `sh -c`: the request as JSON on stdin; exit 0 serves
-# it, any other exit refuses it (403) with stdout as the reason. Empty: none.
+# it, any other exit refuses it (403) with stdout as the reason. Empty: none. (HTTP only;
+# bitswap answers denied CIDs DONT_HAVE.)
 filter = {r_filter}
+# Bitswap on the libp2p host: peers answered at once (others wait), wants kept per peer (more
+# are dropped), the size answer messages are filled to, block reads at once across all peers.
+bitswap_max_peers = {r_bs_peers}
+bitswap_max_wants_per_peer = {r_bs_wants}
+bitswap_message_bytes = {r_bs_message}
+bitswap_max_reads = {r_bs_reads}
 "#,
             listen = list(&self.network.listen),
             announce = list(&self.network.announce),
@@ -531,6 +559,10 @@ filter = {r_filter}
             vprice = toml_string(&self.ask.verified_price),
             min = self.ask.min_piece_size,
             max = self.ask.max_piece_size,
+            r_bs_peers = self.retrieval.bitswap_max_peers,
+            r_bs_wants = self.retrieval.bitswap_max_wants_per_peer,
+            r_bs_message = self.retrieval.bitswap_message_bytes,
+            r_bs_reads = self.retrieval.bitswap_max_reads,
             r_listen = toml_string(&self.retrieval.listen.to_string()),
             r_url = toml_string(&self.retrieval.public_url),
             r_cache = match &self.retrieval.cache_dir {

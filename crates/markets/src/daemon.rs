@@ -171,7 +171,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let transports = nelumbo_markets_api::wire::TransportsResponse {
+    let mut transports = nelumbo_markets_api::wire::TransportsResponse {
         protocols: retrieval
             .iter()
             .filter_map(|(_, url, _)| {
@@ -183,6 +183,25 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    if retrieval.is_some() {
+        // Bitswap is served on this host: its public addresses with the peer ID.
+        transports
+            .protocols
+            .push(nelumbo_markets_api::wire::TransportProtocol {
+                name: "bitswap".into(),
+                addresses: public
+                    .iter()
+                    .map(|a| {
+                        a.clone()
+                            .with_p2p(peer_id)
+                            .unwrap_or_else(|a| a)
+                            .to_vec()
+                            .into()
+                    })
+                    .collect(),
+            });
+    }
+    let stream_control = swarm.behaviour().stream.new_control();
 
     // The admin API, health and metrics.
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
@@ -279,6 +298,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             info,
         ));
         // Public: readiness without its reasons (they name the hub's address).
+        let (block_source, denylist) = (service.block_source(), service.denylist());
         let router = service.router().merge(nelumbo_service::public_ops_router(
             health.clone(),
             registry.clone(),
@@ -291,7 +311,24 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             min_send_bytes: r.min_send_bytes,
             send_window: Duration::from_secs(r.send_window_secs),
         };
-        tracing::info!(url = %url, cache = %format!("{} of {} bytes", cache.usage().0, cache.max_bytes()), "retrieval is serving /piece and /ipfs");
+        let bitswap = crate::retrieval::bitswap::BitswapServer::new(
+            block_source,
+            denylist,
+            crate::retrieval::bitswap::BitswapLimits {
+                max_peers: r.bitswap_max_peers,
+                max_wants_per_peer: r.bitswap_max_wants_per_peer,
+                message_bytes: r.bitswap_message_bytes,
+                max_reads: r.bitswap_max_reads,
+            },
+            crate::retrieval::bitswap::BitswapMetrics::new(&registry)?,
+        );
+        let cancel_bitswap = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = bitswap.run(stream_control, cancel_bitswap).await {
+                tracing::error!(error = %format!("{e:#}"), "bitswap cannot be served");
+            }
+        }));
+        tracing::info!(url = %url, cache = %format!("{} of {} bytes", cache.usage().0, cache.max_bytes()), "retrieval is serving /piece and /ipfs, and bitswap on the libp2p host");
         tasks.push(tokio::spawn(crate::retrieval::server::serve(
             listener,
             router,

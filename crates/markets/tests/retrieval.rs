@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use nelumbo_markets_api::admin::{DealState, DealsList};
+use nelumbo_markets_api::bitswap;
 use nelumbo_markets_api::p2p::{Request, Response, build_swarm, request_once};
 use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, text};
@@ -535,6 +536,323 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
     ]);
     assert!(output.status.success(), "synapse-core: {}", text(&output));
     assert_eq!(std::fs::read(&out).expect("piece"), car);
+
+    // Bitswap, listed beside HTTP with the peer's addresses.
+    let listed = transports
+        .protocols
+        .iter()
+        .find(|p| p.name == "bitswap")
+        .expect("bitswap is listed");
+    let bitswap_addr = libp2p::Multiaddr::try_from(listed.addresses[0].to_vec()).expect("addr");
+    assert!(
+        bitswap_addr.to_string().ends_with(&format!("/p2p/{peer}")),
+        "{bitswap_addr}"
+    );
+    // A 3 MiB file stored with `nelumbo client deal` (three 1 MiB leaves) comes back byte for
+    // byte through `nelumbo client retrieve --bitswap`.
+    let payload: Vec<u8> = (0..3 * 1024 * 1024 + 100u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = s.devnet.dir.path().join("three.bin");
+    std::fs::write(&file, &payload).expect("write");
+    let output = s.client.run(&[
+        "deal",
+        "--provider",
+        &s.hub.actor.to_string(),
+        "--start-in",
+        "600",
+        "--duration",
+        "400",
+        "--wait-active",
+        file.to_str().expect("path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output),
+        s.markets.log()
+    );
+    let root = text(&output)
+        .lines()
+        .find_map(|l| l.strip_prefix("data root: ").map(|r| r.trim().to_string()))
+        .expect("the client printed the data root");
+    let out = s.devnet.dir.path().join("bitswap-out");
+    let output = s.client.run(&[
+        "retrieve",
+        "--bitswap",
+        "--provider",
+        &s.hub.actor.to_string(),
+        "--out",
+        out.to_str().expect("path"),
+        &root,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output),
+        s.markets.log()
+    );
+    assert_eq!(
+        std::fs::read(out.join("three.bin")).expect("the file"),
+        payload
+    );
+    assert!(text(&output).contains("over bitswap"), "{}", text(&output));
+
+    // The protocol's own answers: want-block gets the block, want-have of a 1 MiB leaf gets
+    // HAVE, a want-have of a small block gets the block itself, an unknown block DONT_HAVE.
+    let leaf = nelumbo_car::cid_v1_sha256(0x55, &payload[..1 << 20]).to_string();
+    let unknown = nelumbo_car::cid_v1_sha256(0x55, b"nobody stored this").to_string();
+    let mut good = RawPeer::new(&s, true).await;
+    let asked = std::time::Instant::now();
+    good.want(vec![
+        want(&leaf, bitswap::WantType::Have, true),
+        want(L[0], bitswap::WantType::Have, true),
+        want(F, bitswap::WantType::Block, true),
+        want(&unknown, bitswap::WantType::Block, true),
+    ])
+    .await;
+    let said = good
+        .answers(&[&leaf, L[0], F, &unknown], Duration::from_secs(20))
+        .await;
+    assert_eq!(said.get(&leaf), Some(&Said::Have), "{said:?}");
+    assert_eq!(said.get(L[0]), Some(&Said::Block(leaves[L[0]].clone())));
+    assert_eq!(said.get(F), Some(&Said::Block(leaves[F].clone())));
+    assert_eq!(said.get(&unknown), Some(&Said::DontHave), "{said:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Hostile peers: an oversized message and malformed protobuf close their streams; a
+    // eighty thousand wants (3.4 MB) are cut to the per-peer limit; a peer that never reads its
+    // answers holds only itself. Meanwhile others are served.
+    let mut hostile = RawPeer::new(&s, true).await;
+    {
+        use futures::AsyncWriteExt;
+        let mut stream = hostile.stream().await;
+        stream
+            .write_all(&[0x80, 0x80, 0x80, 0x04])
+            .await
+            .expect("write a 8 MiB length");
+        let mut stream = hostile.stream().await;
+        stream
+            .write_all(&[5, 0x0a, 0x7f, 1, 2, 3])
+            .await
+            .expect("write garbage");
+        let _ = stream.close().await;
+    }
+    let flood: Vec<bitswap::Entry> = (0..80_000u32)
+        .map(|i| {
+            let cid = nelumbo_car::cid_v1_sha256(0x55, &i.to_le_bytes()).to_string();
+            want(&cid, bitswap::WantType::Block, false)
+        })
+        .collect();
+    hostile.want(flood).await;
+    let mut deaf = RawPeer::new(&s, false).await;
+    deaf.want(vec![
+        want(&leaf, bitswap::WantType::Block, false),
+        want(
+            &nelumbo_car::cid_v1_sha256(0x55, &payload[1 << 20..2 << 20]).to_string(),
+            bitswap::WantType::Block,
+            false,
+        ),
+        want(
+            &nelumbo_car::cid_v1_sha256(0x55, &payload[2 << 20..3 << 20]).to_string(),
+            bitswap::WantType::Block,
+            false,
+        ),
+    ])
+    .await;
+    let asked = std::time::Instant::now();
+    good.want(vec![want(&leaf, bitswap::WantType::Block, true)])
+        .await;
+    let said = good.answers(&[&leaf], Duration::from_secs(20)).await;
+    assert_eq!(
+        said.get(&leaf),
+        Some(&Said::Block(payload[..1 << 20].to_vec()))
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "a good peer waited {:?} behind hostile ones",
+        asked.elapsed()
+    );
+    let metrics = s.get("/metrics", None).await.text().await.expect("metrics");
+    let refused = |reason: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "nelumbo_bitswap_refused_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(refused("too_large") >= 1, "{metrics}");
+    assert!(refused("malformed") >= 1, "{metrics}");
+    assert!(refused("wants") >= 80_000 - 1024, "{metrics}");
+    assert!(
+        metrics.contains("nelumbo_bitswap_blocks_sent_total"),
+        "{metrics}"
+    );
+    assert!(s.markets.pid().is_some(), "markets died");
+}
+
+/// A bare bitswap peer built from the protocol's messages: wants go out on streams it opens,
+/// and the provider's answers come in on streams the provider opens, gathered in order (or,
+/// with `read_answers` false, accepted and never read: a peer that does not read).
+struct RawPeer {
+    control: libp2p_stream::Control,
+    provider: libp2p::PeerId,
+    answers: tokio::sync::mpsc::Receiver<bitswap::Message>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RawPeer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What the provider said of a want.
+#[derive(Debug, Clone, PartialEq)]
+enum Said {
+    Block(Vec<u8>),
+    Have,
+    DontHave,
+}
+
+impl RawPeer {
+    async fn new(s: &Setup, read_answers: bool) -> Self {
+        let mut swarm = build_swarm(
+            libp2p::identity::Keypair::generate_ed25519(),
+            "test",
+            false,
+            nelumbo_markets_api::p2p::Limits::none(),
+        )
+        .expect("swarm");
+        let info = s
+            .markets
+            .client
+            .call::<nelumbo_markets_api::admin::Info>(())
+            .await
+            .expect("info");
+        let provider: libp2p::PeerId = info.peer_id.parse().expect("peer");
+        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", s.markets.p2p_port)
+            .parse()
+            .expect("addr");
+        swarm.add_peer_address(provider, addr);
+        let mut control = swarm.behaviour().stream.new_control();
+        let mut incoming = control.accept(bitswap::PROTOCOL_1_2_0).expect("accept");
+        let (sender, answers) = tokio::sync::mpsc::channel(1024);
+        let driver = tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let reader = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut held = Vec::new();
+            while let Some((_, mut stream)) = incoming.next().await {
+                if !read_answers {
+                    held.push(stream);
+                    continue;
+                }
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(message)) =
+                        bitswap::read_message(&mut stream, bitswap::MAX_MESSAGE_BYTES).await
+                    {
+                        let _ = sender.send(message).await;
+                    }
+                });
+            }
+        });
+        Self {
+            control,
+            provider,
+            answers,
+            tasks: vec![driver, reader],
+        }
+    }
+
+    async fn stream(&mut self) -> libp2p::Stream {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.control
+                .open_stream(self.provider, bitswap::PROTOCOL_1_2_0),
+        )
+        .await
+        .expect("a stream in time")
+        .expect("the provider speaks bitswap 1.2.0")
+    }
+
+    /// Sends one message of wants on a stream of its own.
+    async fn want(&mut self, entries: Vec<bitswap::Entry>) {
+        use futures::AsyncWriteExt;
+        let mut stream = self.stream().await;
+        let message = bitswap::Message {
+            wantlist: Some(bitswap::Wantlist {
+                entries,
+                full: false,
+            }),
+            ..Default::default()
+        };
+        bitswap::write_message(&mut stream, &message)
+            .await
+            .expect("write");
+        let _ = stream.close().await;
+    }
+
+    /// What the provider says of each of `cids`, gathered for up to `within`.
+    async fn answers(
+        &mut self,
+        cids: &[&str],
+        within: Duration,
+    ) -> std::collections::HashMap<String, Said> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut said = std::collections::HashMap::new();
+        while said.len() < cids.len() {
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, self.answers.recv()).await
+            else {
+                break;
+            };
+            for block in message.payload {
+                let (version, codec, code, _) =
+                    bitswap::parse_prefix(&block.prefix).expect("a valid prefix");
+                assert_eq!((version, code), (1, 0x12), "a CIDv1 sha2-256 prefix");
+                let cid = nelumbo_car::cid_v1_sha256(codec, &block.data).to_string();
+                said.insert(cid, Said::Block(block.data.to_vec()));
+            }
+            for presence in message.block_presences {
+                let cid = cid::Cid::try_from(presence.cid.as_slice())
+                    .expect("a CID")
+                    .to_string();
+                let kind = if presence.r#type == bitswap::PresenceType::Have as i32 {
+                    Said::Have
+                } else {
+                    Said::DontHave
+                };
+                said.insert(cid, kind);
+            }
+        }
+        said
+    }
+}
+
+fn want(cid: &str, kind: bitswap::WantType, send_dont_have: bool) -> bitswap::Entry {
+    bitswap::Entry {
+        block: cid.parse::<cid::Cid>().expect("cid").to_bytes(),
+        priority: 1,
+        cancel: false,
+        want_type: kind as i32,
+        send_dont_have,
+    }
 }
 
 /// Every block of a fixture CAR by CID, read independently of the server.
@@ -704,6 +1022,25 @@ async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503(
         assert!(response.headers().contains_key("retry-after"), "{path}");
     }
     assert_eq!(s.get("/health/live", None).await.status(), 200);
+    // Over bitswap the same: the cached file's block is served at once, the uncached
+    // directory's block and the denied one are DONT_HAVE at once, in one message.
+    let mut peer = RawPeer::new(&s, true).await;
+    let asked = std::time::Instant::now();
+    peer.want(vec![
+        want(D, bitswap::WantType::Block, true),
+        want(F, bitswap::WantType::Block, true),
+        want(T1, bitswap::WantType::Block, true),
+    ])
+    .await;
+    let said = peer.answers(&[D, F, T1], Duration::from_secs(20)).await;
+    assert_eq!(said.get(D), Some(&Said::DontHave), "{said:?}");
+    assert_eq!(said.get(T1), Some(&Said::DontHave), "{said:?}");
+    assert!(matches!(said.get(F), Some(Said::Block(_))), "{said:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "bitswap answers took {:?} with the hub away",
+        asked.elapsed()
+    );
     s.hub.run(&[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -715,9 +1052,18 @@ async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503(
         assert!(std::time::Instant::now() < deadline, "never served again");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // The hub back: the same peer's want for the directory's block is served, no restart.
+    peer.want(vec![want(D, bitswap::WantType::Block, true)])
+        .await;
+    let said = peer.answers(&[D], Duration::from_secs(20)).await;
+    assert!(matches!(said.get(D), Some(Said::Block(_))), "{said:?}");
     let metrics = s.get("/metrics", None).await.text().await.expect("metrics");
     assert!(
         metrics.contains("nelumbo_retrieval_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nelumbo_bitswap_dont_haves_sent_total"),
         "{metrics}"
     );
     assert!(

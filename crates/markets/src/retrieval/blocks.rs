@@ -23,20 +23,68 @@ pub struct BlockSource {
 }
 
 impl BlockSource {
-    /// The block's bytes, checked against `cid`; `Ok(None)` when no piece here holds it.
+    /// The block's bytes, checked against `cid`; `Ok(None)` when no piece here holds it. A
+    /// piece that must be unsealed is waited for as the reader is configured to.
     pub async fn get(&self, cid: &Cid) -> Result<Option<Bytes>, ReadError> {
+        self.get_within(cid, None).await
+    }
+
+    /// [`Self::get`] without waiting for an unseal or for the hub: a piece not readable now is
+    /// [`ReadError::Unavailable`] at once (its unseal is still requested).
+    pub async fn get_now(&self, cid: &Cid) -> Result<Option<Bytes>, ReadError> {
+        self.get_within(cid, Some(std::time::Duration::ZERO)).await
+    }
+
+    /// The block's length when a piece holding it can be read now (nothing is read and nothing
+    /// waited for; an unseal is requested when one is needed).
+    pub async fn available(&self, cid: &Cid) -> Result<Option<u64>, ReadError> {
         if cid.hash().code() == nelumbo_car::codec::IDENTITY {
-            return Ok(Some(Bytes::copy_from_slice(cid.hash().digest())));
+            return Ok(Some(cid.hash().digest().len() as u64));
         }
+        let mut last_error = None;
+        for location in self.locations(cid).await? {
+            if location.length > MAX_BLOCK_BYTES {
+                continue;
+            }
+            let Ok(piece_cid) = location.piece_cid.parse::<Cid>() else {
+                continue;
+            };
+            match self
+                .reader
+                .open_within(&piece_cid, std::time::Duration::ZERO)
+                .await
+            {
+                Ok(_) => return Ok(Some(location.length)),
+                Err(ReadError::NotFound(_)) => {}
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            None => Ok(None),
+            Some(e) => Err(e),
+        }
+    }
+
+    async fn locations(&self, cid: &Cid) -> Result<Vec<crate::piecedir::BlockLocation>, ReadError> {
         let multihash = cid.hash().to_bytes();
-        let locations = self
-            .store
+        self.store
             .run(move |s| crate::piecedir::locate(s, &multihash))
             .await
             .map_err(|e| {
                 tracing::error!(error = %format!("{e:#}"), "the piece directory cannot be read");
                 ReadError::Internal("the piece directory cannot be read".into())
-            })?;
+            })
+    }
+
+    async fn get_within(
+        &self,
+        cid: &Cid,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Option<Bytes>, ReadError> {
+        if cid.hash().code() == nelumbo_car::codec::IDENTITY {
+            return Ok(Some(Bytes::copy_from_slice(cid.hash().digest())));
+        }
+        let locations = self.locations(cid).await?;
         let mut last_error = None;
         for location in locations {
             if location.length > MAX_BLOCK_BYTES {
@@ -50,7 +98,10 @@ impl BlockSource {
             loop {
                 attempts += 1;
                 let result = async {
-                    let piece = self.reader.open(&piece_cid).await?;
+                    let piece = match wait {
+                        Some(wait) => self.reader.open_within(&piece_cid, wait).await?,
+                        None => self.reader.open(&piece_cid).await?,
+                    };
                     let data = self
                         .reader
                         .read(&piece, location.offset, location.length)

@@ -7,6 +7,7 @@
 //! are capped, the operator's denylist (451) and filter command (403) are asked first, and
 //! each request is logged in one structured line (target `retrieval::access`).
 
+pub mod bitswap;
 pub mod blocks;
 pub mod cache;
 pub mod gateway;
@@ -61,6 +62,16 @@ pub struct Retrieval {
 }
 
 impl Retrieval {
+    /// Blocks by CID, for bitswap.
+    pub fn block_source(&self) -> BlockSource {
+        self.blocks.clone()
+    }
+
+    /// The CIDs never served.
+    pub fn denylist(&self) -> HashSet<String> {
+        self.deny.clone()
+    }
+
     pub fn new(
         config: &RetrievalConfig,
         reader: Arc<PieceReader>,

@@ -126,8 +126,18 @@ impl PieceReader {
         }
     }
 
-    /// Finds where `piece` (a piece CID of either version) can be read now.
+    /// Finds where `piece` (a piece CID of either version) can be read, waiting for an unseal
+    /// or for the hub as long as configured (`[retrieval] wait_secs`).
     pub async fn open(self: &Arc<Self>, piece: &Cid) -> Result<OpenPiece, ReadError> {
+        self.open_within(piece, self.wait).await
+    }
+
+    /// [`Self::open`], waiting at most `wait` (zero: answer at once).
+    pub async fn open_within(
+        self: &Arc<Self>,
+        piece: &Cid,
+        wait: Duration,
+    ) -> Result<OpenPiece, ReadError> {
         let info = nelumbo_commp::parse_piece_cid(piece)
             .map_err(|e| ReadError::NotFound(e.to_string()))?;
         let cid = nelumbo_commp::piece_cid_v1(&info.commitment);
@@ -140,7 +150,7 @@ impl PieceReader {
                 source: Source::Cache(meta),
             });
         }
-        let deadline = Instant::now() + self.wait;
+        let deadline = Instant::now() + wait;
         loop {
             let located = self.locate(&cid, false).await?;
             let Some(located) = located else {

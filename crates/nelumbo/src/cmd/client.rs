@@ -78,6 +78,9 @@ struct RetrieveArgs {
     /// unsealing the data, or busy).
     #[arg(long, default_value_t = 600)]
     wait: u64,
+    /// Fetch a payload CID over bitswap from the provider's libp2p peer instead of HTTP.
+    #[arg(long, conflicts_with = "url")]
+    bitswap: bool,
     /// A payload (root) CID or a piece CID (v1 baga..., v2 bafkzcib...).
     cid: String,
 }
@@ -233,6 +236,42 @@ async fn run_async(args: ClientArgs) -> anyhow::Result<()> {
                 .trim()
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{:?} is not a CID: {e}", args.cid))?;
+            if args.bitswap {
+                anyhow::ensure!(
+                    nelumbo_commp::parse_piece_cid(&cid).is_err(),
+                    "bitswap fetches blocks by payload CID; a piece CID is retrieved over HTTP"
+                );
+                let provider = args
+                    .provider
+                    .as_deref()
+                    .context("--bitswap needs --provider")?;
+                let miner = parse_address(provider, "--provider")?;
+                let (peer, addrs, _) = provider_peer(&chain()?, miner).await?;
+                let out = args
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| super::retrieve::default_out(&cid));
+                let started = std::time::Instant::now();
+                let got = super::bitswap::fetch(
+                    swarm()?,
+                    peer,
+                    &addrs,
+                    &cid,
+                    &out,
+                    args.car.as_deref(),
+                    Duration::from_secs(args.wait),
+                )
+                .await?;
+                println!(
+                    "{cid}: {} blocks over bitswap from {peer}, every block checked; {} file(s), {} bytes written to {} in {:.1?}",
+                    got.blocks,
+                    got.files,
+                    got.bytes,
+                    out.display(),
+                    started.elapsed()
+                );
+                return Ok(());
+            }
             let base = match (&args.url, &args.provider) {
                 (Some(url), _) => url.clone(),
                 (None, Some(provider)) => {

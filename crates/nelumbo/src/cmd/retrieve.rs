@@ -267,6 +267,19 @@ pub async fn payload(
     result
 }
 
+/// Checks a CAR file whole (every block against its CID, the DAG under `root` complete) and
+/// writes its UnixFS entity out: (blocks, files, bytes).
+pub fn check_and_write(
+    file: &mut std::fs::File,
+    root: &Cid,
+    out: &Path,
+) -> anyhow::Result<(usize, usize, u64)> {
+    file.seek(SeekFrom::Start(0))?;
+    let (blocks, index) = check_car(file, root)?;
+    let (files, bytes) = write_out(file, &index, root, out, 0)?;
+    Ok((blocks, files, bytes))
+}
+
 /// How deep a DAG is walked when written out (a balanced 1 TiB file is 4 levels deep).
 const MAX_DEPTH: usize = 64;
 
