@@ -597,6 +597,37 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
         payload
     );
     assert!(text(&output).contains("over bitswap"), "{}", text(&output));
+    // And through Helia's bitswap client (@helia/bitswap, every block hashed against its CID,
+    // the DAG walked by ipfs-unixfs-exporter), dialling the address the provider listed.
+    let out = s.devnet.dir.path().join("helia-bitswap.out");
+    let output = interop(&[
+        "--import",
+        "./polyfill.mjs",
+        "bitswap-fetch.mjs",
+        &bitswap_addr.to_string(),
+        &root,
+        out.to_str().expect("path"),
+        "60000",
+        "file",
+    ]);
+    assert!(output.status.success(), "@helia/bitswap: {}", text(&output));
+    assert_eq!(std::fs::read(&out).expect("the file"), payload);
+    // A block nobody stored: Helia is told DONT_HAVE and gives up at once.
+    let nothing = nelumbo_car::cid_v1_sha256(0x55, b"not here").to_string();
+    let output = interop(&[
+        "--import",
+        "./polyfill.mjs",
+        "bitswap-fetch.mjs",
+        &bitswap_addr.to_string(),
+        &nothing,
+        "-",
+        "30000",
+        "block",
+    ]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(answer["wanted"], true, "{answer}");
+    assert!(answer["ms"].as_u64().expect("ms") < 10_000, "{answer}");
 
     // The protocol's own answers: want-block gets the block, want-have of a 1 MiB leaf gets
     // HAVE, a want-have of a small block gets the block itself, an unknown block DONT_HAVE.
