@@ -4,7 +4,8 @@
 //! comes back with `nelumbo client retrieve`: from markets' cache while the hub is stopped; with
 //! the piece out of the cache and the hub still away, a request gets 503 with `Retry-After`;
 //! with the hub back but keeping no unsealed copy, the retrieval unseals the sealed sector
-//! (the client told to retry until then); and the piece itself comes back by piece CID.
+//! (the client told to retry until then) while a bitswap retrieval of the same file is told
+//! DONT_HAVE and gets it after the unseal; and the piece itself comes back by piece CID.
 
 use std::time::Duration;
 
@@ -188,8 +189,27 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
     );
 
     // The hub back, keeping no unsealed copy: the retrieval has the hub unseal the sealed sector
-    // (real proofs) while the client is told to retry, then gets the file byte for byte.
+    // (real proofs) while the client is told to retry, then gets the file byte for byte. A
+    // bitswap retrieval at the same time is told DONT_HAVE (at once: nothing waits for the
+    // unseal) and gets the file once the unseal is done.
     hub.run(&[]).await;
+    let bitswap_out = devnet.dir.path().join("back-bitswap");
+    let bitswap = client
+        .command(&[
+            "retrieve",
+            "--bitswap",
+            "--provider",
+            &actor,
+            "--out",
+            bitswap_out.to_str().expect("path"),
+            "--wait",
+            "300",
+            &root,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a bitswap retrieval");
     let out = devnet.dir.path().join("back");
     let output = retrieve(&out, &root, "300");
     assert!(
@@ -209,6 +229,22 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
         payload
     );
     assert!(hub.log().contains("unsealed"), "{}", hub.log());
+    let output = bitswap.wait_with_output().expect("the bitswap retrieval");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output),
+        markets.log()
+    );
+    assert!(
+        text(&output).contains("does not have") && text(&output).contains("over bitswap"),
+        "the first bitswap answer was not DONT_HAVE: {}",
+        text(&output)
+    );
+    assert_eq!(
+        std::fs::read(bitswap_out.join("notes.txt")).expect("the file"),
+        payload
+    );
 
     // Back by piece CID, checked by its commitment.
     let out = devnet.dir.path().join("piece.car");

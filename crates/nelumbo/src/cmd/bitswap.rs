@@ -199,17 +199,21 @@ pub async fn fetch(
                     continue;
                 }
                 pending.remove(&cid);
+                let first = !first_dont_have.contains_key(&cid);
                 let since = *first_dont_have.entry(cid).or_insert_with(Instant::now);
                 anyhow::ensure!(
-                    since.elapsed() < patience,
-                    "the provider does not have block {cid} (it answered DONT_HAVE for {} s)",
-                    since.elapsed().as_secs()
+                    since.elapsed() + DONT_HAVE_RETRY < patience,
+                    "the provider does not have block {cid} (it answered DONT_HAVE for {} s; --wait {})",
+                    since.elapsed().as_secs(),
+                    patience.as_secs()
                 );
-                if since.elapsed().is_zero() || blocks == 0 {
-                    bar.println(format!(
-                        "the provider does not have {cid} now (its piece may be being unsealed); asking again every {} s",
-                        DONT_HAVE_RETRY.as_secs()
-                    ));
+                if first {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "the provider does not have {cid} now (its piece may be being unsealed); asking again every {} s",
+                            DONT_HAVE_RETRY.as_secs()
+                        )
+                    });
                 }
                 retry.push((cid, Instant::now() + DONT_HAVE_RETRY));
             }
