@@ -191,23 +191,13 @@ pub fn block_size(block: &Block) -> usize {
     block.encoded_len() + 8
 }
 
-fn write_uvarint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+fn write_uvarint(out: &mut Vec<u8>, value: u64) {
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    out.extend_from_slice(unsigned_varint::encode::u64(value, &mut buf));
 }
 
 fn read_uvarint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, byte) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
+    unsigned_varint::decode::u64(bytes).ok()
 }
 
 #[cfg(test)]

@@ -11,16 +11,14 @@
 //! service and no hub (the hub being away is a state): the piece is put in its cache and piece
 //! directory as an active deal would leave it.
 
-use std::io::{Read, Write};
+mod common;
+
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use futures::StreamExt;
-use nelumbo_markets::config::Config;
-use nelumbo_markets::repo::{MinerRecord, Repo};
 
 const CLIENTS: usize = 16;
 const RPS_SECONDS: u64 = 5;
@@ -31,103 +29,25 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1 << 30);
-    let work = tempfile::Builder::new()
-        .prefix("nelumbo-retrieval-bench")
-        .tempdir()?;
-    let dir = work.path();
-    // nginx's workers run as another user when started by root: let them in.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    }
-    println!("preparing {size} bytes in {} ...", dir.display());
-
-    // The file, its CAR (as ipfs-car packs it) and the CAR's piece.
-    let file = dir.join("file.bin");
-    write_pseudo_random(&file, size)?;
-    let car = dir.join("file.car");
-    let packed = nelumbo_car::unixfs::pack(
-        std::io::BufReader::new(std::fs::File::open(&file)?),
-        std::io::BufWriter::new(std::fs::File::create(&car)?),
-        None,
-    )?;
-    let digest = {
-        let mut hasher = nelumbo_commp::CommPHasher::new();
-        let mut input = std::fs::File::open(&car)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n])?;
-        }
-        hasher.finish()?
-    };
-    let piece = digest.cid_v1();
-
-    // The markets repo, with the piece cached and indexed.
-    let repo = Repo {
-        dir: dir.join("markets"),
-    };
-    std::fs::create_dir_all(&repo.dir)?;
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    write_private(&repo.identity(), &key.to_protobuf_encoding()?)?;
-    write_private(&repo.hub_api_info(), b"none:/ip4/127.0.0.1/tcp/1/http")?;
-    std::fs::write(
-        repo.miner(),
-        serde_json::to_vec(&MinerRecord {
-            actor: "t01000".into(),
-            sector_size: 64 << 30,
-        })?,
-    )?;
-    let mut config = Config::new(
-        vec!["/ip4/127.0.0.1/tcp/0".into()],
-        vec![],
-        "127.0.0.1:0".parse()?,
-        64 << 30,
-    );
-    config.retrieval.listen = "127.0.0.1:0".parse()?;
-    config.retrieval.cache_max_bytes = size * 2;
-    config.retrieval.max_car_bytes = size * 2;
-    std::fs::write(repo.config(), config.render())?;
-    {
-        let store = nelumbo_markets::store::Store::open(&repo.database())?;
-        let indexed = nelumbo_markets::piecedir::index_piece(&store, &piece, &car)?;
-        println!("indexed {} blocks", indexed.blocks);
-        let cache = nelumbo_markets::retrieval::cache::PieceCache::open(
-            &repo.dir.join("piece-cache"),
-            size * 2,
-        )?;
-        let copy = dir.join("cache-copy.car");
-        std::fs::copy(&car, &copy)?;
-        cache.admit_file(&piece.to_string(), digest.piece_size.bytes(), &copy)?;
-    }
-    let cached = repo.dir.join("piece-cache").join(format!("{piece}.data"));
+    let prepared = common::Prepared::new(size)?;
+    let dir = prepared.dir();
+    let (car, packed, piece) = (&prepared.car, &prepared.packed, prepared.piece);
 
     // nginx on the same files (hard links: the same bytes on the same disk).
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("blocks"))?;
-    std::fs::hard_link(&cached, www.join("piece.bin"))?;
-    std::fs::hard_link(&car, www.join("file.car"))?;
-    let leaves = leaf_blocks(&car, &www.join("blocks"), 200)?;
+    std::fs::hard_link(&prepared.cached, www.join("piece.bin"))?;
+    std::fs::hard_link(car, www.join("file.car"))?;
+    let leaves = leaf_blocks(car, &www.join("blocks"), 200)?;
     let (mut nginx, nginx_url) = start_nginx(dir, &www)?;
 
-    // The markets process.
-    let mut markets = Command::new(env!("CARGO_BIN_EXE_nelumbo-markets"))
-        .arg("--repo")
-        .arg(&repo.dir)
-        .args(["run", "--services=retrieval"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("markets.log"))?)
-        .spawn()?;
+    let mut markets = prepared.start_markets()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
-        let markets_url = retrieval_url(&repo).await?;
+        let markets_url = common::retrieval_url(&prepared.repo).await?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         let mut rows = Vec::new();
 
@@ -237,40 +157,6 @@ fn sha256_throughput(path: &Path) -> anyhow::Result<f64> {
     Ok(best)
 }
 
-/// Deterministic bytes that do not compress or repeat (xorshift).
-fn write_pseudo_random(path: &Path, size: u64) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    Ok(())
-}
-
 /// Up to `count` raw leaves of the CAR, each also written as a file named by its CID.
 fn leaf_blocks(car: &Path, dir: &Path, count: usize) -> anyhow::Result<Vec<String>> {
     let mut reader =
@@ -335,39 +221,6 @@ fn start_nginx(dir: &Path, www: &Path) -> anyhow::Result<(Child, String)> {
     Ok((child, format!("http://127.0.0.1:{port}")))
 }
 
-/// The retrieval listener's URL, from the admin API once it answers.
-async fn retrieval_url(repo: &Repo) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let (Ok(api), Ok(token)) = (
-            std::fs::read_to_string(repo.api()),
-            std::fs::read_to_string(repo.token()),
-        ) {
-            let client = nelumbo_rpc::RpcClient::new(
-                format!("http://{}/rpc/v1", bound(&api)),
-                Some(token.trim().to_string()),
-            );
-            if let Ok(info) = client.call::<nelumbo_markets_api::admin::Info>(()).await {
-                return info
-                    .retrieval_url
-                    .ok_or_else(|| anyhow::anyhow!("retrieval is not running"));
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "nelumbo-markets did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// `HOST:PORT` of `/ip4/HOST/tcp/PORT/http`.
-fn bound(api: &str) -> String {
-    let parts: Vec<&str> = api.trim().split('/').collect();
-    format!(
-        "{}:{}",
-        parts.get(2).unwrap_or(&""),
-        parts.get(4).unwrap_or(&"")
-    )
-}
-
 /// Downloads both URLs `ROUNDS` times, alternating, and returns the best MB/s of each.
 async fn alternate(
     http: &reqwest::Client,
@@ -377,30 +230,10 @@ async fn alternate(
 ) -> anyhow::Result<(f64, f64)> {
     let (mut best_ours, mut best_theirs) = (0f64, 0f64);
     for _ in 0..ROUNDS {
-        best_ours = best_ours.max(download(http, ours, expected).await?);
-        best_theirs = best_theirs.max(download(http, theirs, expected).await?);
+        best_ours = best_ours.max(common::download(http, ours, expected).await?);
+        best_theirs = best_theirs.max(common::download(http, theirs, expected).await?);
     }
     Ok((best_ours, best_theirs))
-}
-
-async fn download(http: &reqwest::Client, url: &str, expected: u64) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let response = http.get(url).send().await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "{url}: {}",
-        response.status()
-    );
-    let mut body = response.bytes_stream();
-    let mut total = 0u64;
-    while let Some(chunk) = body.next().await {
-        total += chunk?.len() as u64;
-    }
-    anyhow::ensure!(
-        total >= expected,
-        "{url}: {total} bytes, expected at least {expected}"
-    );
-    Ok(total as f64 / 1e6 / started.elapsed().as_secs_f64())
 }
 
 /// Requests per second for `RPS_SECONDS` with `CLIENTS` at once, each asking for the blocks in

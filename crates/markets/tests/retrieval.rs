@@ -149,6 +149,21 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// The markets process's peer ID and libp2p address.
+    async fn provider(&self) -> (libp2p::PeerId, libp2p::Multiaddr) {
+        let info = self
+            .markets
+            .client
+            .call::<nelumbo_markets_api::admin::Info>(())
+            .await
+            .expect("info");
+        let peer = info.peer_id.parse().expect("peer");
+        let addr = format!("/ip4/127.0.0.1/tcp/{}", self.markets.p2p_port)
+            .parse()
+            .expect("addr");
+        (peer, addr)
+    }
+
     async fn get(&self, path: &str, accept: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http
@@ -458,16 +473,7 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
         nelumbo_markets_api::p2p::Limits::none(),
     )
     .expect("swarm");
-    let info = s
-        .markets
-        .client
-        .call::<nelumbo_markets_api::admin::Info>(())
-        .await
-        .expect("info");
-    let peer: libp2p::PeerId = info.peer_id.parse().expect("peer");
-    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", s.markets.p2p_port)
-        .parse()
-        .expect("addr");
+    let (peer, addr) = s.provider().await;
     let Response::Transports(transports) =
         request_once(&mut swarm, peer, &[addr], Request::Transports)
             .await
@@ -766,16 +772,7 @@ impl RawPeer {
             nelumbo_markets_api::p2p::Limits::none(),
         )
         .expect("swarm");
-        let info = s
-            .markets
-            .client
-            .call::<nelumbo_markets_api::admin::Info>(())
-            .await
-            .expect("info");
-        let provider: libp2p::PeerId = info.peer_id.parse().expect("peer");
-        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", s.markets.p2p_port)
-            .parse()
-            .expect("addr");
+        let (provider, addr) = s.provider().await;
         swarm.add_peer_address(provider, addr);
         let mut control = swarm.behaviour().stream.new_control();
         let mut incoming = control.accept(bitswap::PROTOCOL_1_2_0).expect("accept");

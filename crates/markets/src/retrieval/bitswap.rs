@@ -384,16 +384,13 @@ impl BitswapServer {
             };
             let Some((cid, want, protocol)) = next else {
                 // Nothing left: send what is gathered, then stop unless wants came meanwhile.
-                if size > 0 || !outgoing.block_presences.is_empty() {
-                    let protocol = self.protocol_of(&peer);
-                    if !self
-                        .send(&mut control, peer, protocol, std::mem::take(&mut outgoing))
+                let protocol = self.protocol_of(&peer);
+                if size > 0
+                    && !self
+                        .flush(&mut control, peer, protocol, &mut outgoing, &mut size)
                         .await
-                    {
-                        self.forget(&peer);
-                        break;
-                    }
-                    size = 0;
+                {
+                    break;
                 }
                 let mut ledgers = self.ledgers();
                 match ledgers.get_mut(&peer) {
@@ -411,6 +408,22 @@ impl BitswapServer {
             let answer = self.answer(&cid, want).await;
             match answer {
                 Answer::Block(data) => {
+                    // A block that would take the message past its target goes in the next
+                    // one, so no message is much over the target (peers read at most 4 MiB).
+                    if size > 0
+                        && size + data.len() + 64 > self.limits.message_bytes
+                        && !self
+                            .flush(
+                                &mut control,
+                                peer,
+                                protocol.clone(),
+                                &mut outgoing,
+                                &mut size,
+                            )
+                            .await
+                    {
+                        break;
+                    }
                     if protocol == bitswap::PROTOCOL_1_0_0 {
                         // 1.0.0 carries bare blocks, which the receiver takes as CIDv0.
                         if cid.version() == cid::Version::V0 {
@@ -445,18 +458,34 @@ impl BitswapServer {
                     }
                 }
             }
-            if size >= self.limits.message_bytes {
-                if !self
-                    .send(&mut control, peer, protocol, std::mem::take(&mut outgoing))
+            if size >= self.limits.message_bytes
+                && !self
+                    .flush(&mut control, peer, protocol, &mut outgoing, &mut size)
                     .await
-                {
-                    self.forget(&peer);
-                    break;
-                }
-                size = 0;
+            {
+                break;
             }
         }
         self.metrics.peers_served.dec();
+    }
+
+    /// Sends the gathered answers; a peer that cannot take them loses its wants (`false`).
+    async fn flush(
+        &self,
+        control: &mut libp2p_stream::Control,
+        peer: PeerId,
+        protocol: StreamProtocol,
+        outgoing: &mut Message,
+        size: &mut usize,
+    ) -> bool {
+        *size = 0;
+        let sent = self
+            .send(control, peer, protocol, std::mem::take(outgoing))
+            .await;
+        if !sent {
+            self.forget(&peer);
+        }
+        sent
     }
 
     fn protocol_of(&self, peer: &PeerId) -> StreamProtocol {

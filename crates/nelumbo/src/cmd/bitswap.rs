@@ -85,17 +85,7 @@ pub async fn fetch(
     })?
     .map_err(|e| anyhow::anyhow!("the provider's peer {peer} does not serve bitswap: {e}"))?;
 
-    let car_path = match keep_car {
-        Some(path) => path.to_path_buf(),
-        None => out.with_extension("car.partial"),
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&car_path)
-        .with_context(|| format!("create {}", car_path.display()))?;
+    let (car_path, file) = super::retrieve::car_file(out, keep_car)?;
     let mut car = nelumbo_car::CarWriter::new(std::io::BufWriter::new(file), &[*root])?;
 
     let bar = indicatif::ProgressBar::new_spinner();

@@ -63,7 +63,7 @@ enum ClientCommand {
 #[derive(Debug, Args)]
 struct RetrieveArgs {
     /// The provider's miner actor (f0...): its HTTP address is asked of its libp2p peer.
-    #[arg(long, required_unless_present = "url")]
+    #[arg(long, required_unless_present_any = ["url", "peer"])]
     provider: Option<String>,
     /// The provider's retrieval base URL, instead of asking its peer.
     #[arg(long)]
@@ -81,6 +81,9 @@ struct RetrieveArgs {
     /// Fetch a payload CID over bitswap from the provider's libp2p peer instead of HTTP.
     #[arg(long, conflicts_with = "url")]
     bitswap: bool,
+    /// With --bitswap: the peer's address (ending in /p2p/PEER_ID) instead of the one on chain.
+    #[arg(long, requires = "bitswap")]
+    peer: Option<String>,
     /// A payload (root) CID or a piece CID (v1 baga..., v2 bafkzcib...).
     cid: String,
 }
@@ -241,12 +244,24 @@ async fn run_async(args: ClientArgs) -> anyhow::Result<()> {
                     nelumbo_commp::parse_piece_cid(&cid).is_err(),
                     "bitswap fetches blocks by payload CID; a piece CID is retrieved over HTTP"
                 );
-                let provider = args
-                    .provider
-                    .as_deref()
-                    .context("--bitswap needs --provider")?;
-                let miner = parse_address(provider, "--provider")?;
-                let (peer, addrs, _) = provider_peer(&chain()?, miner).await?;
+                let (peer, addrs) = match (&args.peer, &args.provider) {
+                    (Some(text), _) => {
+                        let addr: Multiaddr = text
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("--peer {text:?}: {e}"))?;
+                        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last()
+                        else {
+                            anyhow::bail!("--peer {text:?} does not end in /p2p/PEER_ID");
+                        };
+                        (peer, vec![addr])
+                    }
+                    (None, Some(provider)) => {
+                        let miner = parse_address(provider, "--provider")?;
+                        let (peer, addrs, _) = provider_peer(&chain()?, miner).await?;
+                        (peer, addrs)
+                    }
+                    (None, None) => anyhow::bail!("--bitswap needs --provider or --peer"),
+                };
                 let out = args
                     .out
                     .clone()

@@ -236,17 +236,7 @@ pub async fn payload(
         patience,
     )
     .await?;
-    let car_path = match keep_car {
-        Some(path) => path.to_path_buf(),
-        None => out.with_extension("car.partial"),
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&car_path)
-        .with_context(|| format!("create {}", car_path.display()))?;
+    let (car_path, mut file) = car_file(out, keep_car)?;
     let bar = progress(None, "CAR");
     let car_bytes = save(response, &mut file, &bar, |_| Ok(())).await;
     bar.finish_and_clear();
@@ -265,6 +255,22 @@ pub async fn payload(
         let _ = std::fs::remove_file(&car_path);
     }
     result
+}
+
+/// The file a retrieval's CAR goes to: `keep_car`, or next to `out` (removed afterwards).
+pub fn car_file(out: &Path, keep_car: Option<&Path>) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let path = match keep_car {
+        Some(path) => path.to_path_buf(),
+        None => out.with_extension("car.partial"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    Ok((path, file))
 }
 
 /// Checks a CAR file whole (every block against its CID, the DAG under `root` complete) and
