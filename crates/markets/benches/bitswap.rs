@@ -140,6 +140,10 @@ fn main() -> anyhow::Result<()> {
     let _ = markets.wait();
     if result.is_err() {
         let log = std::fs::read_to_string(prepared.dir().join("markets.log")).unwrap_or_default();
+        let _ = std::fs::write(
+            std::env::temp_dir().join("nelumbo-bitswap-bench-markets.log"),
+            &log,
+        );
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         eprintln!("the markets log ends:");
         for line in tail.iter().rev() {

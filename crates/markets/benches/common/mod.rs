@@ -117,13 +117,17 @@ impl Prepared {
         self.work.path()
     }
 
-    /// Starts `nelumbo-markets run --services=retrieval` on the repo (stderr to markets.log).
+    /// Starts `nelumbo-markets run --services=retrieval` on the repo (stderr to markets.log,
+    /// at `NELUMBO_BENCH_LOG`'s level, default warn).
     pub fn start_markets(&self) -> anyhow::Result<Child> {
         Ok(Command::new(env!("CARGO_BIN_EXE_nelumbo-markets"))
             .arg("--repo")
             .arg(&self.repo.dir)
             .args(["run", "--services=retrieval"])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("NELUMBO_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir().join("markets.log"))?)
             .spawn()?)
