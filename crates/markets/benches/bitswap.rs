@@ -27,10 +27,7 @@ const PEERS: usize = 16;
 const WINDOW: usize = 32;
 
 fn main() -> anyhow::Result<()> {
-    let size: u64 = std::env::var("NELUMBO_BENCH_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256 << 20);
+    let size: u64 = common::env_number("NELUMBO_BENCH_BYTES", 256 << 20);
     let nelumbo = std::env::current_exe()?
         .parent()
         .and_then(|deps| deps.parent())
@@ -104,10 +101,7 @@ fn main() -> anyhow::Result<()> {
             })
         };
         let idle = resident_bytes(pid).unwrap_or(0);
-        let peers: usize = std::env::var("NELUMBO_BENCH_PEERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(PEERS);
+        let peers: usize = common::env_number("NELUMBO_BENCH_PEERS", PEERS);
         let blocks = Arc::new(blocks);
         let started = Instant::now();
         let mut tasks = Vec::new();

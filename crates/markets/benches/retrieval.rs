@@ -25,10 +25,7 @@ const RPS_SECONDS: u64 = 5;
 const ROUNDS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
-    let size: u64 = std::env::var("NELUMBO_BENCH_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1 << 30);
+    let size: u64 = common::env_number("NELUMBO_BENCH_BYTES", 1 << 30);
     let prepared = common::Prepared::new(size)?;
     let dir = prepared.dir();
     let (car, packed, piece) = (&prepared.car, &prepared.packed, prepared.piece);

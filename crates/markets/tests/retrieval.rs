@@ -7,7 +7,11 @@
 //! the hub away cached pieces are still served while the rest are answered 503 with
 //! `Retry-After` until it is back.
 
+mod bitswap_peer;
+
 use std::time::Duration;
+
+use bitswap_peer::{RawPeer, Said, want};
 
 use nelumbo_markets_api::admin::{DealState, DealsList};
 use nelumbo_markets_api::bitswap;
@@ -162,6 +166,12 @@ impl Setup {
             .parse()
             .expect("addr");
         (peer, addr)
+    }
+
+    /// A bare bitswap peer of the markets process (see `bitswap_peer`).
+    async fn raw_peer(&self, read_answers: bool) -> RawPeer {
+        let (provider, addr) = self.provider().await;
+        RawPeer::new(provider, addr, read_answers).await
     }
 
     async fn get(&self, path: &str, accept: Option<&str>) -> reqwest::Response {
@@ -639,7 +649,7 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
     // HAVE, a want-have of a small block gets the block itself, an unknown block DONT_HAVE.
     let leaf = nelumbo_car::cid_v1_sha256(0x55, &payload[..1 << 20]).to_string();
     let unknown = nelumbo_car::cid_v1_sha256(0x55, b"nobody stored this").to_string();
-    let mut good = RawPeer::new(&s, true).await;
+    let mut good = s.raw_peer(true).await;
     let asked = std::time::Instant::now();
     good.want(vec![
         want(&leaf, bitswap::WantType::Have, true),
@@ -664,7 +674,7 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
     // Hostile peers: an oversized message and malformed protobuf close their streams; a
     // eighty thousand wants (3.4 MB) are cut to the per-peer limit; a peer that never reads its
     // answers holds only itself. Meanwhile others are served.
-    let mut hostile = RawPeer::new(&s, true).await;
+    let mut hostile = s.raw_peer(true).await;
     {
         use futures::AsyncWriteExt;
         let mut stream = hostile.stream().await;
@@ -686,7 +696,7 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
         })
         .collect();
     hostile.want(flood).await;
-    let mut deaf = RawPeer::new(&s, false).await;
+    let mut deaf = s.raw_peer(false).await;
     deaf.want(vec![
         want(&leaf, bitswap::WantType::Block, false),
         want(
@@ -735,152 +745,6 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
         "{metrics}"
     );
     assert!(s.markets.pid().is_some(), "markets died");
-}
-
-/// A bare bitswap peer built from the protocol's messages: wants go out on streams it opens,
-/// and the provider's answers come in on streams the provider opens, gathered in order (or,
-/// with `read_answers` false, accepted and never read: a peer that does not read).
-struct RawPeer {
-    control: libp2p_stream::Control,
-    provider: libp2p::PeerId,
-    answers: tokio::sync::mpsc::Receiver<bitswap::Message>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for RawPeer {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-/// What the provider said of a want.
-#[derive(Debug, Clone, PartialEq)]
-enum Said {
-    Block(Vec<u8>),
-    Have,
-    DontHave,
-}
-
-impl RawPeer {
-    async fn new(s: &Setup, read_answers: bool) -> Self {
-        let mut swarm = build_swarm(
-            libp2p::identity::Keypair::generate_ed25519(),
-            "test",
-            false,
-            nelumbo_markets_api::p2p::Limits::none(),
-        )
-        .expect("swarm");
-        let (provider, addr) = s.provider().await;
-        swarm.add_peer_address(provider, addr);
-        let mut control = swarm.behaviour().stream.new_control();
-        let mut incoming = control.accept(bitswap::PROTOCOL_1_2_0).expect("accept");
-        let (sender, answers) = tokio::sync::mpsc::channel(1024);
-        let driver = tokio::spawn(async move {
-            use futures::StreamExt;
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
-        let reader = tokio::spawn(async move {
-            use futures::StreamExt;
-            let mut held = Vec::new();
-            while let Some((_, mut stream)) = incoming.next().await {
-                if !read_answers {
-                    held.push(stream);
-                    continue;
-                }
-                let sender = sender.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(message)) =
-                        bitswap::read_message(&mut stream, bitswap::MAX_MESSAGE_BYTES).await
-                    {
-                        let _ = sender.send(message).await;
-                    }
-                });
-            }
-        });
-        Self {
-            control,
-            provider,
-            answers,
-            tasks: vec![driver, reader],
-        }
-    }
-
-    async fn stream(&mut self) -> libp2p::Stream {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            self.control
-                .open_stream(self.provider, bitswap::PROTOCOL_1_2_0),
-        )
-        .await
-        .expect("a stream in time")
-        .expect("the provider speaks bitswap 1.2.0")
-    }
-
-    /// Sends one message of wants on a stream of its own.
-    async fn want(&mut self, entries: Vec<bitswap::Entry>) {
-        use futures::AsyncWriteExt;
-        let mut stream = self.stream().await;
-        let message = bitswap::Message {
-            wantlist: Some(bitswap::Wantlist {
-                entries,
-                full: false,
-            }),
-            ..Default::default()
-        };
-        bitswap::write_message(&mut stream, &message)
-            .await
-            .expect("write");
-        let _ = stream.close().await;
-    }
-
-    /// What the provider says of each of `cids`, gathered for up to `within`.
-    async fn answers(
-        &mut self,
-        cids: &[&str],
-        within: Duration,
-    ) -> std::collections::HashMap<String, Said> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut said = std::collections::HashMap::new();
-        while said.len() < cids.len() {
-            let Ok(Some(message)) = tokio::time::timeout_at(deadline, self.answers.recv()).await
-            else {
-                break;
-            };
-            for block in message.payload {
-                let (version, codec, code, _) =
-                    bitswap::parse_prefix(&block.prefix).expect("a valid prefix");
-                assert_eq!((version, code), (1, 0x12), "a CIDv1 sha2-256 prefix");
-                let cid = nelumbo_car::cid_v1_sha256(codec, &block.data).to_string();
-                said.insert(cid, Said::Block(block.data.to_vec()));
-            }
-            for presence in message.block_presences {
-                let cid = cid::Cid::try_from(presence.cid.as_slice())
-                    .expect("a CID")
-                    .to_string();
-                let kind = if presence.r#type == bitswap::PresenceType::Have as i32 {
-                    Said::Have
-                } else {
-                    Said::DontHave
-                };
-                said.insert(cid, kind);
-            }
-        }
-        said
-    }
-}
-
-fn want(cid: &str, kind: bitswap::WantType, send_dont_have: bool) -> bitswap::Entry {
-    bitswap::Entry {
-        block: cid.parse::<cid::Cid>().expect("cid").to_bytes(),
-        priority: 1,
-        cancel: false,
-        want_type: kind as i32,
-        send_dont_have,
-    }
 }
 
 /// Every block of a fixture CAR by CID, read independently of the server.
@@ -1052,7 +916,7 @@ async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503(
     assert_eq!(s.get("/health/live", None).await.status(), 200);
     // Over bitswap the same: the cached file's block is served at once, the uncached
     // directory's block and the denied one are DONT_HAVE at once, in one message.
-    let mut peer = RawPeer::new(&s, true).await;
+    let mut peer = s.raw_peer(true).await;
     let asked = std::time::Instant::now();
     peer.want(vec![
         want(D, bitswap::WantType::Block, true),

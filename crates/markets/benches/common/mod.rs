@@ -12,6 +12,14 @@ use futures::StreamExt;
 use nelumbo_markets::config::Config;
 use nelumbo_markets::repo::{MinerRecord, Repo};
 
+/// A number from the environment variable `name`, or `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A pseudo-random file, its CAR (as ipfs-car packs it) and the CAR's piece, with a markets
 /// repo holding the piece in its cache and its blocks in the piece directory.
 pub struct Prepared {

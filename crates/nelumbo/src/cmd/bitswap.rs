@@ -14,6 +14,7 @@ use cid::Cid;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use nelumbo_markets_api::bitswap::{self, Entry, Message, PresenceType, WantType, Wantlist};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::retrieve::Retrieved;
 
@@ -25,11 +26,6 @@ const SILENCE: Duration = Duration::from_secs(20);
 /// A block the provider said it does not have (its piece may be being unsealed) is asked for
 /// again after this long, until `patience` runs out.
 const DONT_HAVE_RETRY: Duration = Duration::from_secs(10);
-
-/// What arrives from the provider.
-enum Incoming {
-    Message(Message),
-}
 
 pub async fn fetch(
     mut swarm: libp2p::Swarm<nelumbo_markets_api::p2p::MarketsBehaviour>,
@@ -53,11 +49,11 @@ pub async fn fetch(
             swarm.select_next_some().await;
         }
     });
-    let _stop_driver = AbortOnDrop(driver);
+    let _stop_driver = AbortOnDropHandle::new(driver);
 
     // Answers: each stream the provider opens carries one or more messages.
-    let (sender, mut incoming) = tokio::sync::mpsc::channel::<Incoming>(64);
-    let _stop_reader = AbortOnDrop(tokio::spawn(async move {
+    let (sender, mut incoming) = tokio::sync::mpsc::channel::<Message>(64);
+    let _stop_reader = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some((from, mut stream)) = answers.next().await {
             if from != peer {
                 continue;
@@ -67,7 +63,7 @@ pub async fn fetch(
                 while let Ok(Some(message)) =
                     bitswap::read_message(&mut stream, bitswap::MAX_MESSAGE_BYTES).await
                 {
-                    if sender.send(Incoming::Message(message)).await.is_err() {
+                    if sender.send(message).await.is_err() {
                         break;
                     }
                 }
@@ -134,7 +130,7 @@ pub async fn fetch(
                 .unwrap_or(SILENCE)
                 .min(SILENCE);
             let message = match tokio::time::timeout(wait, incoming.recv()).await {
-                Ok(Some(Incoming::Message(message))) => message,
+                Ok(Some(message)) => message,
                 Ok(None) => anyhow::bail!("the provider's answers stopped"),
                 Err(_) => {
                     if pending.is_empty() {
@@ -283,12 +279,4 @@ fn wanted_cid(prefix: &[u8], data: &Bytes, pending: &HashMap<Cid, Instant>) -> O
                 && nelumbo_car::verify_block(cid, data) == Some(true)
         })
         .copied()
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
