@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod bitswap;
 pub mod codec;
+pub mod inbound;
 pub mod ip_limits;
 pub mod p2p;
 pub mod wire;

@@ -31,6 +31,9 @@ pub const SMALL_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_STREAMS: usize = 16;
 /// Proposals in flight per connection (a client sends one at a time).
 const MAX_PROPOSAL_STREAMS: usize = 4;
+/// Bitswap streams peers have opened that wait to be taken up (the application takes each at
+/// once; only a flood fills this, and then further streams are dropped).
+const INBOUND_STREAM_QUEUE: usize = 256;
 
 /// Bounds on incoming connections (the provider's side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct Serve {
     pub deals: bool,
     /// `/fil/retrieval/transports/1.0.0`.
     pub retrieval: bool,
+    /// Accepts bitswap streams: a provider's wants, or a client's answers.
+    pub bitswap: bool,
 }
 
 /// `true`: a provider answering everything; `false`: a client.
@@ -68,6 +73,7 @@ impl From<bool> for Serve {
         Self {
             deals: all,
             retrieval: all,
+            bitswap: true,
         }
     }
 }
@@ -82,8 +88,10 @@ pub struct MarketsBehaviour {
     pub status: request_response::Behaviour<StatusCodec>,
     pub ask: request_response::Behaviour<AskCodec>,
     pub transports: request_response::Behaviour<TransportsCodec>,
-    /// Plain streams: bitswap (the provider accepts wants on them when it serves retrieval; the
-    /// client accepts the answers).
+    /// Bitswap streams opened to this side: the wants a provider answers when it serves
+    /// retrieval, the answers a client reads.
+    pub bitswap: crate::inbound::InboundStreams,
+    /// Streams opened from this side (bitswap's other direction).
     pub stream: libp2p_stream::Behaviour,
 }
 
@@ -137,6 +145,14 @@ impl MarketsBehaviour {
                 TransportsCodec,
                 [(TRANSPORTS_PROTOCOL, support_of(serve.retrieval))],
                 config(SMALL_TIMEOUT, MAX_STREAMS),
+            ),
+            bitswap: crate::inbound::InboundStreams::new(
+                if serve.bitswap {
+                    crate::bitswap::PROTOCOLS.to_vec()
+                } else {
+                    Vec::new()
+                },
+                INBOUND_STREAM_QUEUE,
             ),
             stream: libp2p_stream::Behaviour::new(),
         }

@@ -197,9 +197,11 @@ async fn fetch_all(
     .map_err(|e| anyhow::anyhow!("swarm: {e}"))?;
     swarm.add_peer_address(provider, addr);
     let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control
-        .accept(bitswap::PROTOCOL_1_2_0)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut incoming = swarm
+        .behaviour_mut()
+        .bitswap
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the swarm's bitswap streams are taken"))?;
     let driver = tokio::spawn(async move {
         loop {
             swarm.select_next_some().await;
@@ -207,7 +209,9 @@ async fn fetch_all(
     });
     let (sender, mut answers) = tokio::sync::mpsc::channel::<Message>(64);
     let reader = tokio::spawn(async move {
-        while let Some((_, mut stream)) = incoming.next().await {
+        while let Some(nelumbo_markets_api::inbound::Inbound { mut stream, .. }) =
+            incoming.next().await
+        {
             let sender = sender.clone();
             tokio::spawn(async move {
                 while let Ok(Some(message)) =

@@ -209,11 +209,13 @@ pub struct RetrievalConfig {
     pub filter: String,
     /// Bitswap: peers answered at once (the others' wants wait in their ledgers), wants kept
     /// per peer (more are dropped), the size an answer message is filled to, and block reads
-    /// at once across all peers (taken in turn, so peers share them).
+    /// at once across all peers (taken in turn, so peers share them), and answer bytes one
+    /// peer may have read and waiting to be sent (a slow reader holds no more).
     pub bitswap_max_peers: usize,
     pub bitswap_max_wants_per_peer: usize,
     pub bitswap_message_bytes: usize,
     pub bitswap_max_reads: usize,
+    pub bitswap_peer_bytes: usize,
 }
 
 pub const DEFAULT_RETRIEVAL_LISTEN: &str = "0.0.0.0:24080";
@@ -244,6 +246,7 @@ impl Default for RetrievalConfig {
             bitswap_max_wants_per_peer: 1024,
             bitswap_message_bytes: 1 << 20,
             bitswap_max_reads: 8,
+            bitswap_peer_bytes: 8 << 20,
         }
     }
 }
@@ -387,6 +390,12 @@ impl Config {
             "[retrieval] bitswap_message_bytes must be between 64 KiB and 2 MiB (a message may \
              carry one more block, and peers read at most 4 MiB)"
         );
+        anyhow::ensure!(
+            (2 * r.bitswap_message_bytes..=1 << 30).contains(&r.bitswap_peer_bytes),
+            "[retrieval] bitswap_peer_bytes must be between two messages ({} bytes: one being \
+             sent, one being filled) and 1 GiB",
+            2 * r.bitswap_message_bytes
+        );
         for cid in &r.deny {
             cid.parse::<cid::Cid>()
                 .map_err(|e| anyhow::anyhow!("[retrieval] deny: {cid:?} is not a CID: {e}"))?;
@@ -520,11 +529,13 @@ deny = [{r_deny}]
 # bitswap answers denied CIDs DONT_HAVE.)
 filter = {r_filter}
 # Bitswap on the libp2p host: peers answered at once (others wait), wants kept per peer (more
-# are dropped), the size answer messages are filled to, block reads at once across all peers.
+# are dropped), the size answer messages are filled to, block reads at once across all peers,
+# and answer bytes one peer may have waiting to be sent (a slow reader holds no more).
 bitswap_max_peers = {r_bs_peers}
 bitswap_max_wants_per_peer = {r_bs_wants}
 bitswap_message_bytes = {r_bs_message}
 bitswap_max_reads = {r_bs_reads}
+bitswap_peer_bytes = {r_bs_peer_bytes}
 "#,
             listen = list(&self.network.listen),
             announce = list(&self.network.announce),
@@ -563,6 +574,7 @@ bitswap_max_reads = {r_bs_reads}
             r_bs_wants = self.retrieval.bitswap_max_wants_per_peer,
             r_bs_message = self.retrieval.bitswap_message_bytes,
             r_bs_reads = self.retrieval.bitswap_max_reads,
+            r_bs_peer_bytes = self.retrieval.bitswap_peer_bytes,
             r_listen = toml_string(&self.retrieval.listen.to_string()),
             r_url = toml_string(&self.retrieval.public_url),
             r_cache = match &self.retrieval.cache_dir {

@@ -132,6 +132,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         nelumbo_markets_api::p2p::Serve {
             deals: services.iter().any(|s| s == "deals"),
             retrieval: retrieval_on,
+            bitswap: retrieval_on,
         },
         nelumbo_markets_api::p2p::Limits {
             max_connections: limits.max_connections,
@@ -202,6 +203,8 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             });
     }
     let stream_control = swarm.behaviour().stream.new_control();
+    let bitswap_inbound = swarm.behaviour_mut().bitswap.take();
+    let bitswap_dropped = swarm.behaviour().bitswap.dropped();
 
     // The admin API, health and metrics.
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
@@ -319,12 +322,20 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                 max_wants_per_peer: r.bitswap_max_wants_per_peer,
                 message_bytes: r.bitswap_message_bytes,
                 max_reads: r.bitswap_max_reads,
+                peer_bytes: r.bitswap_peer_bytes,
             },
             crate::retrieval::bitswap::BitswapMetrics::new(&registry)?,
         );
         let cancel_bitswap = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = bitswap.run(stream_control, cancel_bitswap).await {
+            let inbound = bitswap_inbound
+                .ok_or_else(|| anyhow::anyhow!("bitswap's streams were taken twice"));
+            let run = async {
+                bitswap
+                    .run(inbound?, bitswap_dropped, stream_control, cancel_bitswap)
+                    .await
+            };
+            if let Err(e) = run.await {
                 tracing::error!(error = %format!("{e:#}"), "bitswap cannot be served");
             }
         }));

@@ -1,17 +1,20 @@
 //! The bitswap server (`/ipfs/bitswap/1.2.0`, `1.1.0`, `1.0.0`) on the markets libp2p host.
 //!
 //! Wants arrive on streams the peer opens; each peer has a ledger of what it wants (bounded), and
-//! one worker per peer answers it on streams this side opens, in messages near a target size.
+//! one worker per peer answers it, reading a few blocks ahead, in messages near a target size
+//! written on a stream this side opens and keeps while there is more to say.
 //! Blocks come from the piece directory and the shared piece reader, checked against their CIDs.
 //! Nothing here waits for the hub: a block whose piece must be unsealed, or whose hub is away,
 //! is answered DONT_HAVE at once (when the peer asked for that), its unseal queued within the
 //! reader's bounds, so a later want succeeds. A peer that stops reading times out alone.
 //!
 //! Bounds: wants per peer, peers served at once, block reads at once across peers (taken in
-//! turn, so peers share them fairly), inbound streams per peer, message sizes both ways, and a
-//! time limit on opening, writing and closing every answer stream.
+//! turn, so peers share them fairly), answer bytes waiting to be sent per peer, inbound streams
+//! per peer, message sizes both ways, and a time limit on opening, writing and closing every
+//! answer stream.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,9 +23,11 @@ use cid::Cid;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use nelumbo_markets_api::bitswap::{self, Block, BlockPresence, Message, PresenceType, WantType};
+use nelumbo_markets_api::inbound::Inbound;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::blocks::BlockSource;
 
@@ -39,6 +44,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reading one block for a want (the piece reader never waits for an unseal here).
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Blocks one peer's worker reads at once, while earlier answers are being sent (the reads
+/// still take turns on the server-wide `max_reads` slots).
+const READ_AHEAD: usize = 4;
 
 /// The server's limits (`[retrieval]` bitswap_*).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +55,8 @@ pub struct BitswapLimits {
     pub max_wants_per_peer: usize,
     pub message_bytes: usize,
     pub max_reads: usize,
+    /// Answer bytes one peer may have waiting to be sent.
+    pub peer_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -190,24 +200,27 @@ impl BitswapServer {
         self.ledgers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Accepts wants on every bitswap version until `cancel`.
+    /// Takes the bitswap streams peers open (every version), until `cancel`. `dropped` counts
+    /// the streams the libp2p side dropped because its queue was full.
     pub async fn run(
         self: Arc<Self>,
-        mut control: libp2p_stream::Control,
+        mut inbound: futures::channel::mpsc::Receiver<Inbound>,
+        dropped: Arc<AtomicU64>,
+        control: libp2p_stream::Control,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut incoming = futures::stream::SelectAll::new();
-        for protocol in bitswap::PROTOCOLS {
-            let streams = control
-                .accept(protocol.clone())
-                .map_err(|e| anyhow::anyhow!("accept {protocol}: {e}"))?;
-            incoming.push(streams.map(move |(peer, stream)| (peer, protocol.clone(), stream)));
-        }
+        let mut reported = 0;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                next = incoming.next() => {
-                    let Some((peer, protocol, stream)) = next else { return Ok(()) };
+                next = inbound.next() => {
+                    let Some(Inbound { peer, protocol, stream }) = next else { return Ok(()) };
+                    let now = dropped.load(Ordering::Relaxed);
+                    if now > reported {
+                        self.metrics.refused.with_label_values(&["queue_full"]).inc_by(now - reported);
+                        tracing::warn!(dropped = now - reported, "bitswap: streams were dropped because too many arrived at once");
+                        reported = now;
+                    }
                     self.clone().inbound(peer, protocol, stream, control.clone());
                 }
             }
@@ -360,36 +373,41 @@ impl BitswapServer {
         }
     }
 
-    /// Answers a peer's wants until its ledger is empty, one message at a time.
-    async fn work(self: Arc<Self>, peer: PeerId, mut control: libp2p_stream::Control) {
+    /// Answers a peer's wants until its ledger is empty: up to [`READ_AHEAD`] blocks are read
+    /// at once, gathered into messages near the target size in the order they were wanted,
+    /// and handed to [`Self::send_all`], which writes them while the next are read. At most
+    /// `peer_bytes` of answers wait to be sent; a peer that reads slowly holds no more.
+    async fn work(self: Arc<Self>, peer: PeerId, control: libp2p_stream::Control) {
         let Ok(_slot) = self.serving.clone().acquire_owned().await else {
             return;
         };
         self.metrics.peers_served.inc();
-        let mut outgoing = Message::default();
-        let mut size = 0usize;
+        let (queue, outbox) = tokio::sync::mpsc::channel(64);
+        let sender = tokio::spawn(self.clone().send_all(peer, control, outbox));
+        let budget = Arc::new(Semaphore::new(self.limits.peer_bytes));
+        let mut reading = futures::stream::FuturesOrdered::new();
+        let mut outgoing = Outgoing::default();
         loop {
-            let next = {
-                let mut ledgers = self.ledgers();
-                let Some(ledger) = ledgers.get_mut(&peer) else {
+            while reading.len() < READ_AHEAD {
+                let Some((cid, want, protocol)) = self.next_want(&peer) else {
                     break;
                 };
-                match ledger.next() {
-                    Some((cid, want)) => {
-                        self.metrics.queued_wants.dec();
-                        Some((cid, want, ledger.protocol.clone()))
-                    }
-                    None => None,
-                }
-            };
-            let Some((cid, want, protocol)) = next else {
+                // Each read runs as a task of its own, so checking blocks against their CIDs
+                // (SHA-256, the bulk of the work) uses every core; dropped reads are stopped.
+                let server = self.clone();
+                let read =
+                    AbortOnDropHandle::new(tokio::spawn(
+                        async move { server.answer(&cid, want).await },
+                    ));
+                reading.push_back(async move {
+                    let answer = read.await.unwrap_or(Answer::DontHave);
+                    (cid, want, protocol, answer)
+                });
+            }
+            let Some((cid, want, protocol, answer)) = reading.next().await else {
                 // Nothing left: send what is gathered, then stop unless wants came meanwhile.
-                let protocol = self.protocol_of(&peer);
-                if size > 0
-                    && !self
-                        .flush(&mut control, peer, protocol, &mut outgoing, &mut size)
-                        .await
-                {
+                if !outgoing.is_empty() && !self.hand_over(&queue, &budget, &mut outgoing).await {
+                    self.forget(&peer);
                     break;
                 }
                 let mut ledgers = self.ledgers();
@@ -405,94 +423,123 @@ impl BitswapServer {
                     None => break,
                 }
             };
-            let answer = self.answer(&cid, want).await;
-            match answer {
-                Answer::Block(data) => {
-                    // A block that would take the message past its target goes in the next
-                    // one, so no message is much over the target (peers read at most 4 MiB).
-                    if size > 0
-                        && size + data.len() + 64 > self.limits.message_bytes
-                        && !self
-                            .flush(
-                                &mut control,
-                                peer,
-                                protocol.clone(),
-                                &mut outgoing,
-                                &mut size,
-                            )
-                            .await
-                    {
-                        break;
-                    }
-                    if protocol == bitswap::PROTOCOL_1_0_0 {
-                        // 1.0.0 carries bare blocks, which the receiver takes as CIDv0.
-                        if cid.version() == cid::Version::V0 {
-                            size += data.len() + 8;
-                            outgoing.blocks.push(data);
-                        }
-                    } else {
-                        let block = Block {
-                            prefix: bitswap::prefix(&cid),
-                            data,
-                        };
-                        size += bitswap::block_size(&block);
-                        outgoing.payload.push(block);
-                    }
-                }
-                Answer::Have => {
-                    if protocol == bitswap::PROTOCOL_1_2_0 {
-                        size += cid.encoded_len() + 4;
-                        outgoing.block_presences.push(BlockPresence {
-                            cid: cid.to_bytes(),
-                            r#type: PresenceType::Have as i32,
-                        });
-                    }
-                }
-                Answer::DontHave => {
-                    if want.send_dont_have {
-                        size += cid.encoded_len() + 4;
-                        outgoing.block_presences.push(BlockPresence {
-                            cid: cid.to_bytes(),
-                            r#type: PresenceType::DontHave as i32,
-                        });
-                    }
+            if outgoing.protocol.as_ref().is_some_and(|p| *p != protocol)
+                || (matches!(answer, Answer::Block(ref data) if !outgoing.is_empty()
+                    && outgoing.size + data.len() + 64 > self.limits.message_bytes))
+            {
+                // A block that would take the message past its target goes in the next one,
+                // so no message is much over the target (peers read at most 4 MiB).
+                if !self.hand_over(&queue, &budget, &mut outgoing).await {
+                    self.forget(&peer);
+                    break;
                 }
             }
-            if size >= self.limits.message_bytes
-                && !self
-                    .flush(&mut control, peer, protocol, &mut outgoing, &mut size)
-                    .await
+            outgoing.add(&cid, want, &protocol, answer);
+            if outgoing.size >= self.limits.message_bytes
+                && !self.hand_over(&queue, &budget, &mut outgoing).await
             {
+                self.forget(&peer);
                 break;
             }
         }
+        drop(queue);
+        // The slot is held until the answers are written (or the peer is given up).
+        let _ = sender.await;
         self.metrics.peers_served.dec();
     }
 
-    /// Sends the gathered answers; a peer that cannot take them loses its wants (`false`).
-    async fn flush(
-        &self,
-        control: &mut libp2p_stream::Control,
-        peer: PeerId,
-        protocol: StreamProtocol,
-        outgoing: &mut Message,
-        size: &mut usize,
-    ) -> bool {
-        *size = 0;
-        let sent = self
-            .send(control, peer, protocol, std::mem::take(outgoing))
-            .await;
-        if !sent {
-            self.forget(&peer);
-        }
-        sent
+    /// The peer's next want, and the protocol to answer it in.
+    fn next_want(&self, peer: &PeerId) -> Option<(Cid, Want, StreamProtocol)> {
+        let mut ledgers = self.ledgers();
+        let ledger = ledgers.get_mut(peer)?;
+        let (cid, want) = ledger.next()?;
+        self.metrics.queued_wants.dec();
+        Some((cid, want, ledger.protocol.clone()))
     }
 
-    fn protocol_of(&self, peer: &PeerId) -> StreamProtocol {
-        self.ledgers()
-            .get(peer)
-            .map(|l| l.protocol.clone())
-            .unwrap_or(bitswap::PROTOCOL_1_2_0)
+    /// Passes the gathered answers to the peer's sender once the peer's byte budget has room;
+    /// `false` when the sender has given up on the peer.
+    async fn hand_over(
+        &self,
+        queue: &tokio::sync::mpsc::Sender<(Message, StreamProtocol, OwnedSemaphorePermit)>,
+        budget: &Arc<Semaphore>,
+        outgoing: &mut Outgoing,
+    ) -> bool {
+        let Outgoing {
+            message,
+            size,
+            protocol,
+        } = std::mem::take(outgoing);
+        let Some(protocol) = protocol else {
+            return true;
+        };
+        let cost = size.clamp(1, self.limits.peer_bytes) as u32;
+        let permit = tokio::select! {
+            permit = budget.clone().acquire_many_owned(cost) => permit,
+            _ = queue.closed() => return false,
+        };
+        let Ok(permit) = permit else {
+            return false;
+        };
+        queue.send((message, protocol, permit)).await.is_ok()
+    }
+
+    /// Writes a peer's answers, in order, on one stream this side opens and keeps while there
+    /// are answers (bitswap's answers go on streams of their own, never on the wants' stream).
+    /// Gives up on the peer when a stream cannot be opened or written in time.
+    async fn send_all(
+        self: Arc<Self>,
+        peer: PeerId,
+        mut control: libp2p_stream::Control,
+        mut outbox: tokio::sync::mpsc::Receiver<(Message, StreamProtocol, OwnedSemaphorePermit)>,
+    ) {
+        let mut open: Option<(libp2p::Stream, StreamProtocol)> = None;
+        while let Some((message, protocol, _permit)) = outbox.recv().await {
+            if let Some((stream, _)) = open.take_if(|(_, p)| *p != protocol) {
+                close(stream).await;
+            }
+            let bytes = message.payload.iter().map(|b| b.data.len()).sum::<usize>()
+                + message.blocks.iter().map(Bytes::len).sum::<usize>();
+            let write_limit = WRITE_TIMEOUT + Duration::from_secs((bytes / (100 << 10)) as u64);
+            // A kept stream the peer has since closed is opened again, once.
+            let mut result = Err(String::new());
+            for _ in 0..2 {
+                let reused = open.is_some();
+                let (stream, _) = match open.take() {
+                    Some(open) => open,
+                    None => match open_stream(&mut control, peer, protocol.clone()).await {
+                        Ok(stream) => (stream, protocol.clone()),
+                        Err(why) => {
+                            result = Err(why);
+                            break;
+                        }
+                    },
+                };
+                let mut stream = stream;
+                result = tokio::time::timeout(
+                    write_limit,
+                    bitswap::write_message(&mut stream, &message),
+                )
+                .await
+                .map_err(|_| "the peer did not read its answer in time".to_string())
+                .and_then(|r| r.map_err(|e| format!("writing failed: {e}")));
+                if result.is_ok() {
+                    open = Some((stream, protocol.clone()));
+                    break;
+                }
+                if !reused {
+                    break;
+                }
+            }
+            if let Err(why) = result {
+                self.metrics.refused.with_label_values(&["send"]).inc();
+                tracing::debug!(%peer, why, "bitswap: an answer could not be delivered; the peer's wants are dropped");
+                return;
+            }
+        }
+        if let Some((stream, _)) = open {
+            close(stream).await;
+        }
     }
 
     /// Drops the wants of a peer that cannot be answered (gone, or not reading), and its worker.
@@ -562,42 +609,76 @@ impl BitswapServer {
         }
         Answer::DontHave
     }
+}
 
-    /// Sends one message on a stream of its own; `false` when the peer could not be reached
-    /// or did not take it in time.
-    async fn send(
-        &self,
-        control: &mut libp2p_stream::Control,
-        peer: PeerId,
-        protocol: StreamProtocol,
-        message: Message,
-    ) -> bool {
-        let bytes = message.payload.iter().map(|b| b.data.len()).sum::<usize>()
-            + message.blocks.iter().map(Bytes::len).sum::<usize>();
-        let result = async {
-            let mut stream =
-                tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol))
-                    .await
-                    .map_err(|_| "opening a stream timed out".to_string())?
-                    .map_err(|e| format!("opening a stream failed: {e}"))?;
-            let write_limit = WRITE_TIMEOUT + Duration::from_secs((bytes / (100 << 10)) as u64);
-            tokio::time::timeout(write_limit, bitswap::write_message(&mut stream, &message))
-                .await
-                .map_err(|_| "the peer did not read its answer in time".to_string())?
-                .map_err(|e| format!("writing failed: {e}"))?;
-            tokio::time::timeout(OPEN_TIMEOUT, stream.close())
-                .await
-                .map_err(|_| "closing the stream timed out".to_string())?
-                .map_err(|e| format!("closing failed: {e}"))
-        }
-        .await;
-        match result {
-            Ok(()) => true,
-            Err(why) => {
-                self.metrics.refused.with_label_values(&["send"]).inc();
-                tracing::debug!(%peer, why, "bitswap: an answer could not be delivered; the peer's wants are dropped");
-                false
+async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    protocol: StreamProtocol,
+) -> Result<libp2p::Stream, String> {
+    tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol))
+        .await
+        .map_err(|_| "opening a stream timed out".to_string())?
+        .map_err(|e| format!("opening a stream failed: {e}"))
+}
+
+async fn close(mut stream: libp2p::Stream) {
+    let _ = tokio::time::timeout(OPEN_TIMEOUT, stream.close()).await;
+}
+
+/// Answers gathered for one message.
+#[derive(Debug, Default)]
+struct Outgoing {
+    message: Message,
+    size: usize,
+    /// The protocol its answers are in (`None` while empty).
+    protocol: Option<StreamProtocol>,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Adds one answer as `protocol` carries it (1.0.0 has bare CIDv0 blocks only; presences
+    /// are 1.2.0's; DONT_HAVE only when asked for).
+    fn add(&mut self, cid: &Cid, want: Want, protocol: &StreamProtocol, answer: Answer) {
+        let size = self.size;
+        match answer {
+            Answer::Block(data) => {
+                if *protocol == bitswap::PROTOCOL_1_0_0 {
+                    // 1.0.0 carries bare blocks, which the receiver takes as CIDv0.
+                    if cid.version() == cid::Version::V0 {
+                        self.size += data.len() + 8;
+                        self.message.blocks.push(data);
+                    }
+                } else {
+                    let block = Block {
+                        prefix: bitswap::prefix(cid),
+                        data,
+                    };
+                    self.size += bitswap::block_size(&block);
+                    self.message.payload.push(block);
+                }
             }
+            Answer::Have if *protocol == bitswap::PROTOCOL_1_2_0 => {
+                self.size += cid.encoded_len() + 4;
+                self.message.block_presences.push(BlockPresence {
+                    cid: cid.to_bytes(),
+                    r#type: PresenceType::Have as i32,
+                });
+            }
+            Answer::DontHave if want.send_dont_have => {
+                self.size += cid.encoded_len() + 4;
+                self.message.block_presences.push(BlockPresence {
+                    cid: cid.to_bytes(),
+                    r#type: PresenceType::DontHave as i32,
+                });
+            }
+            Answer::Have | Answer::DontHave => {}
+        }
+        if self.size > size {
+            self.protocol = Some(protocol.clone());
         }
     }
 }

@@ -11,6 +11,8 @@ use nelumbo_markets_api::p2p::build_swarm;
 pub struct RawPeer {
     control: libp2p_stream::Control,
     provider: libp2p::PeerId,
+    /// The version its wants go out in (1.2.0 unless [`RawPeer::speaking`] says otherwise).
+    protocol: libp2p::StreamProtocol,
     answers: tokio::sync::mpsc::Receiver<bitswap::Message>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -45,8 +47,12 @@ impl RawPeer {
         )
         .expect("swarm");
         swarm.add_peer_address(provider, addr);
-        let mut control = swarm.behaviour().stream.new_control();
-        let mut incoming = control.accept(bitswap::PROTOCOL_1_2_0).expect("accept");
+        let control = swarm.behaviour().stream.new_control();
+        let mut incoming = swarm
+            .behaviour_mut()
+            .bitswap
+            .take()
+            .expect("bitswap streams");
         let (sender, answers) = tokio::sync::mpsc::channel(1024);
         let driver = tokio::spawn(async move {
             use futures::StreamExt;
@@ -57,7 +63,9 @@ impl RawPeer {
         let reader = tokio::spawn(async move {
             use futures::StreamExt;
             let mut held = Vec::new();
-            while let Some((_, mut stream)) = incoming.next().await {
+            while let Some(nelumbo_markets_api::inbound::Inbound { mut stream, .. }) =
+                incoming.next().await
+            {
                 if !read_answers {
                     held.push(stream);
                     continue;
@@ -75,36 +83,50 @@ impl RawPeer {
         Self {
             control,
             provider,
+            protocol: bitswap::PROTOCOL_1_2_0,
             answers,
             tasks: vec![driver, reader],
         }
+    }
+
+    /// The same peer, sending its wants in an older bitswap version.
+    pub fn speaking(mut self, protocol: libp2p::StreamProtocol) -> Self {
+        self.protocol = protocol;
+        self
     }
 
     pub async fn stream(&mut self) -> libp2p::Stream {
         tokio::time::timeout(
             Duration::from_secs(10),
             self.control
-                .open_stream(self.provider, bitswap::PROTOCOL_1_2_0),
+                .open_stream(self.provider, self.protocol.clone()),
         )
         .await
         .expect("a stream in time")
-        .expect("the provider speaks bitswap 1.2.0")
+        .expect("the provider speaks this bitswap version")
     }
 
     /// Sends one message of wants on a stream of its own.
     pub async fn want(&mut self, entries: Vec<bitswap::Entry>) {
+        self.want_in_messages(std::iter::once(entries)).await;
+    }
+
+    /// Sends messages of wants, one after another on one stream of its own.
+    pub async fn want_in_messages(&mut self, messages: impl Iterator<Item = Vec<bitswap::Entry>>) {
         use futures::AsyncWriteExt;
         let mut stream = self.stream().await;
-        let message = bitswap::Message {
-            wantlist: Some(bitswap::Wantlist {
-                entries,
-                full: false,
-            }),
-            ..Default::default()
-        };
-        bitswap::write_message(&mut stream, &message)
-            .await
-            .expect("write");
+        for entries in messages {
+            let message = bitswap::Message {
+                wantlist: Some(bitswap::Wantlist {
+                    entries,
+                    full: false,
+                }),
+                ..Default::default()
+            };
+            bitswap::write_message(&mut stream, &message)
+                .await
+                .expect("write");
+        }
         let _ = stream.close().await;
     }
 
@@ -127,6 +149,13 @@ impl RawPeer {
                 assert_eq!((version, code), (1, 0x12), "a CIDv1 sha2-256 prefix");
                 let cid = nelumbo_car::cid_v1_sha256(codec, &block.data).to_string();
                 said.insert(cid, Said::Block(block.data.to_vec()));
+            }
+            // 1.0.0's bare blocks, named by their CIDv0.
+            for data in message.blocks {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(&data);
+                let multihash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("mh");
+                let cid = cid::Cid::new_v0(multihash).expect("a CIDv0").to_string();
+                said.insert(cid, Said::Block(data.to_vec()));
             }
             for presence in message.block_presences {
                 let cid = cid::Cid::try_from(presence.cid.as_slice())

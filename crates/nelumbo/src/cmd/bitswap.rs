@@ -1,8 +1,10 @@
 //! `nelumbo client retrieve --bitswap`: a DAG by its root CID over bitswap 1.2.0 from one
 //! provider peer. Wants go out on one stream this side opens (want-block with send-dont-have, a
-//! window of them at once); the provider answers on streams it opens. Every block is checked
-//! against the CID it was wanted as before it is kept; the blocks are written to a CAR file,
-//! which is then checked whole and written out as files, as the HTTP path does.
+//! window of them at once); the provider answers on streams it opens (one or more messages on
+//! each). Every block is checked
+//! against the CID it was wanted as before it is kept, and its links are wanted in turn; the
+//! blocks are written to a CAR file, from which the files are written out once every block
+//! reachable from the root has come.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -14,6 +16,7 @@ use cid::Cid;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use nelumbo_markets_api::bitswap::{self, Entry, Message, PresenceType, WantType, Wantlist};
+use nelumbo_markets_api::inbound::Inbound;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::retrieve::Retrieved;
@@ -41,9 +44,11 @@ pub async fn fetch(
         swarm.add_peer_address(peer, addr.clone());
     }
     let mut control = swarm.behaviour().stream.new_control();
-    let mut answers = control
-        .accept(bitswap::PROTOCOL_1_2_0)
-        .map_err(|e| anyhow::anyhow!("accept bitswap answers: {e}"))?;
+    let mut answers = swarm
+        .behaviour_mut()
+        .bitswap
+        .take()
+        .context("the swarm's bitswap streams are taken")?;
     let driver = tokio::spawn(async move {
         loop {
             swarm.select_next_some().await;
@@ -52,9 +57,14 @@ pub async fn fetch(
     let _stop_driver = AbortOnDropHandle::new(driver);
 
     // Answers: each stream the provider opens carries one or more messages.
-    let (sender, mut incoming) = tokio::sync::mpsc::channel::<Message>(64);
+    let (sender, mut incoming) = tokio::sync::mpsc::channel::<Arrived>(64);
     let _stop_reader = AbortOnDropHandle::new(tokio::spawn(async move {
-        while let Some((from, mut stream)) = answers.next().await {
+        while let Some(Inbound {
+            peer: from,
+            mut stream,
+            ..
+        }) = answers.next().await
+        {
             if from != peer {
                 continue;
             }
@@ -63,7 +73,13 @@ pub async fn fetch(
                 while let Ok(Some(message)) =
                     bitswap::read_message(&mut stream, bitswap::MAX_MESSAGE_BYTES).await
                 {
-                    if sender.send(message).await.is_err() {
+                    // Hashed here, on the stream's own task, so the main loop only looks up.
+                    let hashed = message
+                        .payload
+                        .iter()
+                        .map(|block| sha256_cid(&block.prefix, &block.data))
+                        .collect();
+                    if sender.send(Arrived { message, hashed }).await.is_err() {
                         break;
                     }
                 }
@@ -95,6 +111,7 @@ pub async fn fetch(
     let mut pending: HashMap<Cid, Instant> = HashMap::new();
     let mut retry: Vec<(Cid, Instant)> = Vec::new();
     let mut first_dont_have: HashMap<Cid, Instant> = HashMap::new();
+    let mut index = super::retrieve::Index::new();
     let mut blocks = 0usize;
     let mut bytes = 0u64;
     let mut silences = 0;
@@ -129,8 +146,8 @@ pub async fn fetch(
                 .min()
                 .unwrap_or(SILENCE)
                 .min(SILENCE);
-            let message = match tokio::time::timeout(wait, incoming.recv()).await {
-                Ok(Some(message)) => message,
+            let Arrived { message, hashed } = match tokio::time::timeout(wait, incoming.recv()).await {
+                Ok(Some(arrived)) => arrived,
                 Ok(None) => anyhow::bail!("the provider's answers stopped"),
                 Err(_) => {
                     if pending.is_empty() {
@@ -157,14 +174,20 @@ pub async fn fetch(
                 }
             };
             silences = 0;
-            for block in message.payload {
-                let Some(cid) = wanted_cid(&block.prefix, &block.data, &pending) else {
+            for (block, hashed) in message.payload.into_iter().zip(hashed) {
+                let cid = match hashed {
+                    Some(cid) => pending.contains_key(&cid).then_some(cid),
+                    None => wanted_cid(&block.prefix, &block.data, &pending),
+                };
+                let Some(cid) = cid else {
                     // Not asked for, or not matching what was asked: dropped.
                     continue;
                 };
                 pending.remove(&cid);
                 first_dont_have.remove(&cid);
                 car.write_block(&cid, &block.data)?;
+                let length = block.data.len() as u64;
+                index.insert(cid, (car.written() - length, length));
                 blocks += 1;
                 bytes += block.data.len() as u64;
                 bar.set_position(blocks as u64);
@@ -208,17 +231,19 @@ pub async fn fetch(
     .await;
     bar.finish_and_clear();
     let _ = wants.close().await;
+    tracing::debug!(took = ?started.elapsed(), blocks, bytes, "bitswap: every block fetched and checked");
     let result = result.and_then(|()| {
         let mut writer = car.finish()?;
         std::io::Write::flush(&mut writer)?;
         let mut file = writer.into_inner().map_err(|e| e.into_error())?;
         let car_bytes = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
-        let got = super::retrieve::check_and_write(&mut file, root, out)?;
+        // Every block was checked against its CID as it came, and every link followed.
+        let (files, bytes) = super::retrieve::write_checked(&mut file, &index, root, out)?;
         Ok(Retrieved {
-            blocks: got.0,
+            blocks: index.len(),
             car_bytes,
-            files: got.1,
-            bytes: got.2,
+            files,
+            bytes,
         })
     });
     if keep_car.is_none() || result.is_err() {
@@ -253,22 +278,34 @@ async fn send(stream: &mut libp2p::Stream, entries: Vec<Entry>, full: bool) -> a
     .context("send wants to the provider")
 }
 
-/// The wanted CID a block answers: its prefix names a CID version, codec and hash function;
-/// the CID made from them and the block's own hash must be one we asked for.
+/// A message from the provider, with the CID each of its blocks has when its prefix names
+/// SHA-256 (the usual case), computed as it arrived.
+struct Arrived {
+    message: Message,
+    hashed: Vec<Option<Cid>>,
+}
+
+/// The CID a block has under its prefix when the prefix names SHA-256: the block is hashed
+/// once and the CID looked up among the wanted ones.
+fn sha256_cid(prefix: &[u8], data: &[u8]) -> Option<Cid> {
+    let (version, codec, code, length) = bitswap::parse_prefix(prefix)?;
+    if code != nelumbo_car::codec::SHA2_256 || length != 32 {
+        return None;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data);
+    let multihash = cid::multihash::Multihash::<64>::wrap(code, &digest).ok()?;
+    match version {
+        0 => Cid::new_v0(multihash).ok(),
+        1 => Some(Cid::new_v1(codec, multihash)),
+        _ => None,
+    }
+}
+
+/// The wanted CID a block with any other hash function answers: the prefix names a CID
+/// version, codec and hash function; a wanted CID made of them must match the block's bytes.
 fn wanted_cid(prefix: &[u8], data: &Bytes, pending: &HashMap<Cid, Instant>) -> Option<Cid> {
     let (version, codec, code, length) = bitswap::parse_prefix(prefix)?;
-    if code == nelumbo_car::codec::SHA2_256 && length == 32 {
-        // The usual case: hash once and look the CID up.
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(data);
-        let multihash = cid::multihash::Multihash::<64>::wrap(code, &digest).ok()?;
-        let cid = match version {
-            0 => Cid::new_v0(multihash).ok()?,
-            1 => Cid::new_v1(codec, multihash),
-            _ => return None,
-        };
-        return pending.contains_key(&cid).then_some(cid);
-    }
     pending
         .keys()
         .find(|cid| {

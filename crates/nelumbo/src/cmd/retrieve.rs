@@ -241,9 +241,7 @@ pub async fn payload(
     let car_bytes = save(response, &mut file, &bar, |_| Ok(())).await;
     bar.finish_and_clear();
     let result = car_bytes.and_then(|car_bytes| {
-        file.seek(SeekFrom::Start(0))?;
-        let (blocks, index) = check_car(&mut file, root)?;
-        let (files, bytes) = write_out(&mut file, &index, root, out, 0)?;
+        let (blocks, files, bytes) = check_and_write(&mut file, root, out)?;
         Ok(Retrieved {
             blocks,
             car_bytes,
@@ -275,7 +273,7 @@ pub fn car_file(out: &Path, keep_car: Option<&Path>) -> anyhow::Result<(PathBuf,
 
 /// Checks a CAR file whole (every block against its CID, the DAG under `root` complete) and
 /// writes its UnixFS entity out: (blocks, files, bytes).
-pub fn check_and_write(
+fn check_and_write(
     file: &mut std::fs::File,
     root: &Cid,
     out: &Path,
@@ -286,11 +284,23 @@ pub fn check_and_write(
     Ok((blocks, files, bytes))
 }
 
+/// Writes out the UnixFS entity under `root` from a CAR `file` whose blocks the caller has
+/// already checked against their CIDs, and whose DAG it has found complete; `index` says where
+/// each block is. Returns (files, bytes).
+pub fn write_checked(
+    file: &mut std::fs::File,
+    index: &Index,
+    root: &Cid,
+    out: &Path,
+) -> anyhow::Result<(usize, u64)> {
+    write_out(file, index, root, out, 0)
+}
+
 /// How deep a DAG is walked when written out (a balanced 1 TiB file is 4 levels deep).
 const MAX_DEPTH: usize = 64;
 
 /// Where each block of the CAR is: `(data offset, length)` by CID.
-type Index = HashMap<Cid, (u64, u64)>;
+pub type Index = HashMap<Cid, (u64, u64)>;
 
 /// Reads the CAR, checking every block against its CID, and checks that every block reachable
 /// from `root` is there.
