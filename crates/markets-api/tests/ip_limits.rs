@@ -18,7 +18,10 @@ fn swarm(serve: bool, limits: Limits) -> Swarm<MarketsBehaviour> {
     .expect("swarm")
 }
 
-/// Dials `peer` and drives the swarm until the dial succeeds or fails.
+/// Dials `peer` and drives the swarm until the dial fails, or succeeds and the connection
+/// stays up for a while: a connection whose handshake overlapped the one that filled the
+/// address's share is refused by the provider once its handshake is done, which this side sees
+/// as established, then closed.
 async fn connect(client: &mut Swarm<MarketsBehaviour>, peer: PeerId, addr: &Multiaddr) -> bool {
     client.add_peer_address(peer, addr.clone());
     client.dial(peer).expect("dial");
@@ -28,10 +31,22 @@ async fn connect(client: &mut Swarm<MarketsBehaviour>, peer: PeerId, addr: &Mult
             .await
             .expect("the dial ended in time");
         match event {
-            SwarmEvent::ConnectionEstablished { .. } => return true,
+            SwarmEvent::ConnectionEstablished { .. } => return stays_up(client).await,
             SwarmEvent::OutgoingConnectionError { .. } => return false,
             SwarmEvent::ConnectionClosed { .. } => return false,
             _ => {}
+        }
+    }
+}
+
+/// `false` when the connection just established closes within a second.
+async fn stays_up(client: &mut Swarm<MarketsBehaviour>) -> bool {
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(until, client.select_next_some()).await {
+            Err(_) => return true,
+            Ok(SwarmEvent::ConnectionClosed { .. }) => return false,
+            Ok(_) => {}
         }
     }
 }
