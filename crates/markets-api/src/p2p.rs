@@ -67,15 +67,25 @@ pub struct Serve {
     pub bitswap: bool,
 }
 
-/// `true`: a provider answering everything; `false`: a client.
+/// `true`: a provider answering everything; `false`: a client of the deal protocols, which
+/// accepts no streams.
 impl From<bool> for Serve {
     fn from(all: bool) -> Self {
         Self {
             deals: all,
             retrieval: all,
-            bitswap: true,
+            bitswap: all,
         }
     }
+}
+
+impl Serve {
+    /// A bitswap client: it accepts the answer streams the provider opens, and nothing else.
+    pub const BITSWAP_CLIENT: Serve = Serve {
+        deals: false,
+        retrieval: false,
+        bitswap: true,
+    };
 }
 
 #[derive(NetworkBehaviour)]

@@ -191,7 +191,7 @@ async fn fetch_all(
     let mut swarm = nelumbo_markets_api::p2p::build_swarm(
         libp2p::identity::Keypair::generate_ed25519(),
         "bench",
-        false,
+        nelumbo_markets_api::p2p::Serve::BITSWAP_CLIENT,
         nelumbo_markets_api::p2p::Limits::none(),
     )
     .map_err(|e| anyhow::anyhow!("swarm: {e}"))?;

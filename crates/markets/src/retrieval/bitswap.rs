@@ -137,7 +137,10 @@ struct Ledger {
     /// Arrival order (entries whose want was cancelled are skipped when met).
     order: VecDeque<Cid>,
     protocol: StreamProtocol,
+    /// A worker answers this peer (from its first want until its last answer is written).
     worker: bool,
+    /// Wakes a worker waiting for its answers to be written when new wants arrive.
+    wanted: Arc<tokio::sync::Notify>,
     streams: usize,
 }
 
@@ -148,7 +151,17 @@ impl Ledger {
             order: VecDeque::new(),
             protocol,
             worker: false,
+            wanted: Arc::new(tokio::sync::Notify::new()),
             streams: 0,
+        }
+    }
+
+    /// Forgets the places of cancelled wants once they outnumber the live ones, so a peer that
+    /// wants and cancels without end does not grow the ledger.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.wants.len() + 64 {
+            let Ledger { order, wants, .. } = self;
+            order.retain(|cid| wants.contains_key(cid));
         }
     }
 
@@ -278,7 +291,7 @@ impl BitswapServer {
                     }
                 }
             }
-            let _ = stream.close().await;
+            close(stream).await;
             let mut ledgers = self.ledgers();
             if let Some(ledger) = ledgers.get_mut(&peer) {
                 ledger.streams = ledger.streams.saturating_sub(1);
@@ -355,6 +368,9 @@ impl BitswapServer {
                 }
             }
         }
+        // Cancelled wants leave their place in the arrival order behind; a peer that wants and
+        // cancels without end must not grow it.
+        ledger.compact();
         if dropped > 0 {
             self.metrics
                 .refused
@@ -365,7 +381,9 @@ impl BitswapServer {
         self.metrics
             .queued_wants
             .add(ledger.wants.len() as i64 - before);
-        if !ledger.wants.is_empty() && !ledger.worker {
+        if ledger.worker {
+            ledger.wanted.notify_one();
+        } else if !ledger.wants.is_empty() {
             ledger.worker = true;
             let server = self.clone();
             let control = control.clone();
@@ -405,23 +423,17 @@ impl BitswapServer {
                 });
             }
             let Some((cid, want, protocol, answer)) = reading.next().await else {
-                // Nothing left: send what is gathered, then stop unless wants came meanwhile.
+                // Nothing left: send what is gathered, then stop once it is written, unless
+                // wants came meanwhile. Until then this stays the peer's only worker, so the
+                // peer has one answer stream and one byte budget however its wants arrive.
                 if !outgoing.is_empty() && !self.hand_over(&queue, &budget, &mut outgoing).await {
                     self.forget(&peer);
                     break;
                 }
-                let mut ledgers = self.ledgers();
-                match ledgers.get_mut(&peer) {
-                    Some(ledger) if ledger.wants.is_empty() => {
-                        ledger.worker = false;
-                        if ledger.streams == 0 {
-                            ledgers.remove(&peer);
-                        }
-                        break;
-                    }
-                    Some(_) => continue,
-                    None => break,
+                if self.wanted_before_written(&peer, &budget).await {
+                    continue;
                 }
+                break;
             };
             if outgoing.protocol.as_ref().is_some_and(|p| *p != protocol)
                 || (matches!(answer, Answer::Block(ref data) if !outgoing.is_empty()
@@ -446,6 +458,35 @@ impl BitswapServer {
         // The slot is held until the answers are written (or the peer is given up).
         let _ = sender.await;
         self.metrics.peers_served.dec();
+    }
+
+    /// Waits until every answer handed over is written (or given up) and then, if no want
+    /// came meanwhile, ends this worker: `false`. `true` as soon as new wants are there.
+    async fn wanted_before_written(&self, peer: &PeerId, budget: &Semaphore) -> bool {
+        loop {
+            let wanted = {
+                let mut ledgers = self.ledgers();
+                let Some(ledger) = ledgers.get_mut(peer) else {
+                    return false;
+                };
+                if !ledger.wants.is_empty() {
+                    return true;
+                }
+                // Only this worker takes from the budget, so a full one stays full.
+                if budget.available_permits() >= self.limits.peer_bytes {
+                    ledger.worker = false;
+                    if ledger.streams == 0 {
+                        ledgers.remove(peer);
+                    }
+                    return false;
+                }
+                ledger.wanted.clone()
+            };
+            tokio::select! {
+                _ = budget.acquire_many(self.limits.peer_bytes as u32) => {}
+                _ = wanted.notified() => {}
+            }
+        }
     }
 
     /// The peer's next want, and the protocol to answer it in.
@@ -516,20 +557,32 @@ impl BitswapServer {
                     },
                 };
                 let mut stream = stream;
-                result = tokio::time::timeout(
+                let written = tokio::time::timeout(
                     write_limit,
                     bitswap::write_message(&mut stream, &message),
                 )
-                .await
-                .map_err(|_| "the peer did not read its answer in time".to_string())
-                .and_then(|r| r.map_err(|e| format!("writing failed: {e}")));
-                if result.is_ok() {
-                    open = Some((stream, protocol.clone()));
-                    break;
+                .await;
+                match written {
+                    Ok(Ok(())) => {
+                        result = Ok(());
+                        open = Some((stream, protocol.clone()));
+                        break;
+                    }
+                    // A peer that does not read gets no second stream and no second wait.
+                    Err(_) => {
+                        result = Err("the peer did not read its answer in time".to_string());
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        result = Err(format!("writing failed: {e}"));
+                        if !reused {
+                            break;
+                        }
+                    }
                 }
-                if !reused {
-                    break;
-                }
+            }
+            if result.is_ok() {
+                self.count_sent(&message);
             }
             if let Err(why) = result {
                 self.metrics.refused.with_label_values(&["send"]).inc();
@@ -539,6 +592,26 @@ impl BitswapServer {
         }
         if let Some((stream, _)) = open {
             close(stream).await;
+        }
+    }
+
+    /// Counts what a written message carried.
+    fn count_sent(&self, message: &Message) {
+        let blocks = message
+            .payload
+            .iter()
+            .map(|b| &b.data)
+            .chain(&message.blocks);
+        for data in blocks {
+            self.metrics.blocks_sent.inc();
+            self.metrics.bytes_sent.inc_by(data.len() as u64);
+        }
+        for presence in &message.block_presences {
+            if presence.r#type == PresenceType::Have as i32 {
+                self.metrics.haves_sent.inc();
+            } else {
+                self.metrics.dont_haves_sent.inc();
+            }
         }
     }
 
@@ -570,27 +643,17 @@ impl BitswapServer {
                     Ok(Ok(Some(length))) if length as usize <= SEND_BLOCK_FOR_HAVE_BYTES => {
                         self.fetch(cid).await
                     }
-                    Ok(Ok(Some(_))) => {
-                        self.metrics.haves_sent.inc();
-                        Answer::Have
-                    }
-                    _ => self.dont_have(want),
+                    Ok(Ok(Some(_))) => Answer::Have,
+                    _ => Answer::DontHave,
                 }
             }
-            WantType::Block => match self.fetch(cid).await {
-                Answer::DontHave => self.dont_have(want),
-                answer => answer,
-            },
+            WantType::Block => self.fetch(cid).await,
         }
     }
 
     async fn fetch(&self, cid: &Cid) -> Answer {
         match tokio::time::timeout(READ_TIMEOUT, self.blocks.get_now(cid)).await {
-            Ok(Ok(Some(data))) if data.len() <= bitswap::MAX_BLOCK_BYTES => {
-                self.metrics.blocks_sent.inc();
-                self.metrics.bytes_sent.inc_by(data.len() as u64);
-                Answer::Block(data)
-            }
+            Ok(Ok(Some(data))) if data.len() <= bitswap::MAX_BLOCK_BYTES => Answer::Block(data),
             Ok(Ok(_)) => Answer::DontHave,
             Ok(Err(e)) => {
                 tracing::debug!(block = %cid, error = %e, "bitswap: a block cannot be read now");
@@ -601,13 +664,6 @@ impl BitswapServer {
                 Answer::DontHave
             }
         }
-    }
-
-    fn dont_have(&self, want: Want) -> Answer {
-        if want.send_dont_have {
-            self.metrics.dont_haves_sent.inc();
-        }
-        Answer::DontHave
     }
 }
 
@@ -668,7 +724,7 @@ impl Outgoing {
                     r#type: PresenceType::Have as i32,
                 });
             }
-            Answer::DontHave if want.send_dont_have => {
+            Answer::DontHave if want.send_dont_have && *protocol == bitswap::PROTOCOL_1_2_0 => {
                 self.size += cid.encoded_len() + 4;
                 self.message.block_presences.push(BlockPresence {
                     cid: cid.to_bytes(),
@@ -687,4 +743,135 @@ enum Answer {
     Block(Bytes),
     Have,
     DontHave,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(n: u32) -> Cid {
+        nelumbo_car::cid_v1_sha256(0x55, &n.to_le_bytes())
+    }
+
+    fn want(kind: WantType, send_dont_have: bool, priority: i32) -> Want {
+        Want {
+            kind,
+            send_dont_have,
+            priority,
+        }
+    }
+
+    fn ledger_with(wants: &[(u32, i32)]) -> Ledger {
+        let mut ledger = Ledger::new(bitswap::PROTOCOL_1_2_0);
+        for &(n, priority) in wants {
+            ledger
+                .wants
+                .insert(cid(n), want(WantType::Block, true, priority));
+            ledger.order.push_back(cid(n));
+        }
+        ledger
+    }
+
+    #[test]
+    fn wants_are_answered_highest_priority_first_then_oldest_first() {
+        let mut ledger = ledger_with(&[(1, 1), (2, 5), (3, 1), (4, 5)]);
+        ledger.wants.remove(&cid(4)); // cancelled
+        let order: Vec<Cid> = std::iter::from_fn(|| ledger.next().map(|(c, _)| c)).collect();
+        assert_eq!(order, vec![cid(2), cid(1), cid(3)]);
+        assert!(ledger.order.is_empty() && ledger.wants.is_empty());
+    }
+
+    #[test]
+    fn cancelled_wants_do_not_grow_the_ledger() {
+        let mut ledger = ledger_with(&[(0, 1)]);
+        for n in 1..100_000 {
+            // Want, then cancel, as a hostile peer might without end.
+            ledger.order.push_back(cid(n));
+            ledger.compact();
+        }
+        assert!(
+            ledger.order.len() <= 2 * ledger.wants.len() + 65,
+            "{}",
+            ledger.order.len()
+        );
+        assert_eq!(ledger.next().map(|(c, _)| c), Some(cid(0)));
+    }
+
+    fn v0(n: u32) -> Cid {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(n.to_le_bytes());
+        Cid::new_v0(cid::multihash::Multihash::wrap(0x12, &digest).expect("multihash")).expect("v0")
+    }
+
+    #[test]
+    fn answers_are_what_each_protocol_version_can_carry() {
+        let data = Bytes::from_static(b"block");
+        let asked = want(WantType::Block, true, 1);
+        let not_asked = want(WantType::Block, false, 1);
+
+        // 1.2.0: blocks with their prefixes, HAVE, and DONT_HAVE only when asked for.
+        let mut out = Outgoing::default();
+        out.add(
+            &cid(1),
+            asked,
+            &bitswap::PROTOCOL_1_2_0,
+            Answer::Block(data.clone()),
+        );
+        out.add(&cid(2), asked, &bitswap::PROTOCOL_1_2_0, Answer::Have);
+        out.add(&cid(3), asked, &bitswap::PROTOCOL_1_2_0, Answer::DontHave);
+        out.add(
+            &cid(4),
+            not_asked,
+            &bitswap::PROTOCOL_1_2_0,
+            Answer::DontHave,
+        );
+        assert_eq!(out.message.payload.len(), 1);
+        assert_eq!(out.message.payload[0].prefix, bitswap::prefix(&cid(1)));
+        let presences: Vec<(Vec<u8>, i32)> = out
+            .message
+            .block_presences
+            .iter()
+            .map(|p| (p.cid.clone(), p.r#type))
+            .collect();
+        assert_eq!(
+            presences,
+            vec![
+                (cid(2).to_bytes(), PresenceType::Have as i32),
+                (cid(3).to_bytes(), PresenceType::DontHave as i32),
+            ]
+        );
+        assert_eq!(out.protocol, Some(bitswap::PROTOCOL_1_2_0));
+
+        // 1.1.0: blocks, no presences at all.
+        let mut out = Outgoing::default();
+        out.add(&cid(2), asked, &bitswap::PROTOCOL_1_1_0, Answer::Have);
+        out.add(&cid(3), asked, &bitswap::PROTOCOL_1_1_0, Answer::DontHave);
+        assert!(out.is_empty() && out.protocol.is_none());
+        out.add(
+            &cid(1),
+            asked,
+            &bitswap::PROTOCOL_1_1_0,
+            Answer::Block(data.clone()),
+        );
+        assert_eq!(out.message.payload.len(), 1);
+        assert!(out.message.block_presences.is_empty());
+
+        // 1.0.0: bare blocks, which the receiver can only take as CIDv0.
+        let mut out = Outgoing::default();
+        out.add(
+            &cid(1),
+            asked,
+            &bitswap::PROTOCOL_1_0_0,
+            Answer::Block(data.clone()),
+        );
+        assert!(out.is_empty());
+        out.add(
+            &v0(1),
+            asked,
+            &bitswap::PROTOCOL_1_0_0,
+            Answer::Block(data.clone()),
+        );
+        assert_eq!(out.message.blocks, vec![data]);
+        assert!(out.message.payload.is_empty() && out.message.block_presences.is_empty());
+    }
 }

@@ -42,7 +42,7 @@ impl RawPeer {
         let mut swarm = build_swarm(
             libp2p::identity::Keypair::generate_ed25519(),
             "test",
-            false,
+            nelumbo_markets_api::p2p::Serve::BITSWAP_CLIENT,
             nelumbo_markets_api::p2p::Limits::none(),
         )
         .expect("swarm");

@@ -268,7 +268,7 @@ async fn run_async(args: ClientArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| super::retrieve::default_out(&cid));
                 let started = std::time::Instant::now();
                 let got = super::bitswap::fetch(
-                    swarm()?,
+                    client_swarm(nelumbo_markets_api::p2p::Serve::BITSWAP_CLIENT)?,
                     peer,
                     &addrs,
                     &cid,
@@ -343,10 +343,15 @@ fn parse_address(text: &str, what: &str) -> anyhow::Result<Address> {
 }
 
 fn swarm() -> anyhow::Result<Swarm<MarketsBehaviour>> {
+    client_swarm(false.into())
+}
+
+/// A client's swarm; `serve` says which streams it accepts (bitswap answers, or none).
+fn client_swarm(serve: nelumbo_markets_api::p2p::Serve) -> anyhow::Result<Swarm<MarketsBehaviour>> {
     build_swarm(
         libp2p::identity::Keypair::generate_ed25519(),
         &format!("nelumbo-client/{}", env!("CARGO_PKG_VERSION")),
-        false,
+        serve,
         nelumbo_markets_api::p2p::Limits::none(),
     )
     .map_err(|e| anyhow::anyhow!("start libp2p: {e}"))
