@@ -355,10 +355,7 @@ async fn idle_connections_and_a_proposal_flood_leave_a_good_client_answered() {
         .text()
         .await
         .expect("text");
-    let open: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("nelumbo_markets_connections "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let open = nelumbo_testkit::metrics::value(&metrics, "nelumbo_markets_connections")
         .expect("connections gauge");
     assert!(open >= 1000.0, "{open} connections open");
     let after = w.markets.resident_bytes().expect("resident memory");

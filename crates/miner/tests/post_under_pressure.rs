@@ -24,11 +24,7 @@ async fn metric(hub: &TestHub, name: &str) -> f64 {
         .text()
         .await
         .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    nelumbo_testkit::metrics::sum(&text, name)
 }
 
 fn address_of(miner_json: &serde_json::Value, role: &str) -> Address {

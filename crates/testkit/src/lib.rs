@@ -9,6 +9,7 @@ pub mod chain;
 pub mod deals;
 pub mod hub;
 pub mod markets;
+pub mod metrics;
 pub mod proxy;
 
 use std::path::PathBuf;
