@@ -150,6 +150,54 @@ pub struct MarketsInfo {
     pub retrieval_url: Option<String>,
 }
 
+/// One indexer's view, as `indexing status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexerStatus {
+    pub url: String,
+    /// The newest head (sequence number) it accepted; 0: none yet.
+    pub accepted_seq: u64,
+    /// Unix seconds of the last announcement tried and of the last accepted; 0: never.
+    pub last_attempt: u64,
+    pub last_success: u64,
+    pub last_error: String,
+    pub consecutive_failures: u64,
+}
+
+/// The advertisement chain and the announcements (`indexing status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexingStatus {
+    /// The peer ID that signs (the miner's, on chain).
+    pub provider: String,
+    /// The head advertisement's CID; none while the chain is empty.
+    pub head: Option<String>,
+    /// Advertisements in the chain.
+    pub ads: u64,
+    pub pieces_advertised: u64,
+    pub pieces_withdrawn: u64,
+    pub removed_by_operator: u64,
+    /// The addresses advertisements give for retrieval.
+    pub addresses: Vec<String>,
+    pub indexers: Vec<IndexerStatus>,
+    /// Why the last pass could not bring the chain up to date; empty when it did.
+    pub last_error: String,
+}
+
+/// A piece's latest advertisement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PieceAdInfo {
+    pub piece_cid: String,
+    pub ad: String,
+    pub seq: u64,
+    /// A removal: the piece is no longer advertised.
+    pub is_rm: bool,
+    pub entries: u64,
+    pub entry_chunks: u64,
+    pub created_at: u64,
+}
+
 rpc_method!(Info, "Markets.Info", Read, "The process's peer ID, addresses, services and miner.",
     [] () -> MarketsInfo);
 rpc_method!(DealsList, "Markets.DealsList", Read, "Every deal this process knows, newest first.",
@@ -167,6 +215,20 @@ rpc_method!(DealsCancel, "Markets.DealsCancel", Admin,
 rpc_method!(DealsImportData, "Markets.DealsImportData", Admin,
     "Gives an offline deal its data: a CAR file readable by the markets process, copied into staging.",
     ["uuid", "path"] (String, String) -> DealInfo);
+rpc_method!(IndexStatus, "Markets.IndexStatus", Read,
+    "The IPNI advertisement chain's head and size, and each indexer's announcements.",
+    [] () -> IndexingStatus);
+rpc_method!(IndexList, "Markets.IndexList", Read,
+    "Every piece's latest advertisement (or removal), oldest first.",
+    [] () -> Vec<PieceAdInfo>);
+rpc_method!(IndexShow, "Markets.IndexShow", Read, "A piece's latest advertisement, if any.",
+    ["pieceCid"] (String) -> Option<PieceAdInfo>);
+rpc_method!(IndexAnnounce, "Markets.IndexAnnounce", Admin,
+    "Announces the head to every configured indexer again now.",
+    [] () -> ());
+rpc_method!(IndexRemove, "Markets.IndexRemove", Admin,
+    "Withdraws a piece's advertisement (an IsRm advertisement) and keeps it withdrawn, whatever its deals.",
+    ["pieceCid"] (String) -> ());
 rpc_method!(AskGet, "Markets.AskGet", Read, "The current storage ask.",
     [] () -> AskSettings);
 rpc_method!(AskSet, "Markets.AskSet", Admin, "Sets the storage ask; takes effect for the next deal.",

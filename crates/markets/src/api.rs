@@ -13,6 +13,14 @@ pub struct ApiState {
     pub deals: Deals,
     pub asks: Arc<AskBook>,
     pub info: Arc<MarketsInfo>,
+    /// When indexing runs in this process.
+    pub indexing: Option<crate::indexing::Indexing>,
+}
+
+fn indexing(s: &ApiState) -> Result<&crate::indexing::Indexing, RpcError> {
+    s.indexing.as_ref().ok_or_else(|| {
+        RpcError::failed("indexing does not run in this process (--services names it)".to_string())
+    })
 }
 
 fn failed(e: anyhow::Error) -> RpcError {
@@ -75,6 +83,25 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .import_data(&uuid, std::path::Path::new(&path))
                 .await
                 .map_err(failed)
+        })
+        .register::<IndexStatus, _, _>(|s, ()| async move {
+            indexing(&s)?.status().await.map_err(failed)
+        })
+        .register::<IndexList, _, _>(|s, ()| async move {
+            indexing(&s)?.pieces().await.map_err(failed)
+        })
+        .register::<IndexShow, _, _>(|s, (piece,)| async move {
+            indexing(&s)?.piece(&piece).await.map_err(failed)
+        })
+        .register::<IndexAnnounce, _, _>(|s, ()| async move {
+            indexing(&s)?.reannounce();
+            Ok(())
+        })
+        .register::<IndexRemove, _, _>(|s, (piece,)| async move {
+            indexing(&s)?
+                .remove(&piece)
+                .await
+                .map_err(|e| RpcError::invalid_params(format!("{e:#}")))
         })
         .register::<AskGet, _, _>(|s, ()| async move { Ok(s.asks.settings()) })
         .register::<AskSet, _, _>(|s, (ask,)| async move {

@@ -17,6 +17,35 @@ pub struct Config {
     /// Absent in repos made before retrieval existed: the defaults then.
     #[serde(default)]
     pub retrieval: RetrievalConfig,
+    /// Absent in repos made before indexing existed: the defaults then.
+    #[serde(default)]
+    pub indexing: IndexingConfig,
+}
+
+/// `[indexing]`: IPNI advertisements and announcements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexingConfig {
+    /// Indexers to announce the head to (`PUT {url}/announce`), e.g. "https://cid.contact".
+    pub indexers: Vec<String>,
+    /// Seconds an announcement may take.
+    pub announce_timeout_secs: u64,
+    /// The longest wait between retries of a failed announcement (doubling from 1 s).
+    pub announce_max_backoff_secs: u64,
+    /// Seconds between checks of the deals against the chain (ends, slashing), besides the
+    /// checks a deal's change of state starts.
+    pub check_secs: u64,
+}
+
+impl Default for IndexingConfig {
+    fn default() -> Self {
+        Self {
+            indexers: Vec::new(),
+            announce_timeout_secs: 10,
+            announce_max_backoff_secs: 300,
+            check_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,6 +321,7 @@ impl Config {
                 max_piece_size: max_piece,
             },
             retrieval: RetrievalConfig::default(),
+            indexing: IndexingConfig::default(),
         }
     }
 
@@ -400,6 +430,20 @@ impl Config {
             cid.parse::<cid::Cid>()
                 .map_err(|e| anyhow::anyhow!("[retrieval] deny: {cid:?} is not a CID: {e}"))?;
         }
+        let i = &self.indexing;
+        for indexer in &i.indexers {
+            let url = url::Url::parse(indexer).map_err(|e| {
+                anyhow::anyhow!("[indexing] indexers: {indexer:?} is not a URL: {e}")
+            })?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+                "[indexing] indexers: {indexer:?} must be an http or https URL with a host"
+            );
+        }
+        anyhow::ensure!(
+            i.announce_timeout_secs >= 1 && i.announce_max_backoff_secs >= 1 && i.check_secs >= 1,
+            "[indexing] timeouts and intervals must be at least 1"
+        );
         Ok(())
     }
 
@@ -536,7 +580,23 @@ bitswap_max_wants_per_peer = {r_bs_wants}
 bitswap_message_bytes = {r_bs_message}
 bitswap_max_reads = {r_bs_reads}
 bitswap_peer_bytes = {r_bs_peer_bytes}
+
+[indexing]
+# IPNI: with --services=indexing (and retrieval, whose listener publishes the chain at
+# /ipni/v1/ad/), every piece with a live deal is advertised and a removal is published when
+# its last deal ends. Indexers to announce each new head to (PUT URL/announce), e.g.
+# ["https://cid.contact"]. Empty: none (indexers that know this provider still poll the head).
+indexers = [{i_indexers}]
+# Seconds an announcement may take; the longest wait between retries of a failed one.
+announce_timeout_secs = {i_timeout}
+announce_max_backoff_secs = {i_backoff}
+# Seconds between checks of the deals against the chain (ended, slashed, terminated).
+check_secs = {i_check}
 "#,
+            i_indexers = list(&self.indexing.indexers),
+            i_timeout = self.indexing.announce_timeout_secs,
+            i_backoff = self.indexing.announce_max_backoff_secs,
+            i_check = self.indexing.check_secs,
             listen = list(&self.network.listen),
             announce = list(&self.network.announce),
             api = toml_string(&self.api.listen.to_string()),

@@ -62,15 +62,13 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         .actor
         .parse::<Address>()
         .map_err(|e| anyhow::anyhow!("miner.json: {e}"))?;
-    for service in &services {
-        if service == "indexing" {
-            tracing::warn!(
-                service,
-                "this service is not built yet; it is accepted and does nothing"
-            );
-        }
-    }
     let retrieval_on = services.iter().any(|s| s == "retrieval");
+    let indexing_on = services.iter().any(|s| s == "indexing");
+    anyhow::ensure!(
+        !indexing_on || retrieval_on,
+        "--services: indexing publishes its advertisements on the retrieval listener and \
+         advertises what retrieval serves here: run it with retrieval"
+    );
 
     let health = Health::default();
     let registry = Registry::new();
@@ -125,6 +123,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     )?);
 
     // The public side.
+    let signing_key = key.clone();
     let limits = config.network.limits();
     let mut swarm = nelumbo_markets_api::p2p::build_swarm(
         key,
@@ -202,6 +201,36 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                     .collect(),
             });
     }
+    let indexing = match (&retrieval, indexing_on) {
+        (Some((_, url, _)), true) => {
+            let http = url
+                .parse()
+                .ok()
+                .and_then(|u| nelumbo_markets_api::wire::http_multiaddr(&u))
+                .with_context(|| {
+                    format!("the retrieval URL {url} cannot be written as an http multiaddr")
+                })?;
+            let mut addresses = vec![http.to_string()];
+            addresses.extend(public.iter().map(|a| a.to_string()));
+            use crate::indexing::ipni::Transport;
+            Some(crate::indexing::Indexing::new(
+                store.clone(),
+                hub.clone(),
+                signing_key,
+                addresses,
+                crate::indexing::ipni::metadata(&[
+                    Transport::Bitswap,
+                    Transport::IpfsGatewayHttp,
+                    Transport::FilecoinPieceHttp,
+                ]),
+                vec![http],
+                config.indexing.clone(),
+                crate::indexing::IndexingMetrics::new(&registry)?,
+                deals.0.changes.clone(),
+            )?)
+        }
+        _ => None,
+    };
     let stream_control = swarm.behaviour().stream.new_control();
     let bitswap_inbound = swarm.behaviour_mut().bitswap.take();
     let bitswap_dropped = swarm.behaviour().bitswap.dropped();
@@ -222,6 +251,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             deals: deals.clone(),
             asks: asks.clone(),
             info: Arc::new(info),
+            indexing: indexing.clone(),
         }),
         ServerConfig {
             secret,
@@ -302,10 +332,18 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         ));
         // Public: readiness without its reasons (they name the hub's address).
         let (block_source, denylist) = (service.block_source(), service.denylist());
-        let router = service.router().merge(nelumbo_service::public_ops_router(
+        let mut router = service.router().merge(nelumbo_service::public_ops_router(
             health.clone(),
             registry.clone(),
         ));
+        if let Some(indexing) = &indexing {
+            router = router.merge(crate::indexing::publisher::router(indexing.clone()));
+            tasks.push(tokio::spawn(indexing.clone().run(cancel.clone())));
+            tracing::info!(
+                indexers = %config.indexing.indexers.join(","),
+                "indexing: advertising live deals to IPNI, published at {url}/ipni/v1/ad/head"
+            );
+        }
         let limits = crate::retrieval::server::ServerLimits {
             max_connections: r.max_connections,
             max_connections_per_ip: r.max_connections_per_ip,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod deals;
 pub mod hub;
+pub mod indexing;
 pub mod init;
 pub mod metrics;
 pub mod p2p;

@@ -67,6 +67,33 @@ enum Command {
     Auth(AuthCommand),
     /// The peer ID, addresses, services and miner of the running process.
     Info,
+    /// IPNI advertisements, piece by piece.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// The IPNI advertisement chain and its announcements.
+    #[command(subcommand)]
+    Indexing(IndexingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Every piece's latest advertisement (or removal).
+    List,
+    /// A piece's latest advertisement.
+    Show { piece: String },
+    /// Announce the head to every configured indexer again now.
+    Announce,
+    /// Withdraw a piece's advertisement (IsRm) and keep it withdrawn.
+    Remove { piece: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexingCommand {
+    /// The head, the number of advertisements, and each indexer's last announcement.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +288,108 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_ask(&client.call::<AskSet>((ask,)).await?);
             Ok(())
         }
+        Command::Index(IndexCommand::List) => {
+            let pieces = client(&repo)?.call::<IndexList>(()).await?;
+            if pieces.is_empty() {
+                println!("no advertisements yet");
+                return Ok(());
+            }
+            println!(
+                "{:<64}  {:>5}  {:<7}  {:>9}  AD",
+                "PIECE", "SEQ", "STATE", "ENTRIES"
+            );
+            for p in pieces {
+                println!(
+                    "{:<64}  {:>5}  {:<7}  {:>9}  {}",
+                    p.piece_cid,
+                    p.seq,
+                    if p.is_rm { "removed" } else { "live" },
+                    p.entries,
+                    p.ad
+                );
+            }
+            Ok(())
+        }
+        Command::Index(IndexCommand::Show { piece }) => {
+            match client(&repo)?.call::<IndexShow>((piece.clone(),)).await? {
+                None => anyhow::bail!("piece {piece} has never been advertised"),
+                Some(p) => {
+                    println!("piece:         {}", p.piece_cid);
+                    println!(
+                        "state:         {}",
+                        if p.is_rm {
+                            "removed (IsRm)"
+                        } else {
+                            "advertised"
+                        }
+                    );
+                    println!("advertisement: {} (#{} of the chain)", p.ad, p.seq);
+                    println!(
+                        "entries:       {} multihashes in {} chunks",
+                        p.entries, p.entry_chunks
+                    );
+                    println!("published at:  {} (unix seconds)", p.created_at);
+                }
+            }
+            Ok(())
+        }
+        Command::Index(IndexCommand::Announce) => {
+            client(&repo)?.call::<IndexAnnounce>(()).await?;
+            println!("the head is being announced to every configured indexer");
+            Ok(())
+        }
+        Command::Index(IndexCommand::Remove { piece }) => {
+            client(&repo)?.call::<IndexRemove>((piece.clone(),)).await?;
+            println!("piece {piece} is withdrawn: a removal advertisement is being published");
+            Ok(())
+        }
+        Command::Indexing(IndexingCommand::Status { json }) => {
+            let s = client(&repo)?.call::<IndexStatus>(()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            println!("provider:   {}", s.provider);
+            println!(
+                "head:       {}",
+                s.head.as_deref().unwrap_or("- (no advertisements yet)")
+            );
+            println!("ads:        {}", s.ads);
+            println!(
+                "pieces:     {} advertised, {} withdrawn ({} by the operator)",
+                s.pieces_advertised, s.pieces_withdrawn, s.removed_by_operator
+            );
+            println!("addresses:  {}", s.addresses.join(" "));
+            if !s.last_error.is_empty() {
+                println!("error:      {}", s.last_error);
+            }
+            if s.indexers.is_empty() {
+                println!("indexers:   none configured ([indexing] indexers)");
+            }
+            for i in s.indexers {
+                let state = if i.accepted_seq >= s.ads && s.ads > 0 {
+                    "up to date".to_string()
+                } else {
+                    format!("{} behind", s.ads.saturating_sub(i.accepted_seq))
+                };
+                println!(
+                    "indexer:    {}  accepted #{} ({state}), last success {}, last attempt {}{}",
+                    i.url,
+                    i.accepted_seq,
+                    ago(i.last_success),
+                    ago(i.last_attempt),
+                    if i.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", {} failures in a row: {}",
+                            i.consecutive_failures, i.last_error
+                        )
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Auth(AuthCommand::ApiInfo { perm }) => {
             let secret = TokenSecret::load_or_create(&repo.token_secret())?;
             println!(
@@ -271,6 +400,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// "never" or "N s ago".
+fn ago(at: u64) -> String {
+    if at == 0 {
+        return "never".into();
+    }
+    format!("{} s ago", nelumbo_markets::now_secs().saturating_sub(at))
 }
 
 fn print_ask(ask: &AskSettings) {

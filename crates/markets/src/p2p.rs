@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::AskBook;
 use crate::deals::checks::{CheckContext, check_proposal, run_filter};
 use crate::deals::{DealRecord, Deals};
+use nelumbo_markets_api::admin::DealState;
 
 /// What answering needs.
 #[derive(Debug, Clone)]
@@ -427,7 +428,17 @@ pub async fn status(p: &Protocols, request: DealStatusRequest) -> DealStatusResp
     if nelumbo_keys::verify(&request.signature, uuid.as_bytes(), &key.0).is_err() {
         return DealStatusResponse::error(request.deal_uuid, "signature verification failed");
     }
-    match record.status() {
+    let announced = if record.state == DealState::Sealing {
+        let piece = record.piece_cid.clone();
+        deals
+            .store
+            .run(move |s| crate::indexing::Indexing::announced(s, &piece))
+            .await
+            .unwrap_or(false)
+    } else {
+        false
+    };
+    match record.status(announced) {
         Ok(status) => DealStatusResponse {
             error: String::new(),
             deal_uuid: request.deal_uuid,

@@ -20,10 +20,14 @@ use crate::store::Store;
 const BLOCKS: MultimapTableDefinition<&[u8], &str> = MultimapTableDefinition::new("piece_blocks");
 /// Piece CID -> what indexing found (JSON).
 const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
+/// (piece CID, batch number) -> the multihashes of that batch of the piece's blocks, in CAR
+/// order, each a uvarint length and the bytes: what an IPNI advertisement lists.
+const PIECE_ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("piece_entries");
 
 pub fn create_tables(txn: &redb::WriteTransaction) -> anyhow::Result<()> {
     txn.open_multimap_table(BLOCKS)?;
     txn.open_table(PIECES)?;
+    txn.open_table(PIECE_ENTRIES)?;
     Ok(())
 }
 
@@ -64,15 +68,27 @@ pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Resul
     let roots: Vec<String> = reader.roots().iter().map(|c| c.to_string()).collect();
     let (mut blocks, mut unverified) = (0u64, 0u64);
     let mut batch: Vec<(Vec<u8>, String)> = Vec::with_capacity(BATCH_BLOCKS);
-    let write = |batch: &mut Vec<(Vec<u8>, String)>| -> anyhow::Result<()> {
+    let mut batch_no = 0u64;
+    let mut write = |batch: &mut Vec<(Vec<u8>, String)>| -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let txn = store.db.begin_write()?;
         {
+            let mut list = Vec::with_capacity(batch.len() * 36);
+            for (hash, _) in batch.iter() {
+                list.push(hash.len() as u8);
+                list.extend_from_slice(hash);
+            }
+            txn.open_table(PIECE_ENTRIES)?
+                .insert((piece.as_str(), batch_no), list.as_slice())?;
             let mut table = txn.open_multimap_table(BLOCKS)?;
             for (hash, entry) in batch.drain(..) {
                 table.insert(hash.as_slice(), entry.as_str())?;
             }
         }
         txn.commit()?;
+        batch_no += 1;
         Ok(())
     };
     while let Some((section, _data)) = reader.next_block()? {
@@ -81,7 +97,14 @@ pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Resul
             unverified += 1;
         }
         let entry = format!("{piece}|{}|{}", section.data_offset, section.data_len);
-        batch.push((section.cid.hash().to_bytes(), entry));
+        let hash = section.cid.hash().to_bytes();
+        anyhow::ensure!(
+            hash.len() < 128,
+            "block {} has a multihash of {} bytes (at most 127 are indexed)",
+            section.cid,
+            hash.len()
+        );
+        batch.push((hash, entry));
         if batch.len() >= BATCH_BLOCKS {
             write(&mut batch)?;
         }
@@ -108,6 +131,31 @@ pub fn piece(store: &Store, piece_cid: &str) -> anyhow::Result<Option<IndexedPie
         .get(piece_cid)?
         .map(|v| serde_json::from_slice(v.value()).context("a piece index record is corrupt"))
         .transpose()
+}
+
+/// The multihashes of a piece's blocks, in the order of its CAR (duplicates kept), or `None`
+/// when the piece is not indexed, or was indexed before the lists were kept.
+pub fn multihashes(store: &Store, piece_cid: &str) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+    let Some(indexed) = piece(store, piece_cid)? else {
+        return Ok(None);
+    };
+    let txn = store.db.begin_read()?;
+    let table = txn.open_table(PIECE_ENTRIES)?;
+    let mut out = Vec::with_capacity(indexed.blocks as usize);
+    for entry in table.range((piece_cid, 0u64)..=(piece_cid, u64::MAX))? {
+        let (_, list) = entry?;
+        let mut rest = list.value();
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = len as usize;
+            anyhow::ensure!(tail.len() >= len, "a piece entry list is corrupt");
+            out.push(tail[..len].to_vec());
+            rest = &tail[len..];
+        }
+    }
+    if out.len() as u64 != indexed.blocks {
+        return Ok(None);
+    }
+    Ok(Some(out))
 }
 
 /// Every place a block (by multihash) is.

@@ -40,6 +40,7 @@ impl Store {
         txn.open_table(DEAL_LOG)?;
         txn.open_table(SETTINGS)?;
         crate::piecedir::create_tables(&txn)?;
+        crate::indexing::chain::create_tables(&txn)?;
         {
             // Databases made before the proposal index: build it once.
             let mut proposals = txn.open_table(PROPOSALS)?;

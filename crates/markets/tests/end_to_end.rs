@@ -44,7 +44,8 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
     markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
-    markets.run().await;
+    // Every service, as an SP runs it: indexing reports IndexedAndAnnounced while sealing.
+    markets.run_services("deals,retrieval,indexing").await;
 
     let client = TestClient::new(&devnet);
     client.funded_wallet(&devnet, 10).await;
@@ -80,7 +81,7 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
 
     // The status protocol reported the deal's checkpoints in order as the client followed it.
     let mut at = 0;
-    for step in ["Transferred", "AddedPiece", "Complete"] {
+    for step in ["Transferred", "IndexedAndAnnounced", "Complete"] {
         let found = printed[at..]
             .find(&format!("\n{step}: "))
             .unwrap_or_else(|| panic!("the client never saw {step}:\n{printed}"));

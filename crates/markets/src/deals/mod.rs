@@ -69,6 +69,8 @@ pub struct DealsInner {
     running: Mutex<HashMap<String, (CancellationToken, bool)>>,
     /// Woken by hub events about sectors.
     pub sector_news: Notify,
+    /// Woken whenever a deal's record is saved (indexing follows deal states).
+    pub changes: Arc<Notify>,
     cancel: CancellationToken,
     /// With retrieval in this process: an active deal's staged data moves into the piece cache
     /// rather than being deleted.
@@ -117,6 +119,7 @@ impl Deals {
             progress: Mutex::default(),
             running: Mutex::default(),
             sector_news: Notify::new(),
+            changes: Arc::new(Notify::new()),
             cancel,
             piece_cache,
         })))
@@ -221,6 +224,7 @@ impl Deals {
         record.updated_at = crate::now_secs();
         self.0.store.put(record, message).await?;
         self.track(record);
+        self.0.changes.notify_waiters();
         if let Some(message) = message {
             tracing::info!(deal = %record.uuid, state = %record.state, "{message}");
         }

@@ -130,8 +130,9 @@ impl DealRecord {
         }
     }
 
-    /// Boost's checkpoint for the status protocol: the last one reached.
-    pub fn checkpoint(&self) -> &'static str {
+    /// Boost's checkpoint for the status protocol: the last one reached. `announced`: the
+    /// deal's piece is advertised to IPNI and announced (`IndexedAndAnnounced` while sealing).
+    pub fn checkpoint(&self, announced: bool) -> &'static str {
         let step = match self.state {
             DealState::Failed | DealState::Cancelled => {
                 self.failed_step.unwrap_or(DealState::Accepted)
@@ -144,6 +145,9 @@ impl DealRecord {
                 checkpoint::TRANSFERRED
             }
             DealState::AddingPiece => checkpoint::PUBLISH_CONFIRMED,
+            DealState::Sealing if announced && self.state == DealState::Sealing => {
+                checkpoint::INDEXED_AND_ANNOUNCED
+            }
             DealState::Sealing => checkpoint::ADDED_PIECE,
             DealState::Active => checkpoint::COMPLETE,
             DealState::Failed | DealState::Cancelled => checkpoint::ACCEPTED,
@@ -151,11 +155,11 @@ impl DealRecord {
     }
 
     /// The status protocol's view of this deal.
-    pub fn status(&self) -> anyhow::Result<DealStatus> {
+    pub fn status(&self, announced: bool) -> anyhow::Result<DealStatus> {
         let deal = self.client_deal_proposal()?;
         Ok(DealStatus {
             error: self.error.clone(),
-            status: self.checkpoint().to_string(),
+            status: self.checkpoint(announced).to_string(),
             proposal: deal.proposal,
             publish_cid: self
                 .publish_message

@@ -434,7 +434,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         os_args(
             &["--repo"],
             &markets_repo,
-            &["run", "--services=deals,retrieval"],
+            &["run", "--services=deals,retrieval,indexing"],
         ),
         &markets_repo,
         &markets_log,
@@ -442,7 +442,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     markets.start()?;
     let markets_api = wait_for_api(markets.process()?, &markets_repo, &markets_log, &stop)?;
     println!(
-        "markets running: deals at {}, retrievals at http://{}, admin API {markets_api} (log {})",
+        "markets running: deals at {}, retrievals and the IPNI publisher at http://{}, admin API {markets_api} (log {})",
         args.markets_listen,
         args.retrieval_listen,
         markets_log.display()
@@ -486,6 +486,11 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     println!(
         "  nelumbo-markets --repo {} deals list",
         markets_repo.display()
+    );
+    println!(
+        "  nelumbo-markets --repo {} indexing status   # IPNI: GET http://{}/ipni/v1/ad/head",
+        markets_repo.display(),
+        args.retrieval_listen
     );
     println!();
     println!("Or look at the hub:");
