@@ -6,6 +6,9 @@
 //! remove`, the piece's blocks are gone. Its decoding is its own (serde_json, base64, the
 //! libp2p envelope): it shares no code with the provider's encoder.
 //!
+//! The same test then adds deals while the process is down and SIGKILLs it 20 times while it
+//! advertises them: the chain stays linear and each piece is advertised exactly once.
+//!
 //! Also here: encodings checked against `@web3-storage/ipni` (a library nobody here wrote), in
 //! both directions, and hostile requests to the publisher.
 
@@ -303,7 +306,7 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     markets.run_services("deals,retrieval,indexing").await;
     let info = markets.client.call::<Info>(()).await.expect("info");
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
-    let indexer = Indexer {
+    let mut indexer = Indexer {
         http: http.clone(),
         publisher: markets.retrieval_url.clone(),
         provider: info.peer_id.clone(),
@@ -537,7 +540,121 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
         .await
         .expect("status");
     assert_eq!(status.ads, 3, "{status:?}");
+
+    // SIGKILL while advertising, 20 rounds. Before each start, while the process is down, its
+    // database gets 3 more active deals, each with a piece of 3,000 blocks in the piece
+    // directory (written with the library, as its deals service would have), so every start
+    // has advertising to do; the process is killed at a varying moment after its API answers.
+    // (Appending is fast, so most kills land between two appends or after the last; the
+    // kills inside an append are `indexing_crash.rs`'s.)
+    markets.stop(false);
+    let db = markets.repo.join("markets.redb");
+    let mut pieces = Vec::new();
+    for round in 0..20u32 {
+        pieces.extend(add_active_deals(&db, pieces.len(), 3, 3_000));
+        markets.run_services("deals,retrieval,indexing").await;
+        // The listener's port is new each start.
+        indexer.publisher = markets.retrieval_url.clone();
+        // The head, whatever it is now, names a stored advertisement.
+        if let Some(head) = indexer.head().await {
+            indexer.block(&head).await;
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .subsec_nanos();
+        tokio::time::sleep(Duration::from_millis(u64::from(nanos % 300))).await;
+        markets.stop(true);
+        eprintln!("round {round}: killed");
+    }
+    markets.run_services("deals,retrieval,indexing").await;
+    indexer.publisher = markets.retrieval_url.clone();
+    wait_for(
+        "every added piece advertised",
+        Duration::from_secs(120),
+        || async {
+            let status = markets
+                .client
+                .call::<IndexStatus>(())
+                .await
+                .expect("status");
+            status.pieces_advertised == 61
+        },
+    )
+    .await;
+    let (live, walked) = indexer.sync().await;
+    assert_eq!(
+        walked,
+        3 + 60,
+        "each added piece advertised once, nothing repeated"
+    );
+    let contexts: HashSet<&Vec<u8>> = live.keys().collect();
+    assert_eq!(contexts.len(), 61);
+    for (piece, hashes) in &pieces {
+        let context = nelumbo_markets::indexing::context_id(piece, 8 << 20).expect("context");
+        assert_eq!(live.get(&context), Some(hashes), "piece {piece}");
+    }
     drop(hub);
+}
+
+/// Adds `count` active deals (numbered from `first`) to a stopped markets process's
+/// database, each with a piece of `blocks` raw blocks indexed in its piece directory. Returns
+/// each piece and its multihashes.
+fn add_active_deals(
+    db: &std::path::Path,
+    first: usize,
+    count: usize,
+    blocks: usize,
+) -> Vec<(Cid, HashSet<Vec<u8>>)> {
+    use cid::multihash::Multihash;
+    let store = nelumbo_markets::store::Store::open(db).expect("open");
+    let template = store
+        .deals()
+        .expect("deals")
+        .into_iter()
+        .find(|d| d.state == DealState::Active)
+        .expect("an active deal");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut out = Vec::new();
+    for i in first..first + count {
+        let piece = Cid::new_v1(
+            0xf101,
+            Multihash::wrap(0x1012, &Sha256::digest(format!("piece {i}"))).expect("digest"),
+        );
+        let car = dir.path().join(format!("{i}.car"));
+        let mut hashes = HashSet::new();
+        {
+            let block = |b: usize| {
+                let data = format!("piece {i} block {b}");
+                let cid = Cid::new_v1(
+                    0x55,
+                    Multihash::wrap(0x12, &Sha256::digest(&data)).expect("digest"),
+                );
+                (cid, data)
+            };
+            let mut writer = nelumbo_car::CarWriter::new(
+                std::io::BufWriter::new(std::fs::File::create(&car).expect("create")),
+                &[block(0).0],
+            )
+            .expect("car");
+            for b in 0..blocks {
+                let (cid, data) = block(b);
+                hashes.insert(cid.hash().to_bytes());
+                writer.write_block(&cid, data.as_bytes()).expect("block");
+            }
+            writer.finish().expect("finish");
+        }
+        nelumbo_markets::piecedir::index_piece(&store, &piece, &car).expect("index");
+        let mut deal = template.clone();
+        deal.uuid = uuid::Uuid::new_v4().to_string();
+        deal.proposal_cid = format!("{}-{i}", template.proposal_cid);
+        deal.piece_cid = piece.to_string();
+        deal.piece_size = 8 << 20;
+        deal.deal_id = None;
+        store.put(&deal, Some("added by the test")).expect("put");
+        out.push((piece, hashes));
+    }
+    out
 }
 
 /// `@web3-storage/ipni` makes and signs advertisements (an ordinary one and a removal): they
