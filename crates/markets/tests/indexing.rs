@@ -23,9 +23,8 @@ use base64::Engine;
 use cid::Cid;
 use nelumbo_chain_api::methods::StateMinerInfo;
 use nelumbo_chain_api::types::TipSetKey;
-use nelumbo_markets_api::admin::{DealState, DealsList, IndexStatus, Info};
-use nelumbo_testkit::chain::Devnet;
-use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_markets_api::admin::{DealState, DealsList, IndexStatus, IndexingStatus, Info};
+use nelumbo_testkit::hub::text;
 use nelumbo_testkit::markets::{TestClient, TestMarkets};
 use sha2::{Digest, Sha256};
 
@@ -248,19 +247,36 @@ fn check_ad_signature(ad: &serde_json::Value, provider: &str) {
     assert_eq!(ad["Provider"].as_str(), Some(provider));
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
+/// Waits (up to two minutes) until `indexing status` satisfies `check`.
+async fn wait_for_status(
+    markets: &TestMarkets,
+    what: &str,
+    check: impl Fn(&IndexingStatus) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = markets
+            .client
+            .call::<IndexStatus>(())
+            .await
+            .expect("status");
+        if check(&status) {
+            return;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what}: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Whether the indexer at `url` accepted the current head.
+fn accepted_head(status: &IndexingStatus, url: &str) -> bool {
+    status
+        .indexers
+        .iter()
+        .any(|i| i.url == url && i.accepted_seq == status.ads)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,24 +293,7 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
             held.push(socket);
         }
     });
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "8MiB",
-        "--epoch-ms",
-        "250",
-        "--pre-commit-delay",
-        "4",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
-    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    let (devnet, mut hub) = nelumbo_testkit::hub::insecure_deal_devnet().await;
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
     markets.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
@@ -383,22 +382,9 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     };
 
     // The indexer was told of a head that holds both pieces.
-    wait_for(
-        "both pieces advertised and announced",
-        Duration::from_secs(60),
-        || async {
-            let status = markets
-                .client
-                .call::<IndexStatus>(())
-                .await
-                .expect("status");
-            status.pieces_advertised == 2
-                && status
-                    .indexers
-                    .iter()
-                    .any(|i| i.url == indexer_url && i.accepted_seq == status.ads)
-        },
-    )
+    wait_for_status(&markets, "both pieces advertised and announced", |status| {
+        status.pieces_advertised == 2 && accepted_head(status, &indexer_url)
+    })
     .await;
     let head = indexer.head().await.expect("a head");
     let last = announcements
@@ -456,17 +442,8 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     let hamt_piece = piece_of(HAMT_CAR);
     let output = markets.cli(&["index", "remove", &hamt_piece]);
     assert!(output.status.success(), "{}", text(&output));
-    wait_for("the removal announced", Duration::from_secs(30), || async {
-        let status = markets
-            .client
-            .call::<IndexStatus>(())
-            .await
-            .expect("status");
-        status.pieces_withdrawn == 1
-            && status
-                .indexers
-                .iter()
-                .any(|i| i.url == indexer_url && i.accepted_seq == status.ads)
+    wait_for_status(&markets, "the removal announced", |status| {
+        status.pieces_withdrawn == 1 && accepted_head(status, &indexer_url)
     })
     .await;
     let (live, walked) = indexer.sync().await;
@@ -569,18 +546,9 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     }
     markets.run_services("deals,retrieval,indexing").await;
     indexer.publisher = markets.retrieval_url.clone();
-    wait_for(
-        "every added piece advertised",
-        Duration::from_secs(120),
-        || async {
-            let status = markets
-                .client
-                .call::<IndexStatus>(())
-                .await
-                .expect("status");
-            status.pieces_advertised == 61
-        },
-    )
+    wait_for_status(&markets, "every added piece advertised", |status| {
+        status.pieces_advertised == 61
+    })
     .await;
     let (live, walked) = indexer.sync().await;
     assert_eq!(

@@ -77,24 +77,7 @@ struct Setup {
 /// A devnet of 8 MiB sectors (the HAMT fixture is 84 KB), a hub, markets with deals and
 /// retrieval, and the three fixtures stored as active deals made with `nelumbo client`.
 async fn setup() -> Setup {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "8MiB",
-        "--epoch-ms",
-        "250",
-        "--pre-commit-delay",
-        "4",
-    ])
-    .await;
-    let mut hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
-    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    let (devnet, mut hub) = nelumbo_testkit::hub::insecure_deal_devnet().await;
     // One port across restarts, so markets finds the hub again.
     let port = nelumbo_testkit::markets::free_port();
     hub.edit_config(

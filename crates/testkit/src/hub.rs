@@ -77,6 +77,32 @@ pub struct TestHub {
     log: PathBuf,
 }
 
+/// A devnet and a hub for deal tests that need no real proofs: insecure-testing proofs, 8 MiB
+/// sectors, quarter-second epochs and a short pre-commit delay; the hub takes deals (no
+/// pledging of its own, a sector sealed 5 s after its first deal). The hub is not started, so
+/// its config can still be changed.
+pub async fn insecure_deal_devnet() -> (Devnet, TestHub) {
+    let devnet = Devnet::start(&[
+        "--proof-mode",
+        "insecure-testing",
+        "--sector-size",
+        "8MiB",
+        "--epoch-ms",
+        "250",
+        "--pre-commit-delay",
+        "4",
+    ])
+    .await;
+    let hub = TestHub::init(
+        &devnet,
+        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
+    )
+    .await;
+    hub.edit_config("enabled = true", "enabled = false");
+    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
+    (devnet, hub)
+}
+
 impl TestHub {
     /// `nelumbo-miner init` with `args` (after `--sector-size` etc.), funding the owner when
     /// init asks for it.
