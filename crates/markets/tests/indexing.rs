@@ -335,34 +335,7 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     // Two deals at once, into one sector.
     let client = TestClient::new(&devnet);
     client.funded_wallet(&devnet, 20).await;
-    let children: Vec<_> = [HAMT_CAR, DIR_CAR]
-        .iter()
-        .map(|name| {
-            client
-                .command(&[
-                    "deal",
-                    "--provider",
-                    &hub.actor.to_string(),
-                    "--car",
-                    "--start-in",
-                    "600",
-                    "--duration",
-                    "400",
-                    "--wait-active",
-                    fixture(name).to_str().expect("path"),
-                ])
-                .output()
-        })
-        .collect();
-    for (output, name) in children.into_iter().zip([HAMT_CAR, DIR_CAR]) {
-        let output = output.expect("run nelumbo client");
-        assert!(
-            output.status.success(),
-            "the deal for {name} failed: {}\n{}",
-            text(&output),
-            markets.log()
-        );
-    }
+    client.deal_cars_at_once(&hub.actor, &[HAMT_CAR, DIR_CAR].map(fixture), &markets);
     let deals = markets.client.call::<DealsList>(()).await.expect("deals");
     assert!(
         deals.iter().all(|d| d.state == DealState::Active),

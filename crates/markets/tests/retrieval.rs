@@ -99,34 +99,11 @@ async fn setup() -> Setup {
     let client = TestClient::new(&devnet);
     client.funded_wallet(&devnet, 20).await;
     // The three deals at once, so they share a sector.
-    let children: Vec<_> = [HAMT_CAR, DIR_CAR, TRAVERSAL_CAR]
-        .iter()
-        .map(|name| {
-            client
-                .command(&[
-                    "deal",
-                    "--provider",
-                    &hub.actor.to_string(),
-                    "--car",
-                    "--start-in",
-                    "600",
-                    "--duration",
-                    "400",
-                    "--wait-active",
-                    fixture(name).to_str().expect("path"),
-                ])
-                .output()
-        })
-        .collect();
-    for (output, name) in children.into_iter().zip([HAMT_CAR, DIR_CAR, TRAVERSAL_CAR]) {
-        let output = output.expect("run nelumbo client");
-        assert!(
-            output.status.success(),
-            "the deal for {name} failed: {}\n{}",
-            text(&output),
-            markets.log()
-        );
-    }
+    client.deal_cars_at_once(
+        &hub.actor,
+        &[HAMT_CAR, DIR_CAR, TRAVERSAL_CAR].map(fixture),
+        &markets,
+    );
     let deals = markets.client.call::<DealsList>(()).await.expect("deals");
     assert_eq!(deals.len(), 3);
     assert!(

@@ -223,6 +223,49 @@ impl TestClient {
         self.command(args).output().expect("run nelumbo client")
     }
 
+    /// Makes one deal per CAR with `--car --wait-active`, all started at once (so they share a
+    /// sector), and waits until each is active; a failed one fails the test with the client's
+    /// output and the markets log.
+    pub fn deal_cars_at_once(
+        &self,
+        provider: &fvm_shared::address::Address,
+        cars: &[PathBuf],
+        markets: &TestMarkets,
+    ) {
+        let provider = provider.to_string();
+        let children: Vec<_> = cars
+            .iter()
+            .map(|car| {
+                self.command(&[
+                    "deal",
+                    "--provider",
+                    &provider,
+                    "--car",
+                    "--start-in",
+                    "600",
+                    "--duration",
+                    "400",
+                    "--wait-active",
+                    car.to_str().expect("a UTF-8 path"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run nelumbo client")
+            })
+            .collect();
+        for (child, car) in children.into_iter().zip(cars) {
+            let output = child.wait_with_output().expect("wait for nelumbo client");
+            assert!(
+                output.status.success(),
+                "the deal for {} failed: {}\n{}",
+                car.display(),
+                text(&output),
+                markets.log()
+            );
+        }
+    }
+
     /// A new funded secp256k1 key, with its address.
     pub async fn funded_wallet(&self, devnet: &Devnet, fil: u64) -> fvm_shared::address::Address {
         let output = self.run(&["wallet", "new"]);
