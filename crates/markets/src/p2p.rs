@@ -15,6 +15,7 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
 use nelumbo_chain_api::Addr;
+use nelumbo_markets_api::admin::DealState;
 use nelumbo_markets_api::p2p::{MarketsBehaviour, MarketsBehaviourEvent};
 use nelumbo_markets_api::wire::{
     AskRequest, AskResponse, DealParams, DealResponse, DealStatusRequest, DealStatusResponse,
@@ -26,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::AskBook;
 use crate::deals::checks::{CheckContext, check_proposal, run_filter};
 use crate::deals::{DealRecord, Deals};
-use nelumbo_markets_api::admin::DealState;
 
 /// What answering needs.
 #[derive(Debug, Clone)]

@@ -623,3 +623,106 @@ pub fn live_pieces(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal(uuid: &str, piece: &str, state: DealState, end_epoch: i64) -> DealRecord {
+        DealRecord {
+            uuid: uuid.into(),
+            state,
+            failed_step: None,
+            error: String::new(),
+            proposal: String::new(),
+            proposal_cid: format!("proposal-{uuid}"),
+            piece_cid: piece.into(),
+            piece_size: 2048,
+            data_root: String::new(),
+            client: String::new(),
+            provider: String::new(),
+            verified: false,
+            start_epoch: 100,
+            end_epoch,
+            price_per_epoch: "0".into(),
+            is_offline: false,
+            source: None,
+            transfer_size: 0,
+            bytes_received: 0,
+            transfer_attempts: 0,
+            transfer_restarts: 0,
+            remove_unsealed_copy: false,
+            skip_ipni_announce: false,
+            deal_id: None,
+            publish_message: None,
+            sector: None,
+            sealing_status: String::new(),
+            created_at: 0,
+            updated_at: 0,
+            transfer_started_at: None,
+            staging_released: false,
+        }
+    }
+
+    #[test]
+    fn a_piece_is_live_while_any_of_its_deals_is() {
+        let none = HashSet::new();
+        let live = |deals: &[DealRecord], ended: &HashSet<String>, removed: &HashSet<String>| {
+            live_pieces(deals, 500, ended, removed)
+                .into_keys()
+                .collect::<Vec<_>>()
+        };
+        // Only sealing and active deals make a piece live; not before, not after failing.
+        for (state, expected) in [
+            (DealState::Accepted, false),
+            (DealState::Verifying, false),
+            (DealState::AddingPiece, false),
+            (DealState::Sealing, true),
+            (DealState::Active, true),
+            (DealState::Failed, false),
+            (DealState::Cancelled, false),
+        ] {
+            let deals = [deal("a", "p", state, 1000)];
+            assert_eq!(!live(&deals, &none, &none).is_empty(), expected, "{state}");
+        }
+        // Past its end epoch (the head at 500), a deal is not live.
+        assert!(live(&[deal("a", "p", DealState::Active, 500)], &none, &none).is_empty());
+        assert_eq!(
+            live(&[deal("a", "p", DealState::Active, 501)], &none, &none),
+            ["p"]
+        );
+        // Asked not to be announced.
+        let mut quiet = deal("a", "p", DealState::Active, 1000);
+        quiet.skip_ipni_announce = true;
+        assert!(live(&[quiet], &none, &none).is_empty());
+        // Two deals for one piece: it stays while either is live.
+        let deals = [
+            deal("a", "p", DealState::Active, 400),
+            deal("b", "p", DealState::Active, 1000),
+            deal("c", "q", DealState::Active, 1000),
+        ];
+        assert_eq!(live(&deals, &none, &none), ["p", "q"]);
+        let ended = HashSet::from(["b".to_string()]);
+        assert_eq!(live(&deals, &ended, &none), ["q"], "slashed on chain");
+        let removed = HashSet::from(["q".to_string()]);
+        assert_eq!(
+            live(&deals, &none, &removed),
+            ["p"],
+            "removed by the operator"
+        );
+    }
+
+    #[test]
+    fn indexed_and_announced_comes_between_added_piece_and_complete() {
+        use nelumbo_markets_api::wire::checkpoint;
+        let sealing = deal("a", "p", DealState::Sealing, 1000);
+        assert_eq!(sealing.checkpoint(false), checkpoint::ADDED_PIECE);
+        assert_eq!(sealing.checkpoint(true), checkpoint::INDEXED_AND_ANNOUNCED);
+        let active = deal("a", "p", DealState::Active, 1000);
+        assert_eq!(active.checkpoint(true), checkpoint::COMPLETE);
+        // A deal that failed while sealing reports where it stopped, not an announcement.
+        let mut failed = deal("a", "p", DealState::Failed, 1000);
+        failed.failed_step = Some(DealState::Sealing);
+        assert_eq!(failed.checkpoint(true), checkpoint::ADDED_PIECE);
+    }
+}
