@@ -227,8 +227,11 @@ rpc_method!(IndexAnnounce, "Markets.IndexAnnounce", Admin,
     "Announces the head to every configured indexer again now.",
     [] () -> ());
 rpc_method!(IndexRemove, "Markets.IndexRemove", Admin,
-    "Withdraws a piece's advertisement (an IsRm advertisement) and keeps it withdrawn, whatever its deals.",
-    ["pieceCid"] (String) -> ());
+    "Withdraws a piece's advertisement (an IsRm advertisement) and keeps it withdrawn, whatever its deals, until IndexRestore. Returns whether the piece was advertised.",
+    ["pieceCid"] (String) -> bool);
+rpc_method!(IndexRestore, "Markets.IndexRestore", Admin,
+    "Undoes IndexRemove: the piece is advertised again while it has a live deal. Returns whether it had been removed.",
+    ["pieceCid"] (String) -> bool);
 rpc_method!(AskGet, "Markets.AskGet", Read, "The current storage ask.",
     [] () -> AskSettings);
 rpc_method!(AskSet, "Markets.AskSet", Admin, "Sets the storage ask; takes effect for the next deal.",

@@ -103,6 +103,12 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .await
                 .map_err(|e| RpcError::invalid_params(format!("{e:#}")))
         })
+        .register::<IndexRestore, _, _>(|s, (piece,)| async move {
+            indexing(&s)?
+                .restore(&piece)
+                .await
+                .map_err(|e| RpcError::invalid_params(format!("{e:#}")))
+        })
         .register::<AskGet, _, _>(|s, ()| async move { Ok(s.asks.settings()) })
         .register::<AskSet, _, _>(|s, (ask,)| async move {
             let settings = s.asks.set(&s.deals.0.store, ask).await.map_err(failed)?;

@@ -85,6 +85,8 @@ enum IndexCommand {
     Announce,
     /// Withdraw a piece's advertisement (IsRm) and keep it withdrawn.
     Remove { piece: String },
+    /// Undo `remove`: the piece is advertised again while it has a live deal.
+    Restore { piece: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,8 +341,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Index(IndexCommand::Remove { piece }) => {
-            client(&repo)?.call::<IndexRemove>((piece.clone(),)).await?;
-            println!("piece {piece} is withdrawn: a removal advertisement is being published");
+            if client(&repo)?.call::<IndexRemove>((piece.clone(),)).await? {
+                println!("piece {piece} is withdrawn: a removal advertisement is being published");
+            } else {
+                println!(
+                    "piece {piece} is not advertised now; it will not be while removed \
+                     (`index restore` undoes this)"
+                );
+            }
+            Ok(())
+        }
+        Command::Index(IndexCommand::Restore { piece }) => {
+            if client(&repo)?
+                .call::<IndexRestore>((piece.clone(),))
+                .await?
+            {
+                println!("piece {piece} is advertised again while it has a live deal");
+            } else {
+                println!("piece {piece} was not removed: nothing to undo");
+            }
             Ok(())
         }
         Command::Indexing(IndexingCommand::Status { json }) => {

@@ -480,6 +480,22 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
         text(&output)
     );
 
+    // The operator changes their mind: restored, the piece is advertised again.
+    let output = markets.cli(&["index", "restore", &hamt_piece]);
+    assert!(
+        output.status.success() && text(&output).contains("advertised again"),
+        "{}",
+        text(&output)
+    );
+    wait_for_status(&markets, "the piece advertised again", |status| {
+        status.pieces_advertised == 2 && accepted_head(status, &indexer_url)
+    })
+    .await;
+    let (live, walked) = indexer.sync().await;
+    assert_eq!(walked, 4);
+    let all: HashSet<Vec<u8>> = live.values().flatten().cloned().collect();
+    assert!(hamt.is_subset(&all) && dir.is_subset(&all));
+
     // Restarted, the markets process adds nothing (the chain already says it all).
     markets.stop(false);
     markets.run_services("deals,retrieval,indexing").await;
@@ -489,7 +505,7 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
         .call::<IndexStatus>(())
         .await
         .expect("status");
-    assert_eq!(status.ads, 3, "{status:?}");
+    assert_eq!(status.ads, 4, "{status:?}");
 
     // SIGKILL while advertising, 20 rounds. Before each start, while the process is down, its
     // database gets 3 more active deals, each with a piece of 3,000 blocks in the piece
@@ -520,17 +536,17 @@ async fn deals_are_advertised_announced_and_withdrawn_as_an_indexer_sees_them() 
     markets.run_services("deals,retrieval,indexing").await;
     indexer.publisher = markets.retrieval_url.clone();
     wait_for_status(&markets, "every added piece advertised", |status| {
-        status.pieces_advertised == 61
+        status.pieces_advertised == 62
     })
     .await;
     let (live, walked) = indexer.sync().await;
     assert_eq!(
         walked,
-        3 + 60,
+        4 + 60,
         "each added piece advertised once, nothing repeated"
     );
     let contexts: HashSet<&Vec<u8>> = live.keys().collect();
-    assert_eq!(contexts.len(), 61);
+    assert_eq!(contexts.len(), 62);
     for (piece, hashes) in &pieces {
         let context = nelumbo_markets::indexing::context_id(piece, 8 << 20).expect("context");
         assert_eq!(live.get(&context), Some(hashes), "piece {piece}");

@@ -218,13 +218,22 @@ pub fn append(
     Ok(record)
 }
 
-/// Marks a piece removed by the operator (its advertisement is withdrawn and not made again).
+/// Marks a piece removed by the operator (its advertisement is withdrawn and not made again
+/// until [`restore_piece`]).
 pub fn remove_piece(store: &Store, piece_cid: &str) -> anyhow::Result<()> {
     let txn = store.db.begin_write()?;
     txn.open_table(REMOVED)?
         .insert(piece_cid, crate::now_secs())?;
     txn.commit()?;
     Ok(())
+}
+
+/// Undoes [`remove_piece`]; returns whether the piece had been removed.
+pub fn restore_piece(store: &Store, piece_cid: &str) -> anyhow::Result<bool> {
+    let txn = store.db.begin_write()?;
+    let was = txn.open_table(REMOVED)?.remove(piece_cid)?.is_some();
+    txn.commit()?;
+    Ok(was)
 }
 
 pub fn removed_pieces(store: &Store) -> anyhow::Result<std::collections::HashSet<String>> {

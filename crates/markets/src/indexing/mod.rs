@@ -523,18 +523,32 @@ impl Indexing {
         self.0.reannounce.send_modify(|n| *n += 1);
     }
 
-    /// `index remove PIECE`: withdraws a piece's advertisement and keeps it withdrawn.
-    pub async fn remove(&self, piece: &str) -> anyhow::Result<()> {
-        let piece_cid: Cid = piece
-            .parse()
-            .with_context(|| format!("{piece:?} is not a piece CID"))?;
-        let key = piece_cid.to_string();
-        self.0
+    /// `index remove PIECE`: withdraws a piece's advertisement and keeps it withdrawn (a piece
+    /// not advertised yet is kept from being advertised). Returns whether it was advertised.
+    pub async fn remove(&self, piece: &str) -> anyhow::Result<bool> {
+        let key = piece_key(piece)?;
+        let advertised = self
+            .0
             .store
-            .run(move |s| chain::remove_piece(s, &key))
+            .run(move |s| {
+                chain::remove_piece(s, &key)?;
+                Ok(chain::piece_ad(s, &key)?.is_some_and(|r| !r.is_rm))
+            })
             .await?;
         self.0.wake.notify_waiters();
-        Ok(())
+        Ok(advertised)
+    }
+
+    /// `index restore PIECE`: undoes `index remove`. Returns whether the piece had been removed.
+    pub async fn restore(&self, piece: &str) -> anyhow::Result<bool> {
+        let key = piece_key(piece)?;
+        let was = self
+            .0
+            .store
+            .run(move |s| chain::restore_piece(s, &key))
+            .await?;
+        self.0.wake.notify_waiters();
+        Ok(was)
     }
 
     pub async fn status(&self) -> anyhow::Result<IndexingStatus> {
@@ -586,6 +600,14 @@ impl Indexing {
         let announced = chain::announced(store)?;
         Ok(announced.iter().any(|(_, seq)| *seq >= record.seq))
     }
+}
+
+/// A piece CID as the chain keys it (the canonical string of a parsed CID).
+fn piece_key(piece: &str) -> anyhow::Result<String> {
+    let cid: Cid = piece
+        .parse()
+        .with_context(|| format!("{piece:?} is not a piece CID"))?;
+    Ok(cid.to_string())
 }
 
 fn piece_info(r: chain::AdRecord) -> PieceAdInfo {
