@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use cid::Cid;
 use nelumbo_car::CarReader;
-use redb::{MultimapTableDefinition, TableDefinition};
+use redb::{MultimapTableDefinition, ReadableMultimapTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
@@ -75,11 +75,7 @@ pub fn index_piece(store: &Store, piece_cid: &Cid, path: &Path) -> anyhow::Resul
         }
         let txn = store.db.begin_write()?;
         {
-            let mut list = Vec::with_capacity(batch.len() * 36);
-            for (hash, _) in batch.iter() {
-                list.push(hash.len() as u8);
-                list.extend_from_slice(hash);
-            }
+            let list = encode_list(batch.iter().map(|(hash, _)| hash));
             txn.open_table(PIECE_ENTRIES)?
                 .insert((piece.as_str(), batch_no), list.as_slice())?;
             let mut table = txn.open_multimap_table(BLOCKS)?;
@@ -134,14 +130,28 @@ pub fn piece(store: &Store, piece_cid: &str) -> anyhow::Result<Option<IndexedPie
 }
 
 /// The multihashes of a piece's blocks, in the order of its CAR (duplicates kept), or `None`
-/// when the piece is not indexed, or was indexed before the lists were kept.
+/// when the piece is not indexed. A piece indexed before the lists were kept gets its list
+/// rebuilt from the block table once (a scan of every block: an upgrade's one-time cost).
 pub fn multihashes(store: &Store, piece_cid: &str) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
     let Some(indexed) = piece(store, piece_cid)? else {
         return Ok(None);
     };
+    match stored_multihashes(store, piece_cid, indexed.blocks)? {
+        Some(list) => Ok(Some(list)),
+        None => rebuild_multihashes(store, piece_cid, indexed.blocks).map(Some),
+    }
+}
+
+/// The stored list, if it is complete.
+fn stored_multihashes(
+    store: &Store,
+    piece_cid: &str,
+    blocks: u64,
+) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+    let indexed_blocks = blocks;
     let txn = store.db.begin_read()?;
     let table = txn.open_table(PIECE_ENTRIES)?;
-    let mut out = Vec::with_capacity(indexed.blocks as usize);
+    let mut out = Vec::with_capacity(blocks as usize);
     for entry in table.range((piece_cid, 0u64)..=(piece_cid, u64::MAX))? {
         let (_, list) = entry?;
         let mut rest = list.value();
@@ -152,10 +162,70 @@ pub fn multihashes(store: &Store, piece_cid: &str) -> anyhow::Result<Option<Vec<
             rest = &tail[len..];
         }
     }
-    if out.len() as u64 != indexed.blocks {
+    if out.len() as u64 != indexed_blocks {
         return Ok(None);
     }
     Ok(Some(out))
+}
+
+/// Rebuilds a piece's list from the block table (ordered by offset, which is CAR order) and
+/// stores it.
+fn rebuild_multihashes(
+    store: &Store,
+    piece_cid: &str,
+    blocks: u64,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let prefix = format!("{piece_cid}|");
+    let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
+    {
+        let txn = store.db.begin_read()?;
+        let table = txn.open_multimap_table(BLOCKS)?;
+        for entry in table.iter()? {
+            let (hash, places) = entry?;
+            for place in places {
+                let place = place?;
+                if let Some(rest) = place.value().strip_prefix(&prefix) {
+                    let offset = rest
+                        .split('|')
+                        .next()
+                        .and_then(|o| o.parse().ok())
+                        .context("a piece directory entry is corrupt")?;
+                    found.push((offset, hash.value().to_vec()));
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        found.len() as u64 == blocks,
+        "piece {piece_cid} lists {blocks} blocks but the block table holds {}",
+        found.len()
+    );
+    found.sort_by_key(|(offset, _)| *offset);
+    let list: Vec<Vec<u8>> = found.into_iter().map(|(_, hash)| hash).collect();
+    let txn = store.db.begin_write()?;
+    {
+        let mut table = txn.open_table(PIECE_ENTRIES)?;
+        for (batch_no, batch) in list.chunks(BATCH_BLOCKS).enumerate() {
+            table.insert((piece_cid, batch_no as u64), encode_list(batch).as_slice())?;
+        }
+    }
+    txn.commit()?;
+    tracing::info!(
+        piece = piece_cid,
+        blocks,
+        "piece directory: rebuilt the block list of a piece indexed by an older version"
+    );
+    Ok(list)
+}
+
+/// A list of multihashes as stored: each a one-byte length and its bytes.
+fn encode_list<'a>(hashes: impl IntoIterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+    let mut list = Vec::new();
+    for hash in hashes {
+        list.push(hash.len() as u8);
+        list.extend_from_slice(hash);
+    }
+    list
 }
 
 /// Every place a block (by multihash) is.
@@ -177,4 +247,68 @@ pub fn locate(store: &Store, multihash: &[u8]) -> anyhow::Result<Vec<BlockLocati
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cid::multihash::Multihash;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn block_lists_keep_car_order_and_are_rebuilt_for_pieces_indexed_without_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("m.redb")).expect("open");
+        let car = dir.path().join("p.car");
+        let cids: Vec<Cid> = (0..20_000u32)
+            .map(|i| {
+                // Block 7 again at the end: duplicates are kept in the list.
+                let data = (if i == 19_999 { 7 } else { i }).to_le_bytes();
+                Cid::new_v1(
+                    0x55,
+                    Multihash::wrap(0x12, &Sha256::digest(data)).expect("hash"),
+                )
+            })
+            .collect();
+        {
+            let mut writer = nelumbo_car::CarWriter::new(
+                std::fs::File::create(&car).expect("create"),
+                &[cids[0]],
+            )
+            .expect("car");
+            for (i, cid) in cids.iter().enumerate() {
+                let i = if i == 19_999 { 7u32 } else { i as u32 };
+                writer.write_block(cid, &i.to_le_bytes()).expect("block");
+            }
+            writer.finish().expect("finish");
+        }
+        let piece = Cid::new_v1(0xf101, Multihash::wrap(0x1012, &[1; 32]).expect("hash"));
+        index_piece(&store, &piece, &car).expect("index");
+        let expected: Vec<Vec<u8>> = cids.iter().map(|c| c.hash().to_bytes()).collect();
+        let key = piece.to_string();
+        assert_eq!(
+            multihashes(&store, &key).expect("read"),
+            Some(expected.clone())
+        );
+
+        // As an older version left it: no lists.
+        let txn = store.db.begin_write().expect("txn");
+        txn.delete_table(PIECE_ENTRIES).expect("drop");
+        txn.open_table(PIECE_ENTRIES).expect("create");
+        txn.commit().expect("commit");
+        assert_eq!(
+            stored_multihashes(&store, &key, 20_000).expect("read"),
+            None
+        );
+        assert_eq!(
+            multihashes(&store, &key).expect("rebuild"),
+            Some(expected.clone())
+        );
+        assert_eq!(
+            stored_multihashes(&store, &key, 20_000).expect("read"),
+            Some(expected),
+            "the rebuilt list is stored"
+        );
+        assert_eq!(multihashes(&store, "not indexed").expect("read"), None);
+    }
 }

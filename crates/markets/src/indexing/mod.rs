@@ -293,9 +293,9 @@ impl Indexing {
                     Some(_) => Some(crate::piecedir::multihashes(s, &piece_owned)?.with_context(
                         || {
                             format!(
-                                "piece {piece_owned} has no block list in the piece directory \
-                                 (not indexed, or indexed by an older version): it cannot be \
-                                 advertised"
+                                "piece {piece_owned} is not in this process's piece directory \
+                                 (its deal was taken by a deals service on another repo): its \
+                                 blocks cannot be listed"
                             )
                         },
                     )?),
