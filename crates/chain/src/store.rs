@@ -80,7 +80,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> anyhow::Result<T> {
 
 impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path)
+        let db = nelumbo_service::open_database(path)
             .with_context(|| format!("open chain database {}", path.display()))?;
         let txn = db.begin_write()?;
         for table in [BLOCKS, MESSAGES, RECEIPTS, MPOOL, WON, UNSIGNED] {

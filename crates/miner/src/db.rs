@@ -36,7 +36,7 @@ pub struct Db {
 
 impl Db {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path)
+        let db = nelumbo_service::open_database(path)
             .with_context(|| format!("open the hub database {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(SECTORS)?;

@@ -14,5 +14,7 @@ pub use health::{Health, HealthState, ops_router, public_ops_router};
 pub use http::parse_range;
 pub use logging::{DAEMON_LOG_FILTER, init_logging};
 pub use main_loop::block_on_main;
-pub use repo::{check_writable, locate_repo, lock_repo, write_atomic, write_private};
+pub use repo::{
+    check_writable, locate_repo, lock_repo, open_database, write_atomic, write_private,
+};
 pub use shutdown::{shutdown_on_signals, stop_step};

@@ -71,6 +71,38 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Opens the redb database at `path`, creating it if it does not exist. A new database is made
+/// whole under a temporary name and renamed into place, so a process killed while creating it
+/// (a daemon's very first start, say) leaves nothing the next start cannot open; once it
+/// exists, redb's own commits keep it whole.
+pub fn open_database(path: &Path) -> anyhow::Result<redb::Database> {
+    use anyhow::Context;
+    if !path.exists() {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .context("a database path needs a file name")?;
+        let tmp = dir.join(format!(".{}.creating", name.to_string_lossy()));
+        // Left by a process killed while creating it: never a database anyone used.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("remove {}", tmp.display()));
+            }
+            _ => {}
+        }
+        drop(
+            redb::Database::create(&tmp)
+                .with_context(|| format!("create the database {}", tmp.display()))?,
+        );
+        File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("move the new database into place at {}", path.display()))?;
+        File::open(dir)?.sync_all()?;
+    }
+    // The caller's context names the database.
+    Ok(redb::Database::open(path)?)
+}
+
 /// Creates `dir` if needed and checks that a file can be written in it (the probe is removed).
 pub fn check_writable(dir: &Path) -> io::Result<()> {
     let probe = dir.join(".nelumbo-write-check");
@@ -94,6 +126,29 @@ mod tests {
                 .to_string()
                 .contains("another nelumbo-test is running")
         );
+    }
+
+    #[test]
+    fn a_database_is_created_whole_and_a_leftover_half_made_one_is_ignored() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.redb");
+        // What a process killed while creating the database leaves behind.
+        std::fs::write(dir.path().join(".x.redb.creating"), b"half a header").expect("write");
+        const T: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("t");
+        {
+            let db = open_database(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(T)
+                .expect("table")
+                .insert("k", 7)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        assert!(!dir.path().join(".x.redb.creating").exists());
+        let db = open_database(&path).expect("reopen");
+        let txn = db.begin_read().expect("txn");
+        let value = txn.open_table(T).expect("table").get("k").expect("get");
+        assert_eq!(value.map(|v| v.value()), Some(7));
     }
 
     #[test]
