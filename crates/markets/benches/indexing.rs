@@ -17,6 +17,7 @@ use cid::Cid;
 use cid::multihash::Multihash;
 use nelumbo_markets::indexing::{chain, context_id, ipni};
 use nelumbo_markets::store::Store;
+use nelumbo_piecedir::PieceDirectory;
 use sha2::{Digest, Sha256};
 
 fn main() -> anyhow::Result<()> {
@@ -45,11 +46,12 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let store = Store::open(&dir.path().join("markets.redb"))?;
+    let directory = nelumbo_piecedir::Embedded::open(&dir.path().join("piecedir.redb"))?;
     // Any valid piece CID names the piece (the directory does not check it against the data).
     let piece: Cid = "baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2mpq".parse()?;
 
     let started = Instant::now();
-    let indexed = nelumbo_markets::piecedir::index_piece(&store, &piece, &car)?;
+    let indexed = nelumbo_piecedir::index_car(&directory, &piece, &car)?;
     let index_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         indexed.blocks == blocks,
@@ -63,7 +65,8 @@ fn main() -> anyhow::Result<()> {
 
     let key = libp2p::identity::Keypair::generate_ed25519();
     let started = Instant::now();
-    let hashes = nelumbo_markets::piecedir::multihashes(&store, &piece.to_string())?
+    let hashes = directory
+        .multihashes(&piece.to_string())?
         .ok_or_else(|| anyhow::anyhow!("no block list"))?;
     let read_secs = started.elapsed().as_secs_f64();
     let record = chain::append(

@@ -20,6 +20,45 @@ pub struct Config {
     /// Absent in repos made before indexing existed: the defaults then.
     #[serde(default)]
     pub indexing: IndexingConfig,
+    /// Absent in repos made before the shared database existed: embedded then.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+/// The environment variable that, when set, overrides `[database] url` (so a password can come
+/// from a secret store rather than the file).
+pub const DATABASE_URL_ENV: &str = "NELUMBO_DATABASE_URL";
+
+/// `[database]`: where state that several markets processes share is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL (or YugabyteDB YSQL) URL; empty: everything embedded in the repo.
+    pub url: String,
+    /// Whether start applies missing schema migrations (otherwise `db migrate` must first).
+    pub migrate_on_start: bool,
+    /// Connections this process keeps open at most.
+    pub max_connections: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            migrate_on_start: true,
+            max_connections: 16,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The database URL in force: the environment's, else the file's; `None` for embedded.
+    pub fn url(&self) -> Option<String> {
+        std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| (!self.url.is_empty()).then(|| self.url.clone()))
+    }
 }
 
 /// `[indexing]`: IPNI advertisements and announcements.
@@ -322,6 +361,7 @@ impl Config {
             },
             retrieval: RetrievalConfig::default(),
             indexing: IndexingConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 
@@ -443,6 +483,14 @@ impl Config {
         anyhow::ensure!(
             i.announce_timeout_secs >= 1 && i.announce_max_backoff_secs >= 1 && i.check_secs >= 1,
             "[indexing] timeouts and intervals must be at least 1"
+        );
+        if let Some(url) = self.database.url() {
+            nelumbo_piecedir::Postgres::check_url(&url)
+                .map_err(|e| anyhow::anyhow!("[database] url (or {DATABASE_URL_ENV}): {e}"))?;
+        }
+        anyhow::ensure!(
+            (1..=1000).contains(&self.database.max_connections),
+            "[database] max_connections must be between 1 and 1000"
         );
         Ok(())
     }
@@ -592,7 +640,24 @@ announce_timeout_secs = {i_timeout}
 announce_max_backoff_secs = {i_backoff}
 # Seconds between checks of the deals against the chain (ended, slashed, terminated).
 check_secs = {i_check}
+
+[database]
+# Where the state several markets processes for one miner share is kept. Empty: embedded in
+# this repo (one markets process). A PostgreSQL (or YugabyteDB YSQL) URL, e.g.
+# "postgres://nelumbo:PASSWORD@db.internal:5432/nelumbo", shares the piece directory, so any
+# number of retrieval replicas find every block. (Deals, the ask and the IPNI chain stay in
+# this repo for now.) The environment variable {url_env} overrides this setting, so the
+# password can stay out of this file.
+url = {db_url}
+# Apply missing schema migrations at start; off: run `nelumbo-markets db migrate` first.
+migrate_on_start = {db_migrate}
+# Database connections this process keeps open at most.
+max_connections = {db_max}
 "#,
+            url_env = DATABASE_URL_ENV,
+            db_url = toml_string(&self.database.url),
+            db_migrate = self.database.migrate_on_start,
+            db_max = self.database.max_connections,
             i_indexers = list(&self.indexing.indexers),
             i_timeout = self.indexing.announce_timeout_secs,
             i_backoff = self.indexing.announce_max_backoff_secs,
@@ -680,6 +745,8 @@ mod tests {
         config.deals.staging_dir = Some("/srv/staging \"x\"".into());
         config.retrieval.deny = vec!["bafkqaaa".into()];
         config.retrieval.public_url = "https://retrieval.example.com".into();
+        config.database.url = "postgres://nelumbo:secret@db.internal:5432/nelumbo".into();
+        config.database.migrate_on_start = false;
         let text = config.render();
         assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
         let typo = text.replace("[deals]", "[deals]\nmax_transfer = 3");

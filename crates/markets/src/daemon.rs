@@ -78,7 +78,9 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         health.clone(),
         metrics.hub_connected.clone(),
     )?;
-    let store = AsyncStore::new(Arc::new(Store::open(&repo.database())?));
+    let store = Arc::new(Store::open(&repo.database())?);
+    let directory = open_directory(&config.database, repo.piece_directory(), store.clone()).await?;
+    let store = AsyncStore::new(store, directory);
     let staging = config
         .deals
         .staging_dir
@@ -217,13 +219,15 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                 store.clone(),
                 hub.clone(),
                 signing_key,
-                addresses,
-                crate::indexing::ipni::metadata(&[
-                    Transport::Bitswap,
-                    Transport::IpfsGatewayHttp,
-                    Transport::FilecoinPieceHttp,
-                ]),
-                vec![http],
+                crate::indexing::Provider {
+                    addresses,
+                    metadata: crate::indexing::ipni::metadata(&[
+                        Transport::Bitswap,
+                        Transport::IpfsGatewayHttp,
+                        Transport::FilecoinPieceHttp,
+                    ]),
+                    publisher_addrs: vec![http],
+                },
                 config.indexing.clone(),
                 crate::indexing::IndexingMetrics::new(&registry)?,
                 deals.0.changes.clone(),
@@ -525,6 +529,43 @@ async fn follow_events(hub: Hub, deals: Deals, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Opens the piece directory (and moves an older repo's index into it). A database that cannot
+/// be reached is waited for, with capped backoff and a log line each try: it may be starting
+/// with this process. Any other error (a refused password, a schema that needs
+/// `db migrate`) stops the start.
+async fn open_directory(
+    database: &crate::config::DatabaseConfig,
+    embedded_path: std::path::PathBuf,
+    store: Arc<Store>,
+) -> anyhow::Result<crate::directory::Directory> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let (database, path, store) = (database.clone(), embedded_path.clone(), store.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let directory = crate::directory::open(&database, &path)?;
+            crate::directory::move_legacy_index(&store, directory.as_ref())?;
+            anyhow::Ok(directory)
+        })
+        .await?;
+        match opened {
+            Ok(directory) => {
+                tracing::info!(backend = directory.backend(), "piece directory open");
+                return Ok(directory);
+            }
+            Err(e) if nelumbo_piecedir::is_transient(&e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    retry_in_secs = delay.as_secs(),
+                    "the database is unreachable; waiting for it"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }

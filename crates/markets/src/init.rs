@@ -88,6 +88,12 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
     );
     // The config goes last: its presence means init finished.
     nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
+    // Owner-only: [database] url may be given a password.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(repo.config(), std::fs::Permissions::from_mode(0o600))?;
+    }
     println!("peer ID: {}", key.public().to_peer_id());
     println!("miner:   {}", miner.actor);
     println!(

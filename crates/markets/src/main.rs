@@ -73,6 +73,18 @@ enum Command {
     /// The IPNI advertisement chain and its announcements.
     #[command(subcommand)]
     Indexing(IndexingCommand),
+    /// The shared database ([database] url): schema migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply the schema migrations this version needs (start does it too unless
+    /// [database] migrate_on_start is off).
+    Migrate,
+    /// Where the shared state is kept, and which migrations are applied and pending.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -406,6 +418,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         )
                     }
                 );
+            }
+            Ok(())
+        }
+        Command::Db(command) => {
+            let config = nelumbo_markets::config::Config::load(&repo.config())?;
+            let Some(url) = config.database.url() else {
+                println!(
+                    "database: embedded ({}); nothing to migrate",
+                    repo.piece_directory().display()
+                );
+                return Ok(());
+            };
+            use nelumbo_piecedir::Postgres;
+            println!("database: {}", Postgres::describe_url(&url));
+            match command {
+                DbCommand::Migrate => {
+                    let applied =
+                        tokio::task::spawn_blocking(move || Postgres::migrate_schema(&url))
+                            .await??;
+                    if applied.is_empty() {
+                        println!("piece directory: up to date");
+                    }
+                    for version in applied {
+                        println!("piece directory: applied migration {version}");
+                    }
+                }
+                DbCommand::Status => {
+                    let status = tokio::task::spawn_blocking(move || Postgres::schema_status(&url))
+                        .await??;
+                    println!(
+                        "{}: schema version {} of {}{}",
+                        status.component,
+                        status.applied,
+                        status.latest,
+                        if status.pending.is_empty() {
+                            " (up to date)".to_string()
+                        } else {
+                            format!(
+                                "; pending: {} (run `nelumbo-markets db migrate`)",
+                                status
+                                    .pending
+                                    .iter()
+                                    .map(|(v, d)| format!("{v} {d}"))
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
+                        }
+                    );
+                }
             }
             Ok(())
         }

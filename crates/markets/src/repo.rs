@@ -7,7 +7,8 @@
 //! miner.json      the miner this process makes deals for, as the hub reported it at init
 //! token-secret    the admin API's token key; token: an admin token for the CLI (owner-only)
 //! api             the running process's admin API address, for the CLI
-//! markets.redb    deals, their history, the ask, the piece directory
+//! markets.redb    deals, their history, the ask, the IPNI advertisement chain
+//! piecedir.redb   the piece directory (unless [database] url puts it in PostgreSQL)
 //! staging/        deal data while it is transferred and checked (unless [deals] staging_dir)
 //! ```
 //!
@@ -60,6 +61,10 @@ impl Repo {
     }
     pub fn database(&self) -> PathBuf {
         self.dir.join("markets.redb")
+    }
+    /// The embedded piece directory.
+    pub fn piece_directory(&self) -> PathBuf {
+        self.dir.join("piecedir.redb")
     }
     pub fn default_staging(&self) -> PathBuf {
         self.dir.join("staging")

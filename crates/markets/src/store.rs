@@ -1,6 +1,7 @@
 //! The markets database (redb, `markets.redb` in the repo): deal records and their history, the
-//! ask, and the piece directory's tables ([`crate::piecedir`]). Every write is a durable
-//! transaction, committed before the deal acts on it (invariant 6).
+//! ask, and the IPNI advertisement chain ([`crate::indexing::chain`]). Every write is a durable
+//! transaction, committed before the deal acts on it (invariant 6). The piece directory has a
+//! file of its own ([`crate::directory`]).
 //!
 //! [`Store`] is the blocking API; async code goes through [`AsyncStore`], which runs each call
 //! on the blocking pool: a commit waits on the disk (fsync), and the async runtime that answers
@@ -26,6 +27,14 @@ const PROPOSALS: TableDefinition<&str, &str> = TableDefinition::new("deal_propos
 
 const ASK: &str = "ask";
 
+/// The piece directory's tables as versions before `nelumbo-piecedir` kept them here, read once
+/// to move them ([`crate::directory::move_legacy_index`]): multihash -> "piece|offset|length",
+/// piece CID -> its record (JSON), and (piece, batch) -> block lists.
+const LEGACY_BLOCKS: redb::MultimapTableDefinition<&[u8], &str> =
+    redb::MultimapTableDefinition::new("piece_blocks");
+const LEGACY_PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
+const LEGACY_LISTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("piece_entries");
+
 #[derive(Debug)]
 pub struct Store {
     pub(crate) db: Database,
@@ -33,13 +42,12 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path)
+        let db = nelumbo_service::open_database(path)
             .with_context(|| format!("open the markets database {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(DEALS)?;
         txn.open_table(DEAL_LOG)?;
         txn.open_table(SETTINGS)?;
-        crate::piecedir::create_tables(&txn)?;
         crate::indexing::chain::create_tables(&txn)?;
         {
             // Databases made before the proposal index: build it once.
@@ -55,6 +63,80 @@ impl Store {
         }
         txn.commit()?;
         Ok(Self { db })
+    }
+
+    /// The pieces an older version indexed in this file, each with its blocks in CAR order
+    /// (one scan of the old block table; an upgrade's one-time cost). Empty when there are none.
+    pub fn legacy_piece_index(
+        &self,
+    ) -> anyhow::Result<Vec<(nelumbo_piecedir::IndexedPiece, Vec<nelumbo_piecedir::Block>)>> {
+        use redb::ReadableMultimapTable;
+        let txn = self.db.begin_read()?;
+        let pieces = match txn.open_table(LEGACY_PIECES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<(nelumbo_piecedir::IndexedPiece, Vec<nelumbo_piecedir::Block>)> =
+            Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for entry in pieces.iter()? {
+            let (piece, record) = entry?;
+            let record: nelumbo_piecedir::IndexedPiece = serde_json::from_slice(record.value())
+                .with_context(|| format!("the old index record of {} is corrupt", piece.value()))?;
+            index.insert(piece.value().to_string(), out.len());
+            out.push((record, Vec::new()));
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let blocks = txn.open_multimap_table(LEGACY_BLOCKS)?;
+        for entry in blocks.iter()? {
+            let (hash, places) = entry?;
+            for place in places {
+                let place = place?;
+                let mut parts = place.value().split('|');
+                let (Some(piece), Some(offset), Some(length)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    anyhow::bail!("an old piece directory entry is corrupt");
+                };
+                // Blocks of a piece whose indexing never finished: that piece is indexed again
+                // by its deal.
+                let Some(&i) = index.get(piece) else {
+                    continue;
+                };
+                let multihash = hash.value().to_vec();
+                out[i].1.push(nelumbo_piecedir::Block {
+                    // The CAR reader checks SHA-256 blocks; the old table did not say.
+                    verified: multihash.first() == Some(&0x12),
+                    multihash,
+                    offset: offset.parse()?,
+                    length: length.parse()?,
+                });
+            }
+        }
+        for (record, blocks) in &mut out {
+            blocks.sort_by_key(|b| b.offset);
+            anyhow::ensure!(
+                blocks.len() as u64 == record.blocks,
+                "the old index of piece {} lists {} blocks but holds {}",
+                record.piece_cid,
+                record.blocks,
+                blocks.len()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Drops the old piece directory tables once their pieces are moved.
+    pub fn drop_legacy_piece_index(&self) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.delete_multimap_table(LEGACY_BLOCKS)?;
+        txn.delete_table(LEGACY_PIECES)?;
+        txn.delete_table(LEGACY_LISTS)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// The deal with this signed proposal CID, if any.
@@ -190,13 +272,28 @@ fn append_log(
     Ok(())
 }
 
-/// The store for async code: each call runs on the blocking pool.
-#[derive(Debug, Clone)]
-pub struct AsyncStore(Arc<Store>);
+/// The store for async code: each call runs on the blocking pool. It carries the piece
+/// directory too, so every service that reads deals can find their blocks.
+#[derive(Clone)]
+pub struct AsyncStore(Arc<Store>, crate::directory::Directory);
+
+impl std::fmt::Debug for AsyncStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AsyncStore")
+            .field(&self.0)
+            .field(&self.1.backend())
+            .finish()
+    }
+}
 
 impl AsyncStore {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self(store)
+    pub fn new(store: Arc<Store>, directory: crate::directory::Directory) -> Self {
+        Self(store, directory)
+    }
+
+    /// The piece directory.
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.1
     }
 
     /// The blocking store, for code already on a blocking thread.

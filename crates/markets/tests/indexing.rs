@@ -565,6 +565,8 @@ fn add_active_deals(
 ) -> Vec<(Cid, HashSet<Vec<u8>>)> {
     use cid::multihash::Multihash;
     let store = nelumbo_markets::store::Store::open(db).expect("open");
+    let directory =
+        nelumbo_piecedir::Embedded::open(&db.with_file_name("piecedir.redb")).expect("open");
     let template = store
         .deals()
         .expect("deals")
@@ -601,7 +603,7 @@ fn add_active_deals(
             }
             writer.finish().expect("finish");
         }
-        nelumbo_markets::piecedir::index_piece(&store, &piece, &car).expect("index");
+        nelumbo_piecedir::index_car(&directory, &piece, &car).expect("index");
         let mut deal = template.clone();
         deal.uuid = uuid::Uuid::new_v4().to_string();
         deal.proposal_cid = format!("{}-{i}", template.proposal_cid);

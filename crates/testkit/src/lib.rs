@@ -10,6 +10,7 @@ pub mod deals;
 pub mod hub;
 pub mod markets;
 pub mod metrics;
+pub mod postgres;
 pub mod proxy;
 
 use std::path::PathBuf;

@@ -97,8 +97,8 @@ impl Prepared {
         config.retrieval.max_car_bytes = size * 2;
         std::fs::write(repo.config(), config.render())?;
         {
-            let store = nelumbo_markets::store::Store::open(&repo.database())?;
-            let indexed = nelumbo_markets::piecedir::index_piece(&store, &piece, &car)?;
+            let directory = nelumbo_piecedir::Embedded::open(&repo.piece_directory())?;
+            let indexed = nelumbo_piecedir::index_car(&directory, &piece, &car)?;
             println!("indexed {} blocks", indexed.blocks);
             let cache = nelumbo_markets::retrieval::cache::PieceCache::open(
                 &repo.dir.join("piece-cache"),

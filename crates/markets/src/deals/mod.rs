@@ -509,19 +509,20 @@ impl Deals {
                 return Ok(Step::Park);
             }
         }
-        let store = self.0.store.blocking().clone();
         let index_path = path.clone();
-        let indexed = tokio::task::spawn_blocking(move || {
-            crate::piecedir::index_piece(&store, &piece_cid, &index_path)
+        let indexed = crate::directory::run(self.0.store.directory(), move |directory| {
+            nelumbo_piecedir::index_car(directory, &piece_cid, &index_path)
         })
-        .await?;
+        .await;
         let indexed = match indexed {
             Ok(indexed) => indexed,
-            Err(e) => {
+            Err(e) if nelumbo_piecedir::is_bad_data(&e) => {
                 self.fail(record, format!("the data is not a valid CAR: {e:#}"))
                     .await?;
                 return Ok(Step::Park);
             }
+            // The directory is unreachable (its database down): the step is tried again.
+            Err(e) => return Err(e.context("index the piece in the piece directory")),
         };
         self.advance(
             record,

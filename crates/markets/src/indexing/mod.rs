@@ -103,16 +103,23 @@ struct Progress {
     last_chain_check: u64,
 }
 
+/// What advertisements and announcements say about where and how to retrieve.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The advertisements' addresses: the retrieval URL as a multiaddr, the libp2p addresses.
+    pub addresses: Vec<String>,
+    /// The advertisements' metadata (the transports served).
+    pub metadata: Vec<u8>,
+    /// The publisher's addresses, sent in announcements (with `/p2p/` added).
+    pub publisher_addrs: Vec<libp2p::Multiaddr>,
+}
+
 #[derive(Debug)]
 pub struct IndexingInner {
     store: AsyncStore,
     hub: Hub,
     key: Keypair,
-    /// The advertisements' addresses and metadata.
-    addresses: Vec<String>,
-    metadata: Vec<u8>,
-    /// The publisher's addresses, sent in announcements (with `/p2p/`).
-    publisher_addrs: Vec<libp2p::Multiaddr>,
+    provider: Provider,
     config: IndexingConfig,
     metrics: IndexingMetrics,
     /// Woken when a deal changes state.
@@ -129,14 +136,11 @@ pub struct IndexingInner {
 pub struct Indexing(pub Arc<IndexingInner>);
 
 impl Indexing {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: AsyncStore,
         hub: Hub,
         key: Keypair,
-        addresses: Vec<String>,
-        metadata: Vec<u8>,
-        publisher_addrs: Vec<libp2p::Multiaddr>,
+        provider: Provider,
         config: IndexingConfig,
         metrics: IndexingMetrics,
         wake: Arc<Notify>,
@@ -164,9 +168,7 @@ impl Indexing {
             store,
             hub,
             key,
-            addresses,
-            metadata,
-            publisher_addrs,
+            provider,
             config,
             metrics,
             wake,
@@ -285,20 +287,19 @@ impl Indexing {
         let inner = self.0.clone();
         let piece_owned = piece.to_string();
         let started = std::time::Instant::now();
+        let directory = self.0.store.directory().clone();
         let record = self
             .0
             .store
             .run(move |s| {
                 let multihashes = match padded_size {
-                    Some(_) => Some(crate::piecedir::multihashes(s, &piece_owned)?.with_context(
-                        || {
-                            format!(
-                                "piece {piece_owned} is not in this process's piece directory \
+                    Some(_) => Some(directory.multihashes(&piece_owned)?.with_context(|| {
+                        format!(
+                            "piece {piece_owned} is not in this process's piece directory \
                                  (its deal was taken by a deals service on another repo): its \
                                  blocks cannot be listed"
-                            )
-                        },
-                    )?),
+                        )
+                    })?),
                     None => None,
                 };
                 // A removal's ContextID must equal the advertisement's: the size comes from
@@ -317,8 +318,8 @@ impl Indexing {
                         padded_size: size,
                         context_id: context_id(&piece_cid, size)?,
                         multihashes,
-                        addresses: inner.addresses.clone(),
-                        metadata: inner.metadata.clone(),
+                        addresses: inner.provider.addresses.clone(),
+                        metadata: inner.provider.metadata.clone(),
                     },
                 )
             })
@@ -491,6 +492,7 @@ impl Indexing {
         let peer = self.0.key.public().to_peer_id();
         let addrs: Vec<String> = self
             .0
+            .provider
             .publisher_addrs
             .iter()
             .map(|a| {
@@ -571,7 +573,7 @@ impl Indexing {
             pieces_advertised: pieces.iter().filter(|p| !p.is_rm).count() as u64,
             pieces_withdrawn: pieces.iter().filter(|p| p.is_rm).count() as u64,
             removed_by_operator: removed.len() as u64,
-            addresses: self.0.addresses.clone(),
+            addresses: self.0.provider.addresses.clone(),
             indexers: progress.indexers.values().cloned().collect(),
             last_error: progress.last_error.clone(),
         })

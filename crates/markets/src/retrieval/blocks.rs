@@ -65,10 +65,12 @@ impl BlockSource {
         }
     }
 
-    async fn locations(&self, cid: &Cid) -> Result<Vec<crate::piecedir::BlockLocation>, ReadError> {
+    async fn locations(
+        &self,
+        cid: &Cid,
+    ) -> Result<Vec<nelumbo_piecedir::BlockLocation>, ReadError> {
         let multihash = cid.hash().to_bytes();
-        self.store
-            .run(move |s| crate::piecedir::locate(s, &multihash))
+        crate::directory::run(self.store.directory(), move |d| d.locate(&multihash))
             .await
             .map_err(|e| {
                 tracing::error!(error = %format!("{e:#}"), "the piece directory cannot be read");

@@ -190,8 +190,7 @@ impl Retrieval {
     /// Whether a piece was indexed as a CAR (its payload is served as one).
     async fn is_car(&self, piece_v1: &Cid) -> bool {
         let key = piece_v1.to_string();
-        self.store
-            .run(move |s| crate::piecedir::piece(s, &key))
+        crate::directory::run(self.store.directory(), move |d| d.piece(&key))
             .await
             .ok()
             .flatten()
