@@ -79,7 +79,13 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         metrics.hub_connected.clone(),
     )?;
     let store = Arc::new(Store::open(&repo.database())?);
-    let directory = open_directory(&config.database, repo.piece_directory(), store.clone()).await?;
+    let directory = open_directory(
+        &config.database,
+        repo.piece_directory(),
+        store.clone(),
+        &health,
+    )
+    .await?;
     let store = AsyncStore::new(store, directory);
     let staging = config
         .deals
@@ -303,7 +309,13 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             hub.clone(),
             hello,
             peer_id,
-            public,
+            // Only the process that takes deals keeps the miner's peer info on chain: a
+            // retrieval replica's identity is not the one clients dial for deals.
+            if services.iter().any(|s| s == "deals") {
+                public
+            } else {
+                Vec::new()
+            },
             asks.clone(),
             cancel.clone(),
         )),
@@ -541,12 +553,14 @@ async fn open_directory(
     database: &crate::config::DatabaseConfig,
     embedded_path: std::path::PathBuf,
     store: Arc<Store>,
+    health: &Health,
 ) -> anyhow::Result<crate::directory::Directory> {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         let (database, path, store) = (database.clone(), embedded_path.clone(), store.clone());
+        let health_now = health.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let directory = crate::directory::open(&database, &path)?;
+            let directory = crate::directory::open(&database, &path, &health_now)?;
             crate::directory::move_legacy_index(&store, directory.as_ref())?;
             anyhow::Ok(directory)
         })
@@ -557,6 +571,10 @@ async fn open_directory(
                 return Ok(directory);
             }
             Err(e) if nelumbo_piecedir::is_transient(&e) => {
+                health.not_ready(
+                    crate::directory::HEALTH_CHECK,
+                    format!("unreachable: {e:#}"),
+                );
                 let delay = backoff.next_delay();
                 tracing::warn!(
                     error = %format!("{e:#}"),

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nelumbo_piecedir::{Embedded, PieceDirectory, Postgres, PostgresOptions};
+use nelumbo_service::Health;
 
 use crate::config::DatabaseConfig;
 use crate::store::Store;
@@ -13,20 +14,80 @@ use crate::store::Store;
 /// The piece directory, shared by the services of one process.
 pub type Directory = Arc<dyn PieceDirectory>;
 
+/// The `/health/ready` check that names the shared database.
+pub const HEALTH_CHECK: &str = "database";
+
 /// Opens the configured backend: PostgreSQL when `[database] url` is set (applying missing
-/// migrations unless `migrate_on_start` is off), else the embedded file `embedded_path`.
-/// Blocking.
-pub fn open(database: &DatabaseConfig, embedded_path: &Path) -> anyhow::Result<Directory> {
+/// migrations unless `migrate_on_start` is off; its state is reported in `health`), else the
+/// embedded file `embedded_path`. Blocking.
+pub fn open(
+    database: &DatabaseConfig,
+    embedded_path: &Path,
+    health: &Health,
+) -> anyhow::Result<Directory> {
     match database.url() {
-        Some(url) => Ok(Arc::new(Postgres::connect(
-            &url,
-            PostgresOptions {
-                max_connections: database.max_connections,
-                migrate: database.migrate_on_start,
-                ..PostgresOptions::default()
-            },
-        )?)),
+        Some(url) => {
+            let postgres = Postgres::connect(
+                &url,
+                PostgresOptions {
+                    max_connections: database.max_connections,
+                    migrate: database.migrate_on_start,
+                    ..PostgresOptions::default()
+                },
+            )?;
+            health.ready(HEALTH_CHECK);
+            Ok(Arc::new(Watched {
+                inner: postgres,
+                health: health.clone(),
+            }))
+        }
         None => Ok(Arc::new(Embedded::open(embedded_path)?)),
+    }
+}
+
+/// A shared directory whose reachability is reported in `/health/ready`: a call that fails
+/// because the database is unreachable marks it not ready (with the reason), the next call
+/// that succeeds ready again.
+struct Watched<D> {
+    inner: D,
+    health: Health,
+}
+
+impl<D: PieceDirectory> Watched<D> {
+    fn watch<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        match &result {
+            Ok(_) => self.health.ready(HEALTH_CHECK),
+            Err(e) if nelumbo_piecedir::is_transient(e) => self
+                .health
+                .not_ready(HEALTH_CHECK, format!("unreachable: {e:#}")),
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+impl<D: PieceDirectory> PieceDirectory for Watched<D> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn add_piece(
+        &self,
+        piece_cid: &str,
+        open: &nelumbo_piecedir::OpenSource<'_>,
+    ) -> anyhow::Result<nelumbo_piecedir::IndexedPiece> {
+        self.watch(self.inner.add_piece(piece_cid, open))
+    }
+    fn piece(&self, piece_cid: &str) -> anyhow::Result<Option<nelumbo_piecedir::IndexedPiece>> {
+        self.watch(self.inner.piece(piece_cid))
+    }
+    fn multihashes(&self, piece_cid: &str) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+        self.watch(self.inner.multihashes(piece_cid))
+    }
+    fn locate(&self, multihash: &[u8]) -> anyhow::Result<Vec<nelumbo_piecedir::BlockLocation>> {
+        self.watch(self.inner.locate(multihash))
+    }
+    fn piece_count(&self) -> anyhow::Result<u64> {
+        self.watch(self.inner.piece_count())
     }
 }
 

@@ -20,6 +20,9 @@ pub struct InitOptions {
     pub api: SocketAddr,
     pub staging: Option<PathBuf>,
     pub retrieval_listen: SocketAddr,
+    /// Leave the miner's peer ID and addresses on chain as they are: for a process that takes
+    /// no deals (a retrieval replica), whose identity is not the one clients dial for deals.
+    pub skip_peer_info: bool,
 }
 
 pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
@@ -80,12 +83,16 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
                 .join(" ")
         );
     }
-    let changed = set_peer_info(&hub, &key.public().to_peer_id(), &addrs).await?;
-    println!(
-        "on chain: peer ID and {} address(es) {}",
-        addrs.len(),
-        if changed { "set" } else { "already set" }
-    );
+    if options.skip_peer_info {
+        println!("on chain: peer ID and addresses left as they are (--skip-peer-info)");
+    } else {
+        let changed = set_peer_info(&hub, &key.public().to_peer_id(), &addrs).await?;
+        println!(
+            "on chain: peer ID and {} address(es) {}",
+            addrs.len(),
+            if changed { "set" } else { "already set" }
+        );
+    }
     // The config goes last: its presence means init finished.
     nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
     // Owner-only: [database] url may be given a password.

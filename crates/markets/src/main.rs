@@ -49,6 +49,11 @@ enum Command {
         /// Where retrieval's public HTTP listener listens (/piece, /ipfs).
         #[arg(long, default_value = DEFAULT_RETRIEVAL_LISTEN)]
         retrieval_listen: SocketAddr,
+        /// Leave the miner's peer ID and addresses on chain as they are: for a retrieval
+        /// replica beside the process that takes deals (only a process running `deals` keeps
+        /// them on chain).
+        #[arg(long)]
+        skip_peer_info: bool,
     },
     /// Run the services.
     Run {
@@ -176,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api,
             staging,
             retrieval_listen,
+            skip_peer_info,
         } => {
             init(
                 &repo,
@@ -186,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     api,
                     staging,
                     retrieval_listen,
+                    skip_peer_info,
                 },
             )
             .await

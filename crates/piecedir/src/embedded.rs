@@ -1,7 +1,7 @@
 //! The embedded backend: a redb file of its own (`piecedir.redb` in the markets repo).
 //!
-//! Pieces get ids from a counter; a block's place is `(piece id, offset, length)` in a multimap
-//! keyed by multihash, so indexing the same block twice stores it once. Batches are separate
+//! Pieces get ids from a counter; a block's place is a key `(multihash, piece id, offset)` (its
+//! value the length), so indexing the same block twice stores it once. Batches are separate
 //! write transactions (redb has one writer at a time, and a transaction held for a whole CAR
 //! would stall every other write), and the piece's record is written last: an interrupted
 //! indexing leaves blocks under the piece's id but no record, and the next indexing writes the
@@ -10,9 +10,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use redb::{
-    Database, MultimapTableDefinition, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::{BlockLocation, IndexedPiece, OpenSource, PieceDirectory};
 
@@ -22,15 +20,17 @@ const PIECE_IDS: TableDefinition<&str, u64> = TableDefinition::new("piece_ids");
 const PIECE_CIDS: TableDefinition<u64, &str> = TableDefinition::new("piece_cids");
 /// Piece id -> its record (JSON), written once every block is in.
 const PIECES: TableDefinition<u64, &[u8]> = TableDefinition::new("pieces");
-/// Block multihash -> (piece id, offset, length) for each place the block is.
-const BLOCKS: MultimapTableDefinition<&[u8], (u64, u64, u64)> =
-    MultimapTableDefinition::new("blocks");
+/// (block multihash, piece id, offset) -> length, for each place the block is: a lookup is
+/// one range of this table.
+const BLOCKS: TableDefinition<(&[u8], u64, u64), u64> = TableDefinition::new("blocks");
 /// (piece id, batch number) -> the multihashes of that batch of the piece's blocks, in CAR
 /// order ([`crate::encode_list`]).
 const LISTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("block_lists");
 /// Counters: the next piece id.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_piece_id";
+/// Blocks written per transaction at most (about 70 MB held in memory until written).
+const COMMIT_BLOCKS: usize = 1 << 20;
 
 #[derive(Debug)]
 pub struct Embedded {
@@ -45,7 +45,7 @@ impl Embedded {
         txn.open_table(PIECE_IDS)?;
         txn.open_table(PIECE_CIDS)?;
         txn.open_table(PIECES)?;
-        txn.open_multimap_table(BLOCKS)?;
+        txn.open_table(BLOCKS)?;
         txn.open_table(LISTS)?;
         txn.open_table(META)?;
         txn.commit()?;
@@ -102,21 +102,49 @@ impl PieceDirectory for Embedded {
             return Ok(indexed);
         }
         let id = self.piece_id(piece_cid)?;
-        let indexed = crate::read_batches(piece_cid, open(), |batch_no, batch| {
-            let txn = self.db.begin_write()?;
-            {
-                let list = crate::encode_list(batch.iter().map(|b| b.multihash.as_slice()));
-                txn.open_table(LISTS)?
-                    .insert((id, batch_no), list.as_slice())?;
-                let mut blocks = txn.open_multimap_table(BLOCKS)?;
-                for block in batch {
-                    blocks.insert(block.multihash.as_slice(), (id, block.offset, block.length))?;
-                }
+        // Blocks are written in transactions of up to COMMIT_BLOCKS, each sorted by key: a
+        // transaction copies every B-tree page it touches once, so few large sorted ones write
+        // far less than many small ones (measured: 68,000 blocks/s with one per 8,192 blocks).
+        let mut pending: Vec<(Vec<u8>, u64, u64)> = Vec::new();
+        let mut pending_lists: Vec<(u64, Vec<u8>)> = Vec::new();
+        let flush = |pending: &mut Vec<(Vec<u8>, u64, u64)>,
+                     lists: &mut Vec<(u64, Vec<u8>)>,
+                     txn: &redb::WriteTransaction|
+         -> anyhow::Result<()> {
+            pending.sort_unstable();
+            let mut blocks = txn.open_table(BLOCKS)?;
+            for (multihash, offset, length) in pending.drain(..) {
+                blocks.insert((multihash.as_slice(), id, offset), length)?;
             }
-            txn.commit()?;
+            let mut table = txn.open_table(LISTS)?;
+            for (batch_no, list) in lists.drain(..) {
+                table.insert((id, batch_no), list.as_slice())?;
+            }
+            Ok(())
+        };
+        let indexed = crate::read_batches(piece_cid, open(), |batch_no, batch| {
+            pending_lists.push((
+                batch_no,
+                crate::encode_list(batch.iter().map(|b| b.multihash.as_slice())),
+            ));
+            pending.extend(
+                batch
+                    .iter()
+                    .map(|b| (b.multihash.clone(), b.offset, b.length)),
+            );
+            if pending.len() >= COMMIT_BLOCKS {
+                let mut txn = self.db.begin_write()?;
+                // Made durable by the record's commit below (redb persists every earlier
+                // commit with a durable one); a crash before it loses blocks of a piece not
+                // yet listed, which the next indexing writes again.
+                txn.set_durability(redb::Durability::Eventual);
+                flush(&mut pending, &mut pending_lists, &txn)?;
+                txn.commit()?;
+            }
             Ok(())
         })?;
         let txn = self.db.begin_write()?;
+        flush(&mut pending, &mut pending_lists, &txn)?;
         {
             // A piece indexed before with more blocks than now would leave stale lists: drop
             // any list past the last batch.
@@ -178,11 +206,13 @@ impl PieceDirectory for Embedded {
 
     fn locate(&self, multihash: &[u8]) -> anyhow::Result<Vec<BlockLocation>> {
         let txn = self.db.begin_read()?;
-        let blocks = txn.open_multimap_table(BLOCKS)?;
+        let blocks = txn.open_table(BLOCKS)?;
         let cids = txn.open_table(PIECE_CIDS)?;
         let mut out = Vec::new();
-        for place in blocks.get(multihash)? {
-            let (id, offset, length) = place?.value();
+        for place in blocks.range((multihash, 0, 0)..=(multihash, u64::MAX, u64::MAX))? {
+            let (key, length) = place?;
+            let (_, id, offset) = key.value();
+            let length = length.value();
             let piece_cid = cids
                 .get(id)?
                 .context("a block names a piece id with no piece")?

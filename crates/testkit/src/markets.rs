@@ -41,7 +41,18 @@ impl TestMarkets {
     /// `nelumbo-markets init` against the running `hub` (with a write token), then `extra`
     /// config edits are up to the test.
     pub fn init(devnet: &Devnet, hub: &TestHub) -> Self {
-        let repo = devnet.dir.path().join("markets");
+        Self::init_named(devnet, hub, "markets")
+    }
+
+    /// [`TestMarkets::init`] with the repo (and log) named `name` under the devnet directory,
+    /// for a second markets process.
+    pub fn init_named(devnet: &Devnet, hub: &TestHub, name: &str) -> Self {
+        Self::init_with(devnet, hub, name, &[])
+    }
+
+    /// [`TestMarkets::init_named`] with more `init` arguments (`--skip-peer-info`).
+    pub fn init_with(devnet: &Devnet, hub: &TestHub, name: &str, args: &[&str]) -> Self {
+        let repo = devnet.dir.path().join(name);
         let api = std::fs::read_to_string(hub.repo.join("api")).expect("the hub is running");
         let hub_api = format!("{}:{}", hub.token("spoke"), api.trim());
         let p2p_port = free_port();
@@ -52,6 +63,7 @@ impl TestMarkets {
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
             .args(["--api", "127.0.0.1:0"])
             .args(["--retrieval-listen", "127.0.0.1:0"])
+            .args(args)
             .output()
             .expect("run nelumbo-markets init");
         assert!(
@@ -71,7 +83,7 @@ impl TestMarkets {
             );
         std::fs::write(&config, edited).expect("write config.toml");
         Self {
-            log: devnet.dir.path().join("markets.log"),
+            log: devnet.dir.path().join(format!("{name}.log")),
             repo,
             p2p_port,
             child: None,

@@ -74,7 +74,15 @@ impl BlockSource {
             .await
             .map_err(|e| {
                 tracing::error!(error = %format!("{e:#}"), "the piece directory cannot be read");
-                ReadError::Internal("the piece directory cannot be read".into())
+                if nelumbo_piecedir::is_transient(&e) {
+                    // The shared database is away: a state, not a fault; ask again soon.
+                    ReadError::Unavailable {
+                        why: "the piece directory is unreachable".into(),
+                        retry_after: 10,
+                    }
+                } else {
+                    ReadError::Internal("the piece directory cannot be read".into())
+                }
             })
     }
 
