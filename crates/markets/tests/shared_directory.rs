@@ -116,6 +116,23 @@ async fn a_retrieval_replica_serves_deals_taken_elsewhere_and_waits_out_the_data
     deals.edit_config("min_duration_epochs = 180", "min_duration_epochs = 100");
     on_database(&deals, &url);
     deals.run().await;
+    // Start applied the schema; the CLI says so without the password.
+    for (args, expected) in [
+        (
+            &["db", "status"][..],
+            "piecedir: schema version 1 of 1 (up to date)",
+        ),
+        (&["db", "migrate"][..], "piece directory: up to date"),
+    ] {
+        let output = deals.cli(args);
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+        assert!(
+            text.contains("database: postgres://nelumbo@127.0.0.1:"),
+            "{text}"
+        );
+    }
     let client = TestClient::new(&devnet);
     client.funded_wallet(&devnet, 20).await;
     client.deal_cars_at_once(&hub.actor, &[fixture(DIR_CAR)], &deals);

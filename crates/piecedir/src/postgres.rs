@@ -141,12 +141,7 @@ impl Postgres {
     /// Connects to `url` (`postgres://user:password@host:port/database`), applies or checks the
     /// piece directory's migrations, and keeps up to `max_connections` connections.
     pub fn connect(url: &str, options: PostgresOptions) -> anyhow::Result<Self> {
-        let mut config = postgres::Config::from_str(url)
-            .map_err(|e| anyhow::anyhow!("the database url is not valid: {e}"))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        config.application_name("nelumbo-markets");
+        let config = client_config(url)?;
         let this = Self {
             pool: Pool::new(
                 config,
@@ -194,15 +189,21 @@ impl Postgres {
     }
 }
 
-/// One connection, for a command that runs once.
-fn connect_once(url: &str) -> anyhow::Result<Client> {
+/// The client settings for `url`: a 5 s connect timeout unless it sets one, and this
+/// program's name in `pg_stat_activity`.
+fn client_config(url: &str) -> anyhow::Result<postgres::Config> {
     let mut config = postgres::Config::from_str(url)
         .map_err(|e| anyhow::anyhow!("the database url is not valid: {e}"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
     config.application_name("nelumbo-markets");
-    config
+    Ok(config)
+}
+
+/// One connection, for a command that runs once.
+fn connect_once(url: &str) -> anyhow::Result<Client> {
+    client_config(url)?
         .connect(NoTls)
         .with_context(|| format!("connect to the database at {}", Postgres::describe_url(url)))
 }
