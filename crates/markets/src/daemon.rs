@@ -309,9 +309,10 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             hub.clone(),
             hello,
             peer_id,
-            // Only the process that takes deals keeps the miner's peer info on chain: a
-            // retrieval replica's identity is not the one clients dial for deals.
-            if services.iter().any(|s| s == "deals") {
+            // Only a process that takes deals (clients dial the peer ID on chain) or signs
+            // IPNI advertisements (indexers check the signer against it) keeps the miner's
+            // peer info on chain: a retrieval replica's identity is neither.
+            if services.iter().any(|s| s == "deals" || s == "indexing") {
                 public
             } else {
                 Vec::new()

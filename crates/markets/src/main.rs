@@ -50,8 +50,8 @@ enum Command {
         #[arg(long, default_value = DEFAULT_RETRIEVAL_LISTEN)]
         retrieval_listen: SocketAddr,
         /// Leave the miner's peer ID and addresses on chain as they are: for a retrieval
-        /// replica beside the process that takes deals (only a process running `deals` keeps
-        /// them on chain).
+        /// replica beside the process that takes deals (only a process running `deals` or
+        /// `indexing` keeps them on chain).
         #[arg(long)]
         skip_peer_info: bool,
     },

@@ -154,7 +154,20 @@ impl RunningDevnet {
 #[test]
 fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
-    let devnet = RunningDevnet::start(dir.path(), &["--wait-deals-secs", "2"]);
+    // With a retrieval replica on the devnet's own PostgreSQL: the replica serves the deal
+    // below, which the markets process took.
+    let postgres_port = free_port().to_string();
+    let devnet = RunningDevnet::start(
+        dir.path(),
+        &[
+            "--wait-deals-secs",
+            "2",
+            "--replicas",
+            "1",
+            "--postgres-port",
+            &postgres_port,
+        ],
+    );
     let printed = devnet.lines();
     let text = printed.join("\n");
     assert!(text.contains("FULLNODE_API_INFO="), "{text}");
@@ -241,6 +254,46 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
         &[],
     );
     assert!(listed.contains("Active"), "{listed}");
+
+    // The replica the devnet printed serves the deal's file (a raw block in the CAR of the
+    // wrapping directory and the file).
+    let root = dealt
+        .lines()
+        .find_map(|l| l.strip_prefix("data root: "))
+        .expect("the data root")
+        .trim()
+        .to_string();
+    let replica_url = printed
+        .iter()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("http://") && w.contains("/ipfs/PAYLOAD_CID"))
+        })
+        .expect("a replica line")
+        .replace("PAYLOAD_CID", &root);
+    let (status, car) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let response = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("http")
+                .get(&replica_url)
+                .header("Accept", "application/vnd.ipld.car")
+                .send()
+                .await
+                .expect("GET from the replica");
+            (response.status(), response.bytes().await.expect("body"))
+        });
+    assert_eq!(status, 200, "{replica_url}");
+    let mut reader = nelumbo_car::CarReader::new(car.as_ref()).expect("a CAR");
+    let mut found = false;
+    while let Some((_, data)) = reader.next_block().expect("a checked block") {
+        found |= data == b"hello from the devnet walkthrough\n";
+    }
+    assert!(found, "the replica's CAR lacks the file");
 
     // Ctrl-C: both daemons stop cleanly (they remove their api files) and devnet exits 0.
     let status = devnet.interrupt();

@@ -12,6 +12,7 @@
 //! blocks (a commit waits on a disk or a server): async code calls them on the blocking pool.
 
 mod embedded;
+pub mod local;
 pub mod migrations;
 mod postgres;
 

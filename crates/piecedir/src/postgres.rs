@@ -224,8 +224,12 @@ pub fn is_transient(error: &anyhow::Error) -> bool {
                     || *code == SqlState::CANNOT_CONNECT_NOW
                     || code.code().starts_with("08")
             }
-            // No server error: the connection failed or closed.
-            None => e.is_closed() || std::error::Error::source(e).is_some(),
+            // No server error: the connection failed (an I/O error) or closed. (Other errors
+            // without a code, such as a value that does not convert, are not retried.)
+            None => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
         }
     })
 }

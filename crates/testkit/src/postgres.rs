@@ -20,46 +20,6 @@ pub struct PostgresServer {
     child: Option<Child>,
 }
 
-/// The directory of the newest installed PostgreSQL's programs (`NELUMBO_PG_BIN` overrides).
-pub fn postgres_bin_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("NELUMBO_PG_BIN") {
-        return Some(PathBuf::from(dir));
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let version: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-/// The uid and gid of a user, from /etc/passwd.
-fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&name) && fields.len() > 3)
-            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-            .flatten()
-    })
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 impl PostgresServer {
     /// A server tuned for tests: durability off (nothing here survives the test anyway).
     pub fn start() -> Self {
@@ -72,17 +32,13 @@ impl PostgresServer {
 
     /// A server with these `postgres -c` settings (a benchmark passes its own).
     pub fn start_with(settings: &[(&str, &str)]) -> Self {
-        let bin = postgres_bin_dir().expect(
-            "PostgreSQL is not installed: run scripts/setup (it installs Debian's postgresql package)",
-        );
+        let bin = nelumbo_piecedir::local::bin_dir()
+            .unwrap_or_else(|| panic!("{}", nelumbo_piecedir::local::INSTALL_HINT));
         let dir = tempfile::Builder::new()
             .prefix("nelumbo-pg-")
             .tempdir()
             .expect("a temporary directory");
-        let owner = running_as_root().then(|| {
-            user_ids("postgres")
-                .expect("running as root, PostgreSQL needs the `postgres` user its package creates")
-        });
+        let owner = nelumbo_piecedir::local::server_owner().expect("the server's user");
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
         }

@@ -11,6 +11,10 @@
 //! DIR/miner/      nelumbo-miner's repo (config.toml, keys, sectors under storage/)
 //! DIR/markets/    nelumbo-markets' repo (config.toml, libp2p identity, deals, staging/)
 //! DIR/chain.log   DIR/miner.log   DIR/markets.log
+//! With --replicas N, also:
+//! DIR/postgres/   a private PostgreSQL cluster (loopback only) holding the piece directory
+//! DIR/replica-K/  retrieval replica K's repo (`--services=retrieval`, K = 1..N)
+//! DIR/postgres.log  DIR/replica-K.log
 //! ```
 //!
 //! A second run reuses what the first created: the chain continues from its database, the hub
@@ -59,6 +63,15 @@ pub struct DevnetArgs {
     /// set when the miner is created; short, so a devnet deal seals soon).
     #[arg(long, default_value_t = 30)]
     wait_deals_secs: u64,
+    /// Retrieval replicas to run beside the markets process (`--services=retrieval`, each its
+    /// own repo DIR/replica-N), sharing its piece directory on a private PostgreSQL cluster
+    /// under DIR/postgres (needs PostgreSQL's server programs). Replica N serves retrievals on
+    /// the retrieval port + N.
+    #[arg(long, default_value_t = 0)]
+    replicas: u16,
+    /// Where the devnet's PostgreSQL listens, with --replicas (loopback only).
+    #[arg(long, default_value_t = 24432)]
+    postgres_port: u16,
 }
 
 fn default_dir() -> PathBuf {
@@ -98,13 +111,13 @@ fn run_ok(command: &mut Command, what: &str) -> anyhow::Result<Output> {
 
 /// A child process that is stopped (SIGTERM, then SIGKILL after 30 s) when dropped.
 struct Process {
-    name: &'static str,
+    name: String,
     child: Child,
 }
 
 /// A daemon the devnet keeps running: how to start it, and its restarts.
 struct Supervised {
-    name: &'static str,
+    name: String,
     program: PathBuf,
     args: Vec<std::ffi::OsString>,
     repo: PathBuf,
@@ -115,6 +128,8 @@ struct Supervised {
     /// When to start it again, after it exited.
     restart_at: Option<Instant>,
     backoff: Duration,
+    /// The uid and gid to run it as (PostgreSQL, when the devnet runs as root).
+    owner: Option<(u32, u32)>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -124,14 +139,14 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 impl Supervised {
     fn new(
-        name: &'static str,
+        name: &str,
         program: &Path,
         args: Vec<std::ffi::OsString>,
         repo: &Path,
         log: &Path,
     ) -> Self {
         Self {
-            name,
+            name: name.to_string(),
             program: program.to_path_buf(),
             args,
             repo: repo.to_path_buf(),
@@ -141,6 +156,7 @@ impl Supervised {
             restarts: 0,
             restart_at: None,
             backoff: FIRST_BACKOFF,
+            owner: None,
         }
     }
 
@@ -149,7 +165,11 @@ impl Supervised {
         let _ = std::fs::remove_file(self.repo.join("api"));
         let mut command = Command::new(&self.program);
         command.args(&self.args);
-        self.process = Some(Process::start(self.name, &mut command, &self.log)?);
+        if let Some((uid, gid)) = self.owner {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(gid).current_dir(&self.repo);
+        }
+        self.process = Some(Process::start(&self.name, &mut command, &self.log)?);
         self.started_at = Instant::now();
         self.restart_at = None;
         Ok(())
@@ -218,7 +238,7 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 impl Process {
-    fn start(name: &'static str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+    fn start(name: &str, command: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -229,7 +249,10 @@ impl Process {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("start {name} ({:?})", command.get_program()))?;
-        Ok(Self { name, child })
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
@@ -428,6 +451,12 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 ),
         )?;
     }
+    let mut database = None;
+    if args.replicas > 0 {
+        let (cluster, url) = start_postgres(&args, &markets_repo, &stop)?;
+        set_database_url(&markets_repo.join("config.toml"), &url)?;
+        database = Some((cluster, url));
+    }
     let mut markets = Supervised::new(
         "nelumbo-markets",
         &markets_bin,
@@ -447,6 +476,15 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         args.retrieval_listen,
         markets_log.display()
     );
+
+    let mut replicas = Vec::new();
+    if let Some((_, url)) = &database {
+        for n in 1..=args.replicas {
+            let replica =
+                start_replica(&args, n, url, &miner_bin, &miner_repo, &markets_bin, &stop)?;
+            replicas.push(replica);
+        }
+    }
 
     let chain_info = run_ok(
         Command::new(&chain_bin)
@@ -492,6 +530,16 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         markets_repo.display(),
         args.retrieval_listen
     );
+    if !replicas.is_empty() {
+        println!();
+        println!("Retrieval replicas (they share the piece directory in PostgreSQL):");
+        for n in 1..=args.replicas {
+            println!(
+                "  curl -H 'Accept: application/vnd.ipld.car' http://{}/ipfs/PAYLOAD_CID > out.car",
+                offset_port(&args.retrieval_listen, n)?
+            );
+        }
+    }
     println!();
     println!("Or look at the hub:");
     println!("  nelumbo-miner --repo {miner_repo_text} info");
@@ -506,13 +554,25 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         for daemon in [&mut chain, &mut miner, &mut markets] {
             daemon.watch();
         }
+        for daemon in replicas.iter_mut() {
+            daemon.watch();
+        }
+        if let Some((cluster, _)) = &mut database {
+            cluster.watch();
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("stopping");
-    // The public side first, the chain last.
+    // The public side first, the chain last, the database after its clients.
+    for replica in replicas.iter_mut() {
+        replica.stop();
+    }
     markets.stop();
     miner.stop();
     chain.stop();
+    if let Some((cluster, _)) = &mut database {
+        cluster.stop();
+    }
     Ok(())
 }
 
@@ -619,6 +679,205 @@ fn pin_listen_port(config: &Path, address: &str) -> anyhow::Result<()> {
         .collect();
     std::fs::write(config, pinned.join("\n") + "\n")?;
     Ok(())
+}
+
+/// The devnet's PostgreSQL cluster under DIR/postgres (made once with `initdb`: user
+/// `nelumbo`, trust on loopback only), started and supervised; returns it and its URL. Refused
+/// for a devnet whose markets process already keeps an embedded piece directory (its pieces
+/// would not be in the new database).
+fn start_postgres(
+    args: &DevnetArgs,
+    markets_repo: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<(Supervised, String)> {
+    use nelumbo_piecedir::local;
+    let bin = local::bin_dir().context(local::INSTALL_HINT)?;
+    let url = format!(
+        "postgres://nelumbo@127.0.0.1:{}/postgres",
+        args.postgres_port
+    );
+    anyhow::ensure!(
+        !markets_repo.join("piecedir.redb").exists()
+            || std::fs::read_to_string(markets_repo.join("config.toml"))?.contains(&url),
+        "--replicas: this devnet's markets process keeps its piece directory in {} (it ran          without --replicas before), so its deals would not be found by replicas: start a new          devnet with --dir",
+        markets_repo.join("piecedir.redb").display()
+    );
+    let dir = args.dir.join("postgres");
+    let data = dir.join("data");
+    let owner = local::server_owner()?;
+    std::fs::create_dir_all(&dir)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+    }
+    if !data.join("PG_VERSION").exists() {
+        println!("creating the PostgreSQL cluster in {}", data.display());
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "nelumbo",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
+            .current_dir(&dir);
+        if let Some((uid, gid)) = owner {
+            use std::os::unix::process::CommandExt;
+            initdb.uid(uid).gid(gid);
+        }
+        run_ok(&mut initdb, "initdb")?;
+    }
+    let log = args.dir.join("postgres.log");
+    let mut cluster = Supervised::new(
+        "postgres",
+        &bin.join("postgres"),
+        vec![
+            "-D".into(),
+            data.into_os_string(),
+            "-p".into(),
+            args.postgres_port.to_string().into(),
+            "-k".into(),
+            dir.clone().into_os_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+        ],
+        &dir,
+        &log,
+    );
+    cluster.owner = owner;
+    cluster.start()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        anyhow::ensure!(
+            !stop.load(std::sync::atomic::Ordering::SeqCst),
+            "interrupted while PostgreSQL was starting"
+        );
+        let ready = Command::new(bin.join("pg_isready"))
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &args.postgres_port.to_string(),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            break;
+        }
+        if let Some(status) = cluster.process()?.exited() {
+            anyhow::bail!("PostgreSQL exited with {status}; see {}", log.display());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "PostgreSQL did not start within a minute; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("PostgreSQL running: {url} (log {})", log.display());
+    Ok((cluster, url))
+}
+
+/// Points a markets repo's `[database] url` at `url`.
+fn set_database_url(config: &Path, url: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    let mut found = false;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("url = ") {
+                found = true;
+                format!("url = \"{url}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let mut edited = edited.join("\n") + "\n";
+    if !found {
+        // A repo made before [database] existed.
+        edited.push_str(&format!("\n[database]\nurl = \"{url}\"\n"));
+    }
+    std::fs::write(config, edited)?;
+    Ok(())
+}
+
+/// Retrieval replica `n`: its repo DIR/replica-N (made once, with `--skip-peer-info` so the
+/// markets process's peer ID stays the one on chain), on the shared directory, started and
+/// supervised. It listens on the markets process's ports + N.
+fn start_replica(
+    args: &DevnetArgs,
+    n: u16,
+    url: &str,
+    miner_bin: &Path,
+    miner_repo: &Path,
+    markets_bin: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Supervised> {
+    let name = format!("replica-{n}");
+    let repo = args.dir.join(&name);
+    let log = args.dir.join(format!("{name}.log"));
+    let retrieval = offset_port(&args.retrieval_listen, n)?;
+    if !repo.join("config.toml").exists() {
+        println!("creating retrieval replica {n} in {}", repo.display());
+        let token = run_ok(
+            Command::new(miner_bin)
+                .arg("--repo")
+                .arg(miner_repo)
+                .args(["auth", "api-info", "--perm", "spoke", "--name"])
+                .arg(format!("devnet-{name}")),
+            "nelumbo-miner auth api-info",
+        )?;
+        let hub_api = String::from_utf8_lossy(&token.stdout)
+            .trim()
+            .trim_start_matches("MINER_API_INFO=")
+            .to_string();
+        run_ok(
+            Command::new(markets_bin)
+                .arg("--repo")
+                .arg(&repo)
+                .args(["init", "--skip-peer-info", "--hub-api", &hub_api])
+                .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+                .args(["--api", "127.0.0.1:0"])
+                .args(["--retrieval-listen", &retrieval]),
+            "nelumbo-markets init (replica)",
+        )?;
+        set_database_url(&repo.join("config.toml"), url)?;
+    }
+    let mut replica = Supervised::new(
+        &format!("nelumbo-markets {name}"),
+        markets_bin,
+        os_args(&["--repo"], &repo, &["run", "--services=retrieval"]),
+        &repo,
+        &log,
+    );
+    replica.start()?;
+    let api = wait_for_api(replica.process()?, &repo, &log, stop)?;
+    // Restarted, it comes back on the same admin port.
+    pin_listen_port(&repo.join("config.toml"), &bound_address(&api)?)?;
+    println!(
+        "retrieval replica {n} running: retrievals at http://{retrieval}, admin API {api} (log {})",
+        log.display()
+    );
+    Ok(replica)
+}
+
+/// `HOST:PORT` with the port raised by `n`.
+fn offset_port(address: &str, n: u16) -> anyhow::Result<String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("{address} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("{address}: bad port"))?;
+    anyhow::ensure!(
+        port != 0,
+        "--replicas needs a fixed --retrieval-listen port (replica N listens on it + N)"
+    );
+    Ok(format!("{host}:{}", port + n))
 }
 
 /// `before REPO after...` as a command's arguments.
