@@ -2,7 +2,8 @@
 //! where its programs are, and the user they must run as. The devnet (`nelumbo devnet
 //! --replicas`) and the tests start private clusters with these.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The directory of the newest installed PostgreSQL's programs (`initdb`, `postgres`,
 /// `pg_isready`); `NELUMBO_PG_BIN` overrides.
@@ -21,6 +22,26 @@ pub fn bin_dir() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, bin)| bin)
+}
+
+/// `initdb`'s arguments after `-D DATA` for a private cluster: superuser `nelumbo`, trust
+/// authentication (the server listens on loopback only), UTF-8, C locale.
+pub const INITDB_ARGS: &[&str] = &[
+    "-U",
+    "nelumbo",
+    "--auth=trust",
+    "--encoding=UTF8",
+    "--locale=C",
+];
+
+/// One of the server's programs in `bin`, run as `owner` when given ([`server_owner`]).
+pub fn command(bin: &Path, program: &str, owner: Option<(u32, u32)>) -> Command {
+    let mut command = Command::new(bin.join(program));
+    if let Some((uid, gid)) = owner {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(gid);
+    }
+    command
 }
 
 /// What to tell an operator whose machine lacks the programs.

@@ -57,14 +57,8 @@ impl PostgresServer {
             .command("initdb")
             .args(["-D"])
             .arg(server.data_dir())
-            .args([
-                "-U",
-                "nelumbo",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(nelumbo_piecedir::local::INITDB_ARGS)
+            .arg("--no-sync")
             .stdout(Stdio::null())
             .status()
             .expect("run initdb");
@@ -78,11 +72,7 @@ impl PostgresServer {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(self.bin.join(program));
-        if let Some((uid, gid)) = self.owner {
-            use std::os::unix::process::CommandExt;
-            command.uid(uid).gid(gid);
-        }
+        let mut command = nelumbo_piecedir::local::command(&self.bin, program, self.owner);
         command.current_dir(self.dir.path());
         command
     }

@@ -711,23 +711,14 @@ fn start_postgres(
     }
     if !data.join("PG_VERSION").exists() {
         println!("creating the PostgreSQL cluster in {}", data.display());
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "nelumbo",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-            ])
-            .current_dir(&dir);
-        if let Some((uid, gid)) = owner {
-            use std::os::unix::process::CommandExt;
-            initdb.uid(uid).gid(gid);
-        }
-        run_ok(&mut initdb, "initdb")?;
+        run_ok(
+            local::command(&bin, "initdb", owner)
+                .arg("-D")
+                .arg(&data)
+                .args(local::INITDB_ARGS)
+                .current_dir(&dir),
+            "initdb",
+        )?;
     }
     let log = args.dir.join("postgres.log");
     let mut cluster = Supervised::new(
