@@ -889,6 +889,15 @@ async fn hostile_clients_and_rotten_bytes_get_nothing_and_the_hub_away_is_a_503(
         let response = s.get(&path, None).await;
         assert_eq!(response.status(), 503, "{path}");
         assert!(response.headers().contains_key("retry-after"), "{path}");
+        // The client will be away for the wait: the connection is not kept for it.
+        assert_eq!(
+            response
+                .headers()
+                .get("connection")
+                .and_then(|v| v.to_str().ok()),
+            Some("close"),
+            "{path}"
+        );
     }
     assert_eq!(s.get("/health/live", None).await.status(), 200);
     // Over bitswap the same: the cached file's block is served at once, the uncached

@@ -495,6 +495,16 @@ async fn access_log(State(r): State<Arc<Retrieval>>, request: Request, next: Nex
         metrics: r.metrics.clone(),
     };
     if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+        let mut parts = parts;
+        if parts.headers.contains_key(header::RETRY_AFTER) {
+            // The client is told to come back later; by then its idle keep-alive connection
+            // may have met the header timeout, and a request written into that closing
+            // connection is reset. Closing it now makes the next attempt open a fresh one (and
+            // gives the connection's slot back while the client waits).
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         // Refusals are short text: keep it for the log line.
         let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
         line.error = Some(String::from_utf8_lossy(&bytes).trim().to_string());

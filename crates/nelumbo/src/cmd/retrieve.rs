@@ -68,12 +68,24 @@ async fn get_patiently(
 ) -> anyhow::Result<reqwest::Response> {
     let client = http()?;
     let deadline = std::time::Instant::now() + patience;
+    let mut waited = false;
     loop {
         let mut request = client.get(url);
         if let Some(accept) = accept {
             request = request.header(reqwest::header::ACCEPT, accept);
         }
-        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            // After a wait, a kept-alive connection may have been closed by the server as the
+            // request went out: the failed connection has left the pool, so one more try
+            // opens a fresh one. A GET is safe to send again.
+            Err(e) if waited && !e.is_timeout() => {
+                waited = false;
+                eprintln!("the connection was closed while idle ({e}); asking again");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+        };
         let status = response.status();
         let retry_after = response
             .headers()
@@ -94,6 +106,7 @@ async fn get_patiently(
                     wait.as_secs()
                 );
                 tokio::time::sleep(wait).await;
+                waited = true;
                 continue;
             }
         }
