@@ -246,6 +246,99 @@ async fn strangers_cannot_fill_staging_and_slow_senders_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_end_what_a_stranger_starts_and_leaves() {
+    // A transfer must finish within 4 s, even above the minimum rate (16 bytes/s here); an
+    // offline deal must get its data within 3 s; a deal lasts at most 2,000 epochs.
+    let w = world_with(|m| {
+        m.edit_config(
+            "transfer_deadline_secs = 86400",
+            "transfer_deadline_secs = 4",
+        );
+        m.edit_config(
+            "offline_import_timeout_secs = 259200",
+            "offline_import_timeout_secs = 3",
+        );
+        m.edit_config(
+            "min_transfer_bytes_per_sec = 16384",
+            "min_transfer_bytes_per_sec = 16",
+        );
+        m.edit_config(
+            "transfer_rate_window_secs = 60",
+            "transfer_rate_window_secs = 2",
+        );
+        m.edit_config(
+            "max_duration_epochs = 1278000",
+            "max_duration_epochs = 2000",
+        );
+    })
+    .await;
+    let size = w.car.len() as u64;
+
+    // Too long a deal is refused, naming the limit.
+    let (mut proposal, transfer) = w.good_deal().await;
+    proposal.end_epoch = proposal.start_epoch + 2001;
+    w.expect_rejected(
+        proposal,
+        transfer,
+        &["duration out of bounds", "2000", "2001"],
+    )
+    .await;
+
+    // 64 bytes a second is above the minimum rate but cannot deliver the CAR within 4 s: the
+    // transfer is cut at the deadline, not when the sender finally finishes.
+    assert!(size > 64 * 8, "{size}");
+    let slow_dir = w.devnet.dir.path().join("slow");
+    std::fs::create_dir_all(&slow_dir).expect("dir");
+    std::fs::write(slow_dir.join("data.car"), &w.car).expect("write");
+    let slow = DataServer::start(slow_dir, Duration::from_millis(1000)).await;
+    let (proposal, _) = w.good_deal().await;
+    let started = Instant::now();
+    let (uuid, response) = w
+        .propose(
+            proposal,
+            http_transfer(format!("{}/data.car", slow.base), size),
+        )
+        .await;
+    assert!(response.accepted, "{}", response.message);
+    let failed = w
+        .markets
+        .wait_deal(
+            &uuid.to_string(),
+            DealState::Failed,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        failed.error.contains("did not finish within 4 s"),
+        "{}",
+        failed.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the transfer ran {:?}, past its deadline",
+        started.elapsed()
+    );
+
+    // An offline deal whose data never comes holds nothing for long.
+    let (proposal, _) = w.good_deal().await;
+    let (uuid, response) = w.propose_offline(proposal).await;
+    assert!(response.accepted, "{}", response.message);
+    let failed = w
+        .markets
+        .wait_deal(
+            &uuid.to_string(),
+            DealState::Failed,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        failed.error.contains("no data was imported within 3 s"),
+        "{}",
+        failed.error
+    );
+}
+
 /// Keeps a libp2p connection to the provider open (and idle) until `stop`.
 async fn idle_connection(
     peer: libp2p::PeerId,

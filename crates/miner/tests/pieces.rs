@@ -1,7 +1,8 @@
 //! Piece upload as a spoke does it: `PUT /pieces/{pieceCid}?size=` with a spoke token. The hub
 //! recomputes the piece commitment while receiving; data that does not match its piece CID is
 //! refused with both commitments named and nothing is kept. A good piece is kept once. What
-//! no deal claims is bounded in bytes and deleted after its time.
+//! no deal claims is bounded in bytes and deleted after its time. What a crash leaves half
+//! written is removed at the next start.
 
 use nelumbo_testkit::hub::{TestHub, insecure_hub};
 
@@ -41,7 +42,8 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
     )
     .expect("pad");
     let padded_cid = nelumbo_commp::piece_cid_v1(&padded).to_string();
-    let url = |cid: &str, size: u64| format!("{}/pieces/{cid}?size={size}", hub.url);
+    let base = hub.url.clone();
+    let url = move |cid: &str, size: u64| format!("{base}/pieces/{cid}?size={size}");
 
     // No token, a read token.
     let response = http
@@ -149,6 +151,27 @@ async fn uploaded_pieces_are_verified_and_bad_ones_leave_nothing() {
         .expect("put");
     assert_eq!(again.status(), 200);
     assert_eq!(pieces_dir(&hub), vec![padded_cid.clone()]);
+
+    // A crash in the middle of an upload or an unseal leaves temporary files: the next start
+    // removes them (the piece itself is kept until its time, below).
+    hub.stop(true);
+    let dir = hub.repo.join("storage/pieces");
+    std::fs::write(dir.join(".upload-0123456789abcdef"), b"half an upload").expect("write");
+    std::fs::write(
+        dir.join(format!("{padded_cid}.unsealing-42")),
+        b"half an unseal",
+    )
+    .expect("write");
+    hub.run(&[]).await;
+    let left = pieces_dir(&hub);
+    assert!(
+        left.iter()
+            .all(|n| !n.starts_with(".upload-") && !n.contains(".unsealing-")),
+        "{left:?}"
+    );
+    let http = reqwest::Client::new();
+    let base = hub.url.clone();
+    let url = move |cid: &str, size: u64| format!("{base}/pieces/{cid}?size={size}");
 
     // A second unclaimed piece fits the bound; a third does not (507, nothing kept).
     let put = |seed: u8| {

@@ -360,25 +360,19 @@ impl Deals {
         loop {
             let running_for = crate::now_secs().saturating_sub(started);
             if running_for >= config.transfer_deadline_secs {
-                self.forget_progress(&record.uuid);
-                self.0.metrics.transfer_failures.inc();
-                self.fail(
-                    record,
-                    format!(
-                        "the transfer did not finish within {} s ([deals] transfer_deadline_secs); {} of {} bytes arrived",
-                        config.transfer_deadline_secs, record.bytes_received, record.transfer_size
-                    ),
-                )
-                .await?;
+                self.fail_transfer_deadline(record).await?;
                 return Ok(Step::Park);
             }
+            // The deadline also cuts an attempt short: a sender just above the minimum rate
+            // would otherwise hold a slot for as long as the deal's size allows.
+            let remaining = Duration::from_secs(config.transfer_deadline_secs - running_for);
             record.transfer_attempts += 1;
             let uuid = record.uuid.clone();
             let metrics = self.0.metrics.clone();
             let mut last = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let total = record.transfer_size;
             let mut logged = (std::time::Instant::now(), last);
-            let result =
+            let attempt =
                 transfer::pull_once(&self.0.http, &source, &path, total, &limits, |have| {
                     metrics.bytes_received.inc_by(have.saturating_sub(last));
                     last = have;
@@ -399,9 +393,13 @@ impl Deals {
                         );
                         logged = (std::time::Instant::now(), have);
                     }
-                })
-                .await;
+                });
+            let result = tokio::time::timeout(remaining, attempt).await;
             record.bytes_received = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let Ok(result) = result else {
+                self.fail_transfer_deadline(record).await?;
+                return Ok(Step::Park);
+            };
             match result {
                 Ok(()) => {
                     self.forget_progress(&record.uuid);
@@ -451,6 +449,19 @@ impl Deals {
                 }
             }
         }
+    }
+
+    async fn fail_transfer_deadline(&self, record: &mut DealRecord) -> anyhow::Result<()> {
+        self.forget_progress(&record.uuid);
+        self.0.metrics.transfer_failures.inc();
+        self.fail(
+            record,
+            format!(
+                "the transfer did not finish within {} s ([deals] transfer_deadline_secs); {} of {} bytes arrived",
+                self.0.config.transfer_deadline_secs, record.bytes_received, record.transfer_size
+            ),
+        )
+        .await
     }
 
     fn forget_progress(&self, uuid: &str) {

@@ -124,7 +124,19 @@ impl World {
         proposal: DealProposal,
         transfer: Transfer,
     ) -> (uuid::Uuid, DealResponse) {
-        self.propose_full(signer, proposal, transfer, self.root)
+        self.propose_full(signer, proposal, transfer, self.root, false)
+            .await
+    }
+
+    /// An offline deal: the client hands the data over later (`deals import-data`).
+    pub async fn propose_offline(&self, proposal: DealProposal) -> (uuid::Uuid, DealResponse) {
+        let transfer = Transfer {
+            size: 0,
+            kind: String::new(),
+            params: Vec::new(),
+            client_id: String::new(),
+        };
+        self.propose_full(&self.client, proposal, transfer, self.root, true)
             .await
     }
 
@@ -135,7 +147,7 @@ impl World {
         transfer: Transfer,
         root: cid::Cid,
     ) -> (uuid::Uuid, DealResponse) {
-        self.propose_full(&self.client, proposal, transfer, root)
+        self.propose_full(&self.client, proposal, transfer, root, false)
             .await
     }
 
@@ -145,13 +157,14 @@ impl World {
         proposal: DealProposal,
         transfer: Transfer,
         root: cid::Cid,
+        is_offline: bool,
     ) -> (uuid::Uuid, DealResponse) {
         let client_signature = signer.sign(&cbor(&proposal)).expect("sign");
         let uuid = uuid::Uuid::new_v4();
         let params = DealParams {
             deal_uuid: *uuid.as_bytes(),
             transfer,
-            is_offline: false,
+            is_offline,
             deal_data_root: root,
             skip_ipni_announce: false,
             client_deal_proposal: ClientDealProposal {
