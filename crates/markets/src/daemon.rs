@@ -285,6 +285,13 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         services = %services.join(","),
         "nelumbo-markets is running"
     );
+    if let Some(state) = crate::deals::panic_failpoint() {
+        tracing::warn!(
+            %state,
+            "{} is set: deal steps in this state panic (testing only)",
+            crate::deals::PANIC_FAILPOINT
+        );
+    }
 
     shutdown_on_signals(cancel.clone());
     let cancel_retrieval = cancel.clone();

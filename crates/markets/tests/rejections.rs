@@ -204,9 +204,11 @@ async fn the_markets_repo_holds_no_wallet_key() {
     )
     .expect("json");
     let mut forms: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut accounts = Vec::new();
     for role in ["Owner", "Worker", "Control"] {
         let address =
             nelumbo_chain_api::json::parse_address(miner[role].as_str().expect(role)).expect(role);
+        accounts.push(address);
         let key = keystore.get(&address).expect("the hub's key");
         use base64::Engine;
         let raw = key.private_key.clone();
@@ -247,6 +249,39 @@ async fn the_markets_repo_holds_no_wallet_key() {
             !text.contains(&hex::encode("PrivateKey")),
             "{name} holds a hex-encoded wallet key"
         );
+        // Nor a key in any other common form: PEM or OpenSSH, or a second libp2p key; and a
+        // file that is nothing but a 32-byte secret (raw, hex or base64; the API's token
+        // secret is one) is no signing key of the miner's accounts, as secp256k1 or as BLS.
+        assert!(!text.contains("PRIVATE KEY"), "{name} holds a PEM key");
+        let trimmed = text.trim();
+        use base64::Engine;
+        let secrets = [
+            Some(bytes.clone()),
+            hex::decode(trimmed).ok(),
+            base64::engine::general_purpose::STANDARD
+                .decode(trimmed)
+                .ok(),
+        ];
+        for secret in secrets.into_iter().flatten().filter(|s| s.len() == 32) {
+            for kind in [KeyKind::Secp256k1, KeyKind::Bls] {
+                let as_key = KeyInfo {
+                    kind,
+                    private_key: secret.clone(),
+                };
+                if let Ok(address) = as_key.address() {
+                    assert!(
+                        !accounts.contains(&address),
+                        "{name} is the {kind} key of the miner's account {address}"
+                    );
+                }
+            }
+        }
+        if !name.ends_with("identity.key") {
+            assert!(
+                libp2p::identity::Keypair::from_protobuf_encoding(&bytes).is_err(),
+                "{name} holds a libp2p key"
+            );
+        }
     }
     // The one private key it has is its libp2p identity (ed25519), which moves no funds: no
     // chain account is an ed25519 key.
@@ -314,4 +349,48 @@ async fn a_bls_client_is_accepted_and_the_operators_filter_and_duplicates_refuse
         input["ClientDealProposal"]["Proposal"]["Client"],
         w.client_addr.to_string()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_in_a_deal_step_fails_that_deal_only_and_retry_recovers_it() {
+    let mut w = world().await;
+    // A failpoint makes verification panic, as a bug would.
+    w.markets.stop(false);
+    w.markets
+        .run_with_env(
+            "deals,retrieval",
+            &[("NELUMBO_DEAL_STEP_PANIC", "Verifying")],
+        )
+        .await;
+    let (proposal, transfer) = w.good_deal().await;
+    let (uuid, response) = w.propose(proposal, transfer).await;
+    assert!(response.accepted, "{}", response.message);
+    let uuid = uuid.to_string();
+    let failed = w
+        .markets
+        .wait_deal(&uuid, DealState::Failed, Duration::from_secs(30))
+        .await;
+    assert!(
+        failed.error.contains("internal error (a bug)")
+            && failed.error.contains("NELUMBO_DEAL_STEP_PANIC"),
+        "{}",
+        failed.error
+    );
+    // The process is still up and answering.
+    let deals = w
+        .markets
+        .client
+        .call::<nelumbo_markets_api::admin::DealsList>(())
+        .await
+        .expect("markets still answers");
+    assert_eq!(deals.len(), 1);
+
+    // Fixed (the failpoint gone): the operator retries and the deal goes on.
+    w.markets.stop(false);
+    w.markets.run().await;
+    let output = w.markets.cli(&["deals", "retry", &uuid]);
+    assert!(output.status.success(), "{}", text(&output));
+    w.markets
+        .wait_deal(&uuid, DealState::Sealing, Duration::from_secs(60))
+        .await;
 }

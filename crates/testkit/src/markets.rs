@@ -107,11 +107,18 @@ impl TestMarkets {
 
     /// Starts `nelumbo-markets run --services=SERVICES` and waits for its admin API.
     pub async fn run_services(&mut self, services: &str) {
+        self.run_with_env(services, &[]).await;
+    }
+
+    /// [`Self::run_services`] with more environment variables (failpoints).
+    pub async fn run_with_env(&mut self, services: &str, env: &[(&str, &str)]) {
+        let mut vars = vec![("RUST_LOG", "info")];
+        vars.extend_from_slice(env);
         let (child, client) = crate::start_daemon::<Info>(
             &markets_binary(),
             &self.repo,
             &["run", &format!("--services={services}")],
-            &[("RUST_LOG", "info")],
+            &vars,
             &self.log,
         )
         .await;

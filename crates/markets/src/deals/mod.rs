@@ -312,6 +312,9 @@ impl Deals {
         record: &mut DealRecord,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Step> {
+        if panic_failpoint() == Some(record.state.name()) {
+            panic!("{PANIC_FAILPOINT} is set for {}", record.state);
+        }
         match record.state {
             DealState::Accepted if record.is_offline => Ok(Step::Park),
             DealState::Accepted => {
@@ -827,4 +830,20 @@ pub fn piece_commitment(path: &Path, piece_size: u64) -> anyhow::Result<Cid> {
             )
         })?;
     Ok(nelumbo_commp::piece_cid_v1(&padded))
+}
+
+/// A failpoint for the tests of a bug in a deal step: `NELUMBO_DEAL_STEP_PANIC=Verifying` makes
+/// every step of a deal in that state panic (the daemon warns at start when it is set).
+pub const PANIC_FAILPOINT: &str = "NELUMBO_DEAL_STEP_PANIC";
+
+/// The deal state [`PANIC_FAILPOINT`] names, read once.
+pub fn panic_failpoint() -> Option<&'static str> {
+    static STATE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            std::env::var(PANIC_FAILPOINT)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .as_deref()
 }
