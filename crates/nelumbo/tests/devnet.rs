@@ -190,57 +190,10 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     assert!(dir.path().join("chain.log").exists() && dir.path().join("miner.log").exists());
 
     // The printed deal walkthrough, as a user follows it.
-    let export = printed
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("export FULLNODE_API_INFO="))
-        .expect("an export line")
-        .to_string();
-    let deal_line = printed
-        .iter()
-        .find(|l| l.contains("nelumbo client deal --provider"))
-        .expect("a deal line");
-    let actor = deal_line
-        .split("--provider ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("actor")
-        .to_string();
-    let client_repo = dir.path().join("client");
-    let client_repo = client_repo.to_str().expect("path");
-    let env = [("FULLNODE_API_INFO", export.as_str())];
-    let address = run(
-        "nelumbo",
-        &["client", "--repo", client_repo, "wallet", "new"],
-        &env,
-    );
-    let chain_repo = dir.path().join("chain");
-    run(
-        "nelumbo-chain",
-        &[
-            "--repo",
-            chain_repo.to_str().expect("path"),
-            "faucet",
-            address.trim(),
-            "10",
-        ],
-        &[],
-    );
+    let client = WalkthroughClient::new(dir.path(), &printed);
     let file = dir.path().join("hello.txt");
     std::fs::write(&file, "hello from the devnet walkthrough\n").expect("write");
-    let dealt = run(
-        "nelumbo",
-        &[
-            "client",
-            "--repo",
-            client_repo,
-            "deal",
-            "--provider",
-            &actor,
-            "--wait-active",
-            file.to_str().expect("path"),
-        ],
-        &env,
-    );
+    let dealt = client.deal(&file, &["--wait-active"]);
     assert!(dealt.contains("Complete"), "{dealt}");
     let markets_repo = dir.path().join("markets");
     let listed = run(
@@ -343,6 +296,75 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The walkthrough's client as a user sets it up from what the devnet printed: a wallet in
+/// `DIR/client` funded by the chain's faucet.
+struct WalkthroughClient {
+    repo: String,
+    export: String,
+    actor: String,
+}
+
+impl WalkthroughClient {
+    fn new(dir: &Path, printed: &[String]) -> Self {
+        let export = printed
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("export FULLNODE_API_INFO="))
+            .expect("an export line")
+            .to_string();
+        let deal_line = printed
+            .iter()
+            .find(|l| l.contains("nelumbo client deal --provider"))
+            .expect("a deal line");
+        let actor = deal_line
+            .split("--provider ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("actor")
+            .to_string();
+        let client = Self {
+            repo: dir.join("client").to_str().expect("path").to_string(),
+            export,
+            actor,
+        };
+        let address = run(
+            "nelumbo",
+            &["client", "--repo", &client.repo, "wallet", "new"],
+            &client.env(),
+        );
+        run(
+            "nelumbo-chain",
+            &[
+                "--repo",
+                dir.join("chain").to_str().expect("path"),
+                "faucet",
+                address.trim(),
+                "10",
+            ],
+            &[],
+        );
+        client
+    }
+
+    fn env(&self) -> [(&str, &str); 1] {
+        [("FULLNODE_API_INFO", self.export.as_str())]
+    }
+
+    /// `nelumbo client deal --provider ACTOR EXTRA... FILE`, which must succeed.
+    fn deal(&self, file: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "client",
+            "--repo",
+            &self.repo,
+            "deal",
+            "--provider",
+            &self.actor,
+        ];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().expect("path"));
+        run("nelumbo", &args, &self.env())
+    }
+}
+
 /// Blocks the hub has won, as `nelumbo-miner info` prints them.
 fn blocks_won(repo: &Path) -> u64 {
     let info = miner(repo, &["info"]);
@@ -413,6 +435,27 @@ fn devnet_restarts_a_process_that_dies_and_the_others_keep_running() {
     assert_eq!(pid_of("nelumbo-miner", &miner_repo), Some(hub_pid));
     assert_eq!(pid_of("nelumbo-markets", &markets_repo), Some(markets_pid));
     assert!(said("nelumbo-chain exited (killed by SIGKILL)"));
+
+    // Markets works again through the restarted chain: a new deal is taken, published and
+    // added to a sector.
+    let client = WalkthroughClient::new(dir.path(), &devnet.lines());
+    let file = dir.path().join("after.txt");
+    std::fs::write(&file, "a deal after the chain came back\n").expect("write");
+    let dealt = client.deal(&file, &[]);
+    let markets_repo_text = markets_repo.to_str().expect("path");
+    wait_until(
+        "the new deal to be published and in a sector",
+        Duration::from_secs(120),
+        || {
+            let listed = run(
+                "nelumbo-markets",
+                &["--repo", markets_repo_text, "deals", "list"],
+                &[],
+            );
+            listed.contains("Sealing") || listed.contains("Active")
+        },
+    );
+    assert!(dealt.contains("accepted"), "{dealt}");
 
     let status = devnet.interrupt();
     assert!(status.success(), "devnet exited with {status}");
