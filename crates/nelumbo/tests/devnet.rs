@@ -1,7 +1,8 @@
 //! `nelumbo devnet` as an operator runs it: the chain, the hub and a markets process start as
 //! separate processes under one directory, the printed walkthrough works (a client deal
 //! becomes active), and Ctrl-C (SIGINT) stops them all. And it supervises them: a process that
-//! dies is started again while the others keep running.
+//! dies is started again while the others keep running. A listener audit lists every socket
+//! each process listens on: the chain, the hub and PostgreSQL only on loopback.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -248,6 +249,9 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     }
     assert!(found, "the replica's CAR lacks the file");
 
+    // The listener audit: every socket each process listens on, as the kernel reports it.
+    audit_listeners(dir.path(), &postgres_port);
+
     // Ctrl-C: both daemons stop cleanly (they remove their api files) and devnet exits 0.
     let status = devnet.interrupt();
     assert!(status.success(), "devnet exited with {status}");
@@ -262,6 +266,145 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     );
     let log = std::fs::read_to_string(dir.path().join("miner.log")).expect("miner log");
     assert!(log.contains("nelumbo-miner stopped"), "{log}");
+}
+
+/// Lists every socket each devnet process listens on (TCP listeners and bound UDP sockets)
+/// and checks them against what each process is for: the chain, the hub and PostgreSQL listen
+/// on loopback only, on their one documented port; a markets process has its admin API,
+/// retrieval and libp2p, and nothing else (all on loopback here, as the devnet configures them).
+fn audit_listeners(dir: &Path, postgres_port: &str) {
+    let postgres_dir = dir.join("postgres").to_string_lossy().into_owned();
+    let postgres: Vec<u32> = all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&postgres_dir))
+        })
+        .collect();
+    assert!(!postgres.is_empty(), "PostgreSQL is not running");
+    let daemons = [
+        ("nelumbo-chain", "chain", 1),
+        ("nelumbo-miner", "miner", 1),
+        ("nelumbo-markets", "markets", 3),
+        ("nelumbo-markets", "replica-1", 3),
+    ];
+    let mut table = Vec::new();
+    for (binary, repo, expected) in daemons {
+        let repo = dir.join(repo);
+        let pid =
+            pid_of(binary, &repo).unwrap_or_else(|| panic!("{binary} {} runs", repo.display()));
+        let found = listeners(&[pid]);
+        let api = std::fs::read_to_string(repo.join("api")).expect("the api file");
+        let api_port: u16 = api
+            .split("/tcp/")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {api}"));
+        for (proto, addr) in &found {
+            table.push(format!("{binary} ({}) {proto} {addr}", repo.display()));
+            assert!(
+                addr.ip().is_loopback(),
+                "{binary} listens on {proto} {addr}"
+            );
+            assert_eq!(*proto, "tcp", "{binary} has a UDP socket on {addr}");
+        }
+        assert_eq!(found.len(), expected, "{binary} listens on {found:?}");
+        assert!(
+            found.iter().any(|(_, a)| a.port() == api_port),
+            "{binary}'s API port {api_port} is not among {found:?}"
+        );
+    }
+    let found = listeners(&postgres);
+    for (proto, addr) in &found {
+        table.push(format!("postgres {proto} {addr}"));
+        assert!(
+            addr.ip().is_loopback() && addr.port().to_string() == postgres_port,
+            "PostgreSQL listens on {proto} {addr}"
+        );
+    }
+    assert!(!found.is_empty(), "PostgreSQL listens on no TCP port");
+    eprintln!("listeners:\n  {}", table.join("\n  "));
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
+/// The TCP sockets in LISTEN state and the bound UDP sockets that `pids` hold, from
+/// /proc/PID/fd and /proc/net/{tcp,tcp6,udp,udp6}.
+fn listeners(pids: &[u32]) -> Vec<(&'static str, std::net::SocketAddr)> {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if let Some(inode) = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for (table, proto) in [
+        ("tcp", "tcp"),
+        ("tcp6", "tcp"),
+        ("udp", "udp"),
+        ("udp6", "udp"),
+    ] {
+        let text = std::fs::read_to_string(format!("/proc/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 || (proto == "tcp" && fields[3] != "0A") {
+                continue;
+            }
+            if fields[9]
+                .parse::<u64>()
+                .is_ok_and(|inode| inodes.contains(&inode))
+            {
+                found.push((proto, proc_net_address(fields[1])));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the address as /proc/net
+/// prints it, 32-bit words in the host's byte order.
+fn proc_net_address(text: &str) -> std::net::SocketAddr {
+    let (ip, port) = text.split_once(':').expect("address:port");
+    let port = u16::from_str_radix(port, 16).expect("port");
+    let words: Vec<[u8; 4]> = (0..ip.len() / 8)
+        .map(|i| {
+            u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)
+                .expect("hex")
+                .to_ne_bytes()
+        })
+        .collect();
+    let ip: std::net::IpAddr = match words.as_slice() {
+        [a] => std::net::Ipv4Addr::from(*a).into(),
+        [a, b, c, d] => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(w);
+            }
+            std::net::Ipv6Addr::from(bytes).into()
+        }
+        _ => panic!("an address of {} hex digits", ip.len()),
+    };
+    std::net::SocketAddr::new(ip, port)
 }
 
 /// The PID of the running `binary ... REPO ... run` (the daemon itself, not its workers).
