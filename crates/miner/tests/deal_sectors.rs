@@ -276,10 +276,9 @@ async fn a_deal_piece_is_sealed_activated_and_read_back() {
         took < Duration::from_secs(25),
         "the hub took {took:?} to stop"
     );
-    assert!(
-        workers.iter().all(|pid| !nelumbo_testkit::is_running(*pid)),
-        "an unseal worker outlived the hub"
-    );
+    let gone = nelumbo_testkit::wait_gone(&workers, Duration::from_secs(10))
+        .expect("an unseal worker outlived the hub by 10 s");
+    eprintln!("its worker was gone {gone:?} after the hub");
     assert!(unsealing.await.expect("task").is_err());
     assert!(hub.log().contains("nelumbo-miner stopped"), "{}", hub.log());
     // The next start unseals it.

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod proxy;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// The path of workspace binary `name`, built in the same profile as the running test.
 pub fn binary(name: &str) -> PathBuf {
@@ -145,4 +146,19 @@ pub fn is_running(pid: u32) -> bool {
                 .and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s != "Z"))
         })
         .unwrap_or(false)
+}
+
+/// Waits until none of `pids` runs, for at most `within`: how long that took, or `None` if
+/// one still ran. A child killed as its parent exits (SIGKILL on drop, the parent-death
+/// signal) dies only once the kernel schedules it, which at nice 19 on a busy machine can
+/// take a moment after the parent is gone.
+pub fn wait_gone(pids: &[u32], within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while pids.iter().any(|pid| is_running(*pid)) {
+        if started.elapsed() >= within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(started.elapsed())
 }
