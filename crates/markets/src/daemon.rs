@@ -73,6 +73,9 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     let health = Health::default();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
+    metrics
+        .staging_max_bytes
+        .set(i64::try_from(config.deals.staging_max_bytes).unwrap_or(i64::MAX));
     let hub = Hub::new(
         &repo.hub_connection()?,
         health.clone(),

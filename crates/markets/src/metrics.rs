@@ -15,8 +15,9 @@ pub struct Metrics {
     pub deal_failures: IntCounterVec,
     /// 1 while the hub answers.
     pub hub_connected: IntGauge,
-    /// Bytes of staging held by deals in progress.
+    /// Bytes of staging held by deals in progress, and the high-water mark.
     pub staging_held_bytes: IntGauge,
+    pub staging_max_bytes: IntGauge,
     /// Requests answered "busy" because a limit was reached, by limit.
     pub busy: IntCounterVec,
     /// libp2p connections open now.
@@ -70,6 +71,10 @@ impl Metrics {
             "nelumbo_markets_staging_held_bytes",
             "Bytes of staging held by deals in progress (against [deals] staging_max_bytes)",
         )?;
+        let staging_max_bytes = IntGauge::new(
+            "nelumbo_markets_staging_max_bytes",
+            "[deals] staging_max_bytes: proposals that would hold more are refused as busy",
+        )?;
         let busy = IntCounterVec::new(
             Opts::new(
                 "nelumbo_markets_requests_busy_total",
@@ -80,6 +85,7 @@ impl Metrics {
         let connections =
             IntGauge::new("nelumbo_markets_connections", "libp2p connections open now")?;
         registry.register(Box::new(staging_held_bytes.clone()))?;
+        registry.register(Box::new(staging_max_bytes.clone()))?;
         registry.register(Box::new(busy.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         Ok(Self {
@@ -91,6 +97,7 @@ impl Metrics {
             deal_failures,
             hub_connected,
             staging_held_bytes,
+            staging_max_bytes,
             busy,
             connections,
         })

@@ -156,6 +156,17 @@ async fn strangers_cannot_fill_staging_and_slow_senders_are_cut_off() {
     .await;
     let size = w.car.len() as u64;
     assert!(size * 5 <= 4000 && size * 6 > 4000, "{size}");
+    let metrics = reqwest::get(format!("{}/metrics", w.markets.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        nelumbo_testkit::metrics::value(&metrics, "nelumbo_markets_staging_max_bytes"),
+        Some(4000.0),
+        "the high-water mark alerts compare against"
+    );
 
     // 200 proposals whose data is not what they say (the piece commitment is of other bytes).
     let mut accepted = 0;

@@ -123,15 +123,18 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
     nelumbo_service::write_private(&repo.token(), &secret.create_token(Permission::Admin))?;
-    let reads = Arc::new(PieceReads::new(
-        db.clone(),
-        storage.clone(),
-        workers.clone(),
-        miner.actor.id()?,
-        sector_size,
-        secret.clone(),
-        config.sealing.max_unseal,
-    ));
+    let reads = Arc::new(
+        PieceReads::new(
+            db.clone(),
+            storage.clone(),
+            workers.clone(),
+            miner.actor.id()?,
+            sector_size,
+            secret.clone(),
+            config.sealing.max_unseal,
+        )
+        .with_metrics(&metrics),
+    );
     let pieces = Arc::new(PieceStore::new(
         storage.clone(),
         db.clone(),

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub messages_pending: IntGaugeVec,
     /// Messages replaced at a higher fee because they held back their sender.
     pub messages_replaced: IntCounter,
+    /// Unseal requests running or waiting for a slot, and how many the hub takes at once.
+    pub unseals_queued: IntGauge,
+    pub unseals_queue_limit: IntGauge,
 }
 
 impl Metrics {
@@ -113,11 +116,21 @@ impl Metrics {
                 "nelumbo_miner_messages_replaced_total",
                 "Messages replaced at a higher fee because they held back their sender's queue",
             )?,
+            unseals_queued: IntGauge::new(
+                "nelumbo_miner_unseals_queued",
+                "Unseal requests running or waiting for an unsealing slot",
+            )?,
+            unseals_queue_limit: IntGauge::new(
+                "nelumbo_miner_unseals_queue_limit",
+                "Unseal requests the hub takes at once; more are answered busy",
+            )?,
         };
         registry.register(Box::new(metrics.window_post_latency_seconds.clone()))?;
         registry.register(Box::new(metrics.window_post_latency_epochs.clone()))?;
         registry.register(Box::new(metrics.messages_pending.clone()))?;
         registry.register(Box::new(metrics.messages_replaced.clone()))?;
+        registry.register(Box::new(metrics.unseals_queued.clone()))?;
+        registry.register(Box::new(metrics.unseals_queue_limit.clone()))?;
         registry.register(Box::new(metrics.chain_connected.clone()))?;
         registry.register(Box::new(metrics.sectors.clone()))?;
         registry.register(Box::new(metrics.proof_seconds.clone()))?;

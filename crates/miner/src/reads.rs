@@ -49,6 +49,8 @@ pub struct PieceReads {
     /// more are refused as "busy", so spokes cannot queue unseals without bound.
     queued: std::sync::atomic::AtomicUsize,
     max_queued: usize,
+    /// `queued` as a metric.
+    queued_gauge: prometheus::IntGauge,
 }
 
 /// Unseal requests that may wait per unsealing slot.
@@ -82,6 +84,7 @@ impl PieceReads {
         secret: TokenSecret,
         max_unseal: usize,
     ) -> Self {
+        let max_queued = max_unseal.max(1) * MAX_QUEUED_UNSEALS;
         Self {
             db,
             storage,
@@ -92,8 +95,17 @@ impl PieceReads {
             reads: Arc::new(Semaphore::new(MAX_READS)),
             unseals: Semaphore::new(max_unseal.max(1)),
             queued: std::sync::atomic::AtomicUsize::new(0),
-            max_queued: max_unseal.max(1) * MAX_QUEUED_UNSEALS,
+            max_queued,
+            queued_gauge: prometheus::IntGauge::new("unseals_queued", "not exported")
+                .expect("a valid metric name"),
         }
+    }
+
+    /// Reports the unseal backlog in `metrics` (`nelumbo_miner_unseals_queued`, `..._limit`).
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        metrics.unseals_queue_limit.set(self.max_queued as i64);
+        self.queued_gauge = metrics.unseals_queued.clone();
+        self
     }
 
     pub fn router(self: Arc<Self>) -> axum::Router {
@@ -189,10 +201,11 @@ impl PieceReads {
         if self.source(cid)?.is_some() {
             return Ok(());
         }
-        struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+        struct Queued<'a>(&'a PieceReads);
         impl Drop for Queued<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
+                self.0.queued.fetch_sub(1, Ordering::SeqCst);
+                self.0.queued_gauge.dec();
             }
         }
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
@@ -202,7 +215,8 @@ impl PieceReads {
                 self.max_queued
             )));
         }
-        let _queued = Queued(&self.queued);
+        self.queued_gauge.inc();
+        let _queued = Queued(self);
         Ok(self.unseal_queued(sector, cid).await?)
     }
 

@@ -83,6 +83,9 @@ async fn window_post_lands_while_the_chain_is_hostile_and_the_worker_is_stuck() 
             .await;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
+    // What the unseal-backlog alert compares: none queued, and the limit (`max_unseal` x 4).
+    assert_eq!(metric(&hub, "nelumbo_miner_unseals_queued").await, 0.0);
+    assert!(metric(&hub, "nelumbo_miner_unseals_queue_limit").await >= 4.0);
     while metric(&hub, "nelumbo_miner_window_posts_total").await < 2.0 {
         assert!(
             Instant::now() < deadline,
