@@ -91,3 +91,72 @@ fn the_systemd_units_verify_cleanly_and_are_hardened() {
     let hub = std::fs::read_to_string(units.join("nelumbo-miner.service")).expect("unit");
     assert!(hub.contains("CPUWeight=1000") && hub.contains("ReadWritePaths="));
 }
+
+/// promtool from the PATH, else where scripts/setup unpacks it.
+fn promtool() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("promtool"))
+        .find(|p| p.is_file());
+    on_path.unwrap_or_else(|| {
+        let cached = Path::new(&std::env::var_os("HOME").expect("HOME"))
+            .join(".cache/nelumbo/prometheus/promtool");
+        assert!(
+            cached.is_file(),
+            "no promtool: run scripts/setup (it unpacks one into {})",
+            cached.display()
+        );
+        cached
+    })
+}
+
+fn promtool_says(args: &[&str]) -> (bool, String) {
+    let output = Command::new(promtool())
+        .args(args)
+        .current_dir(repo_root().join("deploy/prometheus"))
+        .output()
+        .expect("run promtool");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_alert_rules_check_and_each_alert_fires_in_its_rule_test() {
+    let (ok, said) = promtool_says(&["check", "config", "prometheus.yml"]);
+    assert!(ok, "{said}");
+    let (ok, said) = promtool_says(&["check", "rules", "alerts.yml"]);
+    assert!(ok, "{said}");
+    let (ok, said) = promtool_says(&["test", "rules", "alerts.test.yml"]);
+    assert!(ok, "{said}");
+
+    // Every alert has a firing case in the rule tests and a runbook in the operator's guide.
+    let rules = std::fs::read_to_string(repo_root().join("deploy/prometheus/alerts.yml"))
+        .expect("alerts.yml");
+    let tests = std::fs::read_to_string(repo_root().join("deploy/prometheus/alerts.test.yml"))
+        .expect("alerts.test.yml");
+    let guide = std::fs::read_to_string(repo_root().join("docs/operations.md")).expect("the guide");
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 13, "{alerts:?}");
+    for alert in alerts {
+        let firing = tests
+            .split("alertname: ")
+            .skip(1)
+            .filter(|case| case.starts_with(&format!("{alert}\n")))
+            .any(|case| case.contains("exp_labels"));
+        assert!(firing, "no rule test shows {alert} firing");
+        assert!(
+            guide.contains(&format!("### {alert}")),
+            "docs/operations.md has no runbook for {alert}"
+        );
+    }
+}
