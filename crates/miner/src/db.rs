@@ -49,6 +49,12 @@ impl Db {
         Ok(Self { db })
     }
 
+    /// Starts a write transaction. Waiting for another writer happens off the async runtime's
+    /// worker (see [`off_runtime`]).
+    fn begin_write(&self) -> anyhow::Result<redb::WriteTransaction> {
+        off_runtime(|| Ok(self.db.begin_write()?))
+    }
+
     /// A named value, if set.
     pub fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
         let txn = self.db.begin_read()?;
@@ -64,16 +70,16 @@ impl Db {
 
     pub fn put_setting<T: serde::Serialize>(&self, key: &str, value: &T) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(value)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(SETTINGS)?.insert(key, bytes.as_slice())?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
     pub fn remove_setting(&self, key: &str) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(SETTINGS)?.remove(key)?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
@@ -127,16 +133,16 @@ impl Db {
 
     pub fn put_message(&self, entry: &OutboxEntry) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(entry)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(MESSAGES)?
             .insert(entry.cid.as_str(), bytes.as_slice())?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
     /// Forgets outbox entries that reached an end before `before` (unix seconds).
     pub fn prune_messages(&self, before: u64) -> anyhow::Result<usize> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let removed = {
             let mut table = txn.open_table(MESSAGES)?;
             let mut old = Vec::new();
@@ -152,7 +158,7 @@ impl Db {
             }
             old.len()
         };
-        txn.commit()?;
+        commit(txn)?;
         Ok(removed)
     }
 
@@ -184,10 +190,10 @@ impl Db {
 
     pub fn put_sector(&self, record: &SectorRecord) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(record)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(SECTORS)?
             .insert(record.number, bytes.as_slice())?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
@@ -197,7 +203,7 @@ impl Db {
         &self,
         make: impl FnOnce(u64) -> SectorRecord,
     ) -> anyhow::Result<SectorRecord> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let record = {
             let mut meta = txn.open_table(META)?;
             let number = meta.get(NEXT_SECTOR)?.map(|v| v.value()).unwrap_or(1);
@@ -207,7 +213,7 @@ impl Db {
             txn.open_table(SECTORS)?.insert(number, bytes.as_slice())?;
             record
         };
-        txn.commit()?;
+        commit(txn)?;
         Ok(record)
     }
 
@@ -238,18 +244,18 @@ impl Db {
     }
 
     pub fn remove_piece(&self, cid: &str) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(PIECES)?.remove(cid)?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
     pub fn put_piece(&self, piece: &StoredPiece) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(piece)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(PIECES)?
             .insert(piece.piece_cid.as_str(), bytes.as_slice())?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
@@ -283,22 +289,22 @@ impl Db {
     pub fn put_deal(&self, record: &DealRecord) -> anyhow::Result<()> {
         let key = record.proposal_cid.to_string();
         let bytes = serde_json::to_vec(record)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(DEALS)?
             .insert(key.as_str(), bytes.as_slice())?;
-        txn.commit()?;
+        commit(txn)?;
         Ok(())
     }
 
     pub fn add_block_won(&self) -> anyhow::Result<u64> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let won = {
             let mut meta = txn.open_table(META)?;
             let won = meta.get(BLOCKS_WON)?.map(|v| v.value()).unwrap_or(0) + 1;
             meta.insert(BLOCKS_WON, won)?;
             won
         };
-        txn.commit()?;
+        commit(txn)?;
         Ok(won)
     }
 
@@ -306,5 +312,25 @@ impl Db {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(BLOCKS_WON)?.map(|v| v.value()).unwrap_or(0))
+    }
+}
+
+/// Commits `txn`; the wait for the disk happens off the async runtime's worker.
+fn commit(txn: redb::WriteTransaction) -> anyhow::Result<()> {
+    off_runtime(|| Ok(txn.commit()?))
+}
+
+/// Runs `f`, which may wait on the disk or on another writer, without holding up the async
+/// runtime: on a worker of the multi-threaded runtime, the worker's other tasks (WindowPoSt's
+/// among them) move to another thread while `f` runs (`block_in_place`). Anywhere else (a
+/// blocking thread, no runtime, a current-thread runtime in a test) `f` just runs. Every hub
+/// write is one small record, so this costs little and keeps a slow fsync on a disk busy with
+/// sealing from stalling the runtime.
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
