@@ -228,33 +228,9 @@ async fn strangers_cannot_fill_staging_and_slow_senders_are_cut_off() {
     }
 
     // A slow sender: 64 bytes every second, under the 300 bytes/s minimum.
-    let slow_dir = w.devnet.dir.path().join("slow");
-    std::fs::create_dir_all(&slow_dir).expect("dir");
-    std::fs::write(slow_dir.join("data.car"), &w.car).expect("write");
-    let slow = DataServer::start(slow_dir, Duration::from_millis(1000)).await;
-    let (proposal, _) = w.good_deal().await;
-    let started = Instant::now();
-    let (uuid, response) = w
-        .propose(
-            proposal,
-            http_transfer(format!("{}/data.car", slow.base), size),
-        )
-        .await;
-    assert!(response.accepted, "{}", response.message);
-    let failed = w
-        .markets
-        .wait_deal(
-            &uuid.to_string(),
-            DealState::Failed,
-            Duration::from_secs(30),
-        )
-        .await;
-    assert!(
-        failed.error.contains("slower than the minimum rate"),
-        "{}",
-        failed.error
-    );
-    assert!(started.elapsed() < Duration::from_secs(20));
+    let (error, took) = fails_with_a_slow_sender(&w).await;
+    assert!(error.contains("slower than the minimum rate"), "{error}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,36 +275,11 @@ async fn deadlines_end_what_a_stranger_starts_and_leaves() {
     // 64 bytes a second is above the minimum rate but cannot deliver the CAR within 4 s: the
     // transfer is cut at the deadline, not when the sender finally finishes.
     assert!(size > 64 * 8, "{size}");
-    let slow_dir = w.devnet.dir.path().join("slow");
-    std::fs::create_dir_all(&slow_dir).expect("dir");
-    std::fs::write(slow_dir.join("data.car"), &w.car).expect("write");
-    let slow = DataServer::start(slow_dir, Duration::from_millis(1000)).await;
-    let (proposal, _) = w.good_deal().await;
-    let started = Instant::now();
-    let (uuid, response) = w
-        .propose(
-            proposal,
-            http_transfer(format!("{}/data.car", slow.base), size),
-        )
-        .await;
-    assert!(response.accepted, "{}", response.message);
-    let failed = w
-        .markets
-        .wait_deal(
-            &uuid.to_string(),
-            DealState::Failed,
-            Duration::from_secs(30),
-        )
-        .await;
+    let (error, took) = fails_with_a_slow_sender(&w).await;
+    assert!(error.contains("did not finish within 4 s"), "{error}");
     assert!(
-        failed.error.contains("did not finish within 4 s"),
-        "{}",
-        failed.error
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "the transfer ran {:?}, past its deadline",
-        started.elapsed()
+        took < Duration::from_secs(8),
+        "the transfer ran {took:?}, past its deadline"
     );
 
     // An offline deal whose data never comes holds nothing for long.
@@ -348,6 +299,29 @@ async fn deadlines_end_what_a_stranger_starts_and_leaves() {
         "{}",
         failed.error
     );
+}
+
+/// Proposes a deal whose data comes from a sender of 64 bytes a second and waits for the
+/// deal to fail: its error, and how long after the proposal it failed.
+async fn fails_with_a_slow_sender(w: &World) -> (String, Duration) {
+    let slow_dir = w.devnet.dir.path().join("slow");
+    std::fs::create_dir_all(&slow_dir).expect("dir");
+    std::fs::write(slow_dir.join("data.car"), &w.car).expect("write");
+    let slow = DataServer::start(slow_dir, Duration::from_millis(1000)).await;
+    let (proposal, _) = w.good_deal().await;
+    let started = Instant::now();
+    let transfer = http_transfer(format!("{}/data.car", slow.base), w.car.len() as u64);
+    let (uuid, response) = w.propose(proposal, transfer).await;
+    assert!(response.accepted, "{}", response.message);
+    let failed = w
+        .markets
+        .wait_deal(
+            &uuid.to_string(),
+            DealState::Failed,
+            Duration::from_secs(30),
+        )
+        .await;
+    (failed.error, started.elapsed())
 }
 
 /// Keeps a libp2p connection to the provider open (and idle) until `stop`.

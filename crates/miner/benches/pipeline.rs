@@ -88,12 +88,7 @@ fn main() {
         hub.wait_state(1, SectorState::Proving, Duration::from_secs(900))
             .await;
         let wall = started.elapsed();
-        let metrics = reqwest::get(format!("{}/metrics", hub.url))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let metrics = hub.metrics().await;
         let proof_seconds: f64 = metrics
             .lines()
             .filter(|l| l.starts_with("nelumbo_miner_proof_seconds_sum"))

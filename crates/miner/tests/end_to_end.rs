@@ -113,12 +113,7 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
         shown.contains("yes"),
         "no deadline shows as proven:\n{shown}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", hub.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = hub.metrics().await;
     for line in [
         "nelumbo_miner_sectors{state=\"Proving\"} 1",
         "nelumbo_miner_proof_seconds_count{kind=\"commit_2\"} 1",
@@ -187,12 +182,7 @@ async fn a_pledged_sector_is_sealed_proven_and_mines_blocks_with_real_proofs() {
     );
     // A 40 s proving period: 85 s spans two of sector 1's deadlines.
     assert!(proven >= 2, "{proven} WindowPoSts in 85 s:\n{}", hub.log());
-    let metrics = reqwest::get(format!("{}/metrics", hub.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("nelumbo_miner_window_posts_missed_total 0"),
         "{metrics}"
@@ -214,12 +204,7 @@ async fn wait_for_worker(hub: &TestHub, job: &str) -> Vec<u32> {
 
 /// WinningPoSts the hub has computed (`nelumbo_miner_proof_seconds{kind="winning_post"}`).
 async fn winning_posts(hub: &TestHub) -> f64 {
-    let page = reqwest::get(format!("{}/metrics", hub.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let page = hub.metrics().await;
     nelumbo_testkit::metrics::value(
         &page,
         "nelumbo_miner_proof_seconds_count{kind=\"winning_post\"}",

@@ -18,12 +18,7 @@ use nelumbo_testkit::proxy::{ChainProxy, Hostility};
 
 /// A Prometheus counter or gauge of the hub, summed over its labels.
 async fn metric(hub: &TestHub, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", hub.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = hub.metrics().await;
     nelumbo_testkit::metrics::sum(&text, name)
 }
 

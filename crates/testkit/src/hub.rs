@@ -303,6 +303,16 @@ impl TestHub {
             .to_string()
     }
 
+    /// The hub's `/metrics` page now.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("the hub's /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
