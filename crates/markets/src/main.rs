@@ -454,6 +454,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 DbCommand::Status => {
                     let status = tokio::task::spawn_blocking(move || Postgres::schema_status(&url))
                         .await??;
+                    if !status.unknown.is_empty() {
+                        println!(
+                            "{}: schema version {}, newer than this build knows (up to {}): migration(s) {:?} came from a newer nelumbo-markets; run that version",
+                            status.component, status.applied, status.latest, status.unknown
+                        );
+                        return Ok(());
+                    }
                     println!(
                         "{}: schema version {} of {}{}",
                         status.component,

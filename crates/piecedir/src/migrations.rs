@@ -26,6 +26,8 @@ pub struct Status {
     pub latest: i32,
     /// Versions this build knows that are not applied, with their descriptions.
     pub pending: Vec<(i32, String)>,
+    /// Versions applied that this build does not know: a newer build migrated the database.
+    pub unknown: Vec<i32>,
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS nelumbo_schema (
@@ -134,12 +136,25 @@ pub fn status(
             .filter(|m| !present.contains(&m.version))
             .map(|m| (m.version, m.description.to_string()))
             .collect(),
+        unknown: present
+            .iter()
+            .copied()
+            .filter(|v| !migrations.iter().any(|m| m.version == *v))
+            .collect(),
     })
 }
 
-/// Fails, naming the command that fixes it, unless every migration is applied.
+/// Fails, naming what fixes it, unless every migration this build knows is applied and none
+/// it does not know is: a schema changed by a newer build may no longer mean what this build
+/// expects, so an older process refuses it rather than read or write it wrongly.
 pub fn check(client: &mut Client, component: &str, migrations: &[Migration]) -> anyhow::Result<()> {
     let status = status(client, component, migrations)?;
+    anyhow::ensure!(
+        status.unknown.is_empty(),
+        "the database's {component} schema has migration(s) {:?}, newer than this build knows (up to {}): a newer nelumbo-markets migrated it; run that version here too",
+        status.unknown,
+        status.latest
+    );
     anyhow::ensure!(
         status.pending.is_empty(),
         "the database's {component} schema is at version {} but this build needs {}: run `nelumbo-markets db migrate`",

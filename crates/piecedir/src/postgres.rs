@@ -153,9 +153,8 @@ impl Postgres {
         this.with_client("apply the piece directory's migrations", |client| {
             if options.migrate {
                 migrations::migrate(&mut client.client, COMPONENT, MIGRATIONS)?;
-            } else {
-                migrations::check(&mut client.client, COMPONENT, MIGRATIONS)?;
             }
+            migrations::check(&mut client.client, COMPONENT, MIGRATIONS)?;
             Ok(())
         })?;
         Ok(this)

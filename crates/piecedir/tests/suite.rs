@@ -284,6 +284,25 @@ fn postgres_migrations_run_once_however_many_processes_start_together() {
     });
     let dir = Postgres::connect(&url, without).expect("migrated");
     assert_eq!(dir.piece_count().expect("count"), 0);
+    drop(dir);
+
+    // A newer build migrated the database further: this one refuses it, migrating or not,
+    // and says so in `db status`.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    client
+        .execute(
+            "INSERT INTO nelumbo_schema (component, version, description) VALUES ('piecedir', 999, 'from a newer build')",
+            &[],
+        )
+        .expect("insert");
+    let status = Postgres::schema_status(&url).expect("status");
+    assert_eq!(status.unknown, vec![999]);
+    assert!(status.pending.is_empty());
+    let error = Postgres::connect(&url, PostgresOptions::default()).expect_err("newer schema");
+    assert!(
+        format!("{error:#}").contains("newer than this build knows"),
+        "{error:#}"
+    );
 }
 
 #[test]
