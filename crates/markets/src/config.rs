@@ -749,6 +749,11 @@ mod tests {
         config.database.migrate_on_start = false;
         let text = config.render();
         assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+        let missing = nelumbo_testkit::config::keys_missing_from_rendered(&config, &text);
+        assert!(
+            missing.is_empty(),
+            "config.toml does not document {missing:?}"
+        );
         let typo = text.replace("[deals]", "[deals]\nmax_transfer = 3");
         let error = toml::from_str::<Config>(&typo).expect_err("typo accepted");
         assert!(error.to_string().contains("max_transfer"), "{error}");

@@ -453,6 +453,11 @@ mod tests {
         let text = config.render();
         assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
         assert!(text.contains("# Where the hub API"));
+        let missing = nelumbo_testkit::config::keys_missing_from_rendered(&config, &text);
+        assert!(
+            missing.is_empty(),
+            "config.toml does not document {missing:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! for example `cargo build -p nelumbo-chain`.
 
 pub mod chain;
+pub mod config;
 pub mod deals;
 pub mod hub;
 pub mod markets;
