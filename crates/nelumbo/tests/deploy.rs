@@ -160,3 +160,94 @@ fn the_alert_rules_check_and_each_alert_fires_in_its_rule_test() {
         );
     }
 }
+
+/// Every metric name the daemons register: the `"nelumbo_..."` string literals in their
+/// sources.
+fn registered_metrics() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut stack = vec![repo_root().join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if !path.ends_with("tests") && !path.ends_with("benches") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                for piece in text.split("\"nelumbo_").skip(1) {
+                    if let Some(name) = piece.split('"').next()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        names.insert(format!("nelumbo_{name}"));
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The `nelumbo_*` metric names a PromQL expression reads (histogram series reduced to their
+/// metric).
+fn metrics_read_by(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("nelumbo_"))
+        .map(|word| {
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_read_only_metrics_the_daemons_export() {
+    let registered = registered_metrics();
+    assert!(registered.len() > 40, "{registered:?}");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("deploy/grafana/nelumbo.json"))
+            .expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| target["expr"].as_str().expect("an expr").to_string())
+        .collect();
+    assert!(exprs.len() >= 14, "{exprs:?}");
+    let rules = std::fs::read_to_string(repo_root().join("deploy/prometheus/alerts.yml"))
+        .expect("alerts.yml");
+    for expr in exprs.iter().map(String::as_str).chain([rules.as_str()]) {
+        for metric in metrics_read_by(expr) {
+            assert!(
+                registered.contains(&metric),
+                "{metric} (in {expr:.80}) is not a metric any daemon exports"
+            );
+        }
+    }
+
+    // Each dashboard query is valid PromQL: promtool checks them as recording rules, with
+    // Grafana's interval variables given values.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut file = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let expr = expr
+            .replace("$__rate_interval", "5m")
+            .replace("$__range", "6h");
+        file.push_str(&format!(
+            "      - record: dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(&expr).expect("quoted")
+        ));
+    }
+    let path = dir.path().join("dashboard.yml");
+    std::fs::write(&path, file).expect("write");
+    let (ok, said) = promtool_says(&["check", "rules", path.to_str().expect("path")]);
+    assert!(ok, "{said}");
+}
