@@ -232,6 +232,9 @@ rpc_method!(IndexRemove, "Markets.IndexRemove", Admin,
 rpc_method!(IndexRestore, "Markets.IndexRestore", Admin,
     "Undoes IndexRemove: the piece is advertised again while it has a live deal. Returns whether it had been removed.",
     ["pieceCid"] (String) -> bool);
+rpc_method!(WorkersList, "Markets.WorkersList", Read,
+    "This process's background workers (each running deal, the IPNI advertisement chain, one announcer per indexer) with what each is doing: busy, idle, waiting for a transfer slot, or retrying at a time after failures.",
+    [] () -> Vec<nelumbo_types::workers::WorkerStatus>);
 rpc_method!(AskGet, "Markets.AskGet", Read, "The current storage ask.",
     [] () -> AskSettings);
 rpc_method!(AskSet, "Markets.AskSet", Admin, "Sets the storage ask; takes effect for the next deal.",

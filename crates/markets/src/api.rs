@@ -15,6 +15,7 @@ pub struct ApiState {
     pub info: Arc<MarketsInfo>,
     /// When indexing runs in this process.
     pub indexing: Option<crate::indexing::Indexing>,
+    pub workers: nelumbo_service::Workers,
 }
 
 fn indexing(s: &ApiState) -> Result<&crate::indexing::Indexing, RpcError> {
@@ -84,6 +85,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
                 .await
                 .map_err(failed)
         })
+        .register::<WorkersList, _, _>(|s, ()| async move { Ok(s.workers.list()) })
         .register::<IndexStatus, _, _>(|s, ()| async move {
             indexing(&s)?.status().await.map_err(failed)
         })

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiState, module};
 use crate::ask::AskBook;
 use crate::config::Config;
-use crate::deals::Deals;
+use crate::deals::{Deals, DealsSetup};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::p2p::Protocols;
@@ -113,14 +113,18 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     } else {
         None
     };
+    let worker_list = nelumbo_service::Workers::default();
     let deals = Deals::new(
-        store.clone(),
-        hub.clone(),
-        config.deals.clone(),
-        staging,
-        metrics.clone(),
+        DealsSetup {
+            store: store.clone(),
+            hub: hub.clone(),
+            config: config.deals.clone(),
+            staging,
+            metrics: metrics.clone(),
+            piece_cache: piece_cache.clone(),
+            worker_list: worker_list.clone(),
+        },
         cancel.clone(),
-        piece_cache.clone(),
     )?;
     let asks = Arc::new(AskBook::load(
         store.blocking(),
@@ -265,6 +269,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
             asks: asks.clone(),
             info: Arc::new(info),
             indexing: indexing.clone(),
+            workers: worker_list.clone(),
         }),
         ServerConfig {
             secret,
@@ -365,7 +370,9 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         ));
         if let Some(indexing) = &indexing {
             router = router.merge(crate::indexing::publisher::router(indexing.clone()));
-            tasks.push(tokio::spawn(indexing.clone().run(cancel.clone())));
+            tasks.push(tokio::spawn(
+                indexing.clone().run(worker_list.clone(), cancel.clone()),
+            ));
             tracing::info!(
                 indexers = %config.indexing.indexers.join(","),
                 "indexing: advertising live deals to IPNI, published at {url}/ipni/v1/ad/head"

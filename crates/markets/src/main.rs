@@ -81,6 +81,21 @@ enum Command {
     /// The shared database ([database] url): schema migrations.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The running process's background workers and what each is doing.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkersCommand {
+    /// Every worker (each running deal, the advertisement chain, each indexer's announcer):
+    /// busy, idle, waiting for a transfer slot, or retrying, with its errors and when it
+    /// tries again.
+    List {
+        /// Print JSON rather than a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,6 +295,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .call::<DealsImportData>((uuid, file.display().to_string()))
                 .await?;
             println!("deal {} has its data and is {}", d.uuid, d.state);
+            Ok(())
+        }
+        Command::Workers(WorkersCommand::List { json }) => {
+            let workers = client(&repo)?.call::<WorkersList>(()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&workers)?);
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                print!("{}", nelumbo_types::workers::workers_table(&workers, now));
+            }
             Ok(())
         }
         Command::Ask(AskCommand::Get) => {

@@ -57,6 +57,9 @@ rpc_method!(SpokeHeartbeat, "Nelumbo.SpokeHeartbeat", Spoke,
 rpc_method!(SpokesList, "Nelumbo.SpokesList", Read,
     "The spokes heard from since the hub started, with whether each is still sending heartbeats, and which peer ID each spoke token is bound to.",
     [] () -> Vec<SpokeStatus>);
+rpc_method!(WorkersList, "Nelumbo.WorkersList", Read,
+    "The hub's background workers (a sector's sealing, the publish batcher and its batches, unseal jobs, the WindowPoSt scheduler, mining) with what each is doing: busy, idle, waiting for a permit, or retrying at a time after failures.",
+    [] () -> Vec<nelumbo_types::workers::WorkerStatus>);
 rpc_method!(SpokesUnbind, "Nelumbo.SpokesUnbind", Admin,
     "Forgets the peer ID a spoke token is bound to, so the spoke holding it may register another (after its identity was replaced). Returns the peer ID it was bound to.",
     ["tokenName"] (String) -> Option<String>);

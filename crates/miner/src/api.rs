@@ -43,6 +43,7 @@ pub struct ApiState {
     pub ask_floors: Arc<(TokenAmount, TokenAmount)>,
     /// `[spokes] peer_info_min_interval_secs`.
     pub peer_info_min_interval_secs: u64,
+    pub workers: nelumbo_service::Workers,
 }
 
 impl ApiState {
@@ -206,6 +207,7 @@ pub fn module(state: ApiState) -> RpcModule<ApiState> {
             })
         })
         .register::<SpokesList, _, _>(|s, ()| async move { Ok(s.spokes.list()) })
+        .register::<WorkersList, _, _>(|s, ()| async move { Ok(s.workers.list()) })
         .register::<SpokesUnbind, _, _>(|s, (name,)| async move {
             s.spokes.unbind(&name).map_err(internal)
         })

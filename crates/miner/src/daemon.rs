@@ -9,7 +9,7 @@ use nelumbo_chain_api::methods::Version;
 use nelumbo_keys::Keystore;
 use nelumbo_proofs::{ProofMode, Prover};
 use nelumbo_rpc::{ApiInfo, Permission, ServerConfig, TokenSecret, rpc_router};
-use nelumbo_service::{Backoff, Health, ops_router, shutdown_on_signals, stop_step};
+use nelumbo_service::{Backoff, Health, Workers, ops_router, shutdown_on_signals, stop_step};
 use nelumbo_types::SectorSize;
 use prometheus::{IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use crate::api::{ApiState, module};
 use crate::chain::ChainClient;
 use crate::config::Config;
 use crate::db::Db;
-use crate::deals::{DealPolicy, Publisher};
+use crate::deals::{DealPolicy, Publisher, PublisherSetup};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::mining::Mining;
@@ -93,12 +93,14 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     let events = Events::default();
+    let worker_list = Workers::default();
     let sealing = Sealing::start(SealingContext {
         db: db.clone(),
         storage: storage.clone(),
         chain: chain.clone(),
         prover: prover.clone(),
         workers: workers.clone(),
+        worker_list: worker_list.clone(),
         mode: config.proofs.mode,
         actor: miner.actor,
         worker: miner.worker,
@@ -119,6 +121,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         sector_size,
         metrics: metrics.clone(),
         events: events.clone(),
+        worker_list: worker_list.clone(),
     });
 
     let secret = TokenSecret::load_or_create(&repo.token_secret())?;
@@ -133,7 +136,8 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             secret.clone(),
             config.sealing.max_unseal,
         )
-        .with_metrics(&metrics),
+        .with_metrics(&metrics)
+        .with_workers(&worker_list),
     );
     let pieces = Arc::new(PieceStore::new(
         storage.clone(),
@@ -157,17 +161,21 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             events: events.clone(),
             spokes: Spokes::new(db.clone()),
             publisher: Publisher::start(
-                db.clone(),
-                chain.clone(),
-                miner.actor,
-                miner.worker,
-                sector_size.bytes(),
-                policy,
+                PublisherSetup {
+                    db: db.clone(),
+                    chain: chain.clone(),
+                    actor: miner.actor,
+                    worker: miner.worker,
+                    sector_size: sector_size.bytes(),
+                    policy,
+                    worker_list: worker_list.clone(),
+                },
                 cancel.clone(),
             ),
             reads: reads.clone(),
             ask_floors,
             peer_info_min_interval_secs: config.spokes.peer_info_min_interval_secs,
+            workers: worker_list.clone(),
         }),
         ServerConfig {
             secret,
@@ -243,7 +251,8 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             metrics,
             events,
         };
-        tasks.push(tokio::spawn(mining.run(cancel.clone())));
+        let worker = worker_list.start("mining", "block production");
+        tasks.push(tokio::spawn(mining.run(worker, cancel.clone())));
     } else {
         tracing::info!("mining is off ([mining] enabled = false)");
     }

@@ -37,7 +37,7 @@ use nelumbo_chain_api::types::{SignedMessage, TipSetKey, cbor_cid};
 use nelumbo_miner_api::ApiError;
 use nelumbo_miner_api::error::from_chain_error;
 use nelumbo_miner_api::types::PublishedDeal;
-use nelumbo_service::Backoff;
+use nelumbo_service::{Backoff, Workers};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -161,17 +161,33 @@ pub struct Publisher {
     policy: DealPolicy,
 }
 
+/// What the publisher is made of.
+#[derive(Debug)]
+pub struct PublisherSetup {
+    pub db: Arc<Db>,
+    pub chain: ChainClient,
+    /// The miner actor.
+    pub actor: Address,
+    /// The worker address, which signs and pays for `PublishStorageDeals`.
+    pub worker: Address,
+    pub sector_size: u64,
+    pub policy: DealPolicy,
+    /// The batcher and each batch it follows report here (`workers list`).
+    pub worker_list: Workers,
+}
+
 impl Publisher {
     /// Starts the batching task, after following batches a previous run had sent.
-    pub fn start(
-        db: Arc<Db>,
-        chain: ChainClient,
-        actor: Address,
-        worker: Address,
-        sector_size: u64,
-        policy: DealPolicy,
-        cancel: CancellationToken,
-    ) -> Self {
+    pub fn start(setup: PublisherSetup, cancel: CancellationToken) -> Self {
+        let PublisherSetup {
+            db,
+            chain,
+            actor,
+            worker,
+            sector_size,
+            policy,
+            worker_list,
+        } = setup;
         let (queue, requests) = mpsc::channel(256);
         let batcher = Batcher {
             db: db.clone(),
@@ -179,6 +195,7 @@ impl Publisher {
             actor,
             worker,
             policy: policy.clone(),
+            worker_list,
         };
         tokio::spawn(batcher.run(requests, cancel));
         Self {
@@ -450,6 +467,8 @@ struct Batcher {
     actor: Address,
     worker: Address,
     policy: DealPolicy,
+    /// The batcher and each batch it follows report here (`workers list`).
+    worker_list: Workers,
 }
 
 /// A batch's purpose in the outbox: the same deals make the same purpose.
@@ -465,7 +484,11 @@ fn batch_purpose(prefix: &str, cids: &[Cid]) -> String {
 impl Batcher {
     async fn run(self, mut requests: mpsc::Receiver<Request>, cancel: CancellationToken) {
         self.resume(&cancel);
+        let worker = self
+            .worker_list
+            .start("publish", "PublishStorageDeals batcher");
         loop {
+            worker.idle("deals to publish");
             let first = tokio::select! {
                 _ = cancel.cancelled() => return,
                 request = requests.recv() => match request {
@@ -481,6 +504,7 @@ impl Batcher {
                     _ => break,
                 }
             }
+            worker.busy(format!("publishing a batch of {} deals", batch.len()));
             let outcomes = tokio::select! {
                 _ = cancel.cancelled() => return,
                 outcomes = self.publish(&batch, &cancel) => outcomes,
@@ -709,6 +733,12 @@ impl Batcher {
         cancel: &CancellationToken,
     ) -> Option<BatchOutcome> {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let cid = message.cid().map(|c| c.to_string()).unwrap_or_default();
+        let worker = self
+            .worker_list
+            .start("publish", format!("PublishStorageDeals {cid}"));
+        let waiting = format!("the batch of {count} deals to execute");
+        worker.idle(&waiting);
         let landed = loop {
             let attempt = tokio::select! {
                 _ = cancel.cancelled() => return None,
@@ -718,8 +748,10 @@ impl Batcher {
                 Ok(landed) => break landed,
                 Err(e) => {
                     let delay = backoff.next_delay();
+                    let error = format!("{e:#}");
+                    worker.retrying(&error, delay, &waiting);
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "cannot follow a PublishStorageDeals batch yet; it stays sent");
+                        tracing::warn!(%error, retry_in = ?delay, "cannot follow a PublishStorageDeals batch yet; it stays sent");
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => return None,

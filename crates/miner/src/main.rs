@@ -11,7 +11,7 @@ use nelumbo_miner::repo::Repo;
 use nelumbo_miner_api::MINER_API_INFO;
 use nelumbo_miner_api::methods::{
     MinerInfo, ProvingDeadlines, ProvingInfo, SectorsList, SectorsPledge, SectorsStatus,
-    SectorsSummary, SpokesList, SpokesUnbind,
+    SectorsSummary, SpokesList, SpokesUnbind, WorkersList,
 };
 use nelumbo_proofs::ProofMode;
 use nelumbo_rpc::{Permission, RpcClient, TokenSecret};
@@ -74,6 +74,9 @@ enum Command {
     /// The spokes (markets processes) that report to this hub.
     #[command(subcommand)]
     Spokes(SpokesCommand),
+    /// The hub's background workers and what each is doing.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
     /// Internal: runs one proof job read on standard input (the hub starts these).
     #[command(hide = true)]
     ProofWorker {
@@ -83,6 +86,18 @@ enum Command {
         /// What the job is (for `ps`; the job itself comes on standard input).
         #[arg(long)]
         job: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkersCommand {
+    /// Every worker (a sector's sealing, the publish batcher and its batches, unseal jobs, the
+    /// WindowPoSt scheduler, mining): busy, idle, waiting for a permit, or retrying, with
+    /// its errors and when it tries again.
+    List {
+        /// Print JSON rather than a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -405,16 +420,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Workers(WorkersCommand::List { json }) => {
+            let workers = client(&repo)?.call::<WorkersList>(()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&workers)?);
+            } else {
+                print!(
+                    "{}",
+                    nelumbo_types::workers::workers_table(&workers, unix_now())
+                );
+            }
+            Ok(())
+        }
         Command::Spokes(SpokesCommand::List) => {
             let spokes = client(&repo)?.call::<SpokesList>(()).await?;
             if spokes.is_empty() {
                 println!("no spoke has reported since the hub started");
                 return Ok(());
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = unix_now();
             println!(
                 "{:<52}  {:<16}  {:<8}  {:<24}  {:>9}  VERSION / ADDRESSES",
                 "ID", "TOKEN", "STATUS", "SERVICES", "LAST SEEN"
@@ -480,4 +504,11 @@ fn running_api(repo: &Repo) -> anyhow::Result<String> {
 fn client(repo: &Repo) -> anyhow::Result<RpcClient> {
     nelumbo_rpc::local_client(MINER_API_INFO, &repo.dir, "nelumbo-miner")
         .map_err(anyhow::Error::msg)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

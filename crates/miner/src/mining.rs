@@ -22,6 +22,7 @@ use nelumbo_chain_api::types::{
 };
 use nelumbo_miner_api::types::HubEvent;
 use nelumbo_proofs::{PostKind, ProofMode, Prover};
+use nelumbo_service::Worker;
 use nelumbo_types::SectorSize;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +57,8 @@ pub struct Mining {
 
 impl Mining {
     /// Runs until `cancel`.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(self, worker: Worker, cancel: CancellationToken) {
+        worker.idle("the next epoch");
         let mut last_epoch: ChainEpoch = 0;
         let mut last_error = String::new();
         let mut warned_no_rule = false;
@@ -76,10 +78,17 @@ impl Mining {
                 continue;
             }
             last_epoch = epoch;
-            match self.try_epoch(epoch, &mut warned_no_rule).await {
-                Ok(()) => last_error.clear(),
+            worker.busy(format!("epoch {epoch}: election and WinningPoSt"));
+            let result = self.try_epoch(epoch, &mut warned_no_rule).await;
+            worker.idle(format!("the epoch after {epoch}"));
+            match result {
+                Ok(()) => {
+                    worker.succeeded();
+                    last_error.clear();
+                }
                 Err(e) => {
                     let e = format!("{e:#}");
+                    worker.retrying(&e, TICK, format!("the epoch after {epoch}"));
                     if e != last_error {
                         tracing::warn!(epoch, error = %e, "mining");
                         last_error = e;

@@ -28,6 +28,7 @@ use nelumbo_chain_api::methods::{
 use nelumbo_chain_api::types::{DeadlineInfo, Partition, TipSetKey};
 use nelumbo_miner_api::types::HubEvent;
 use nelumbo_proofs::{PostKind, ProofMode, ProvenSector, Prover, ProvingSector};
+use nelumbo_service::{Worker, Workers};
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,8 @@ pub struct ProvingContext {
     pub sector_size: SectorSize,
     pub metrics: Metrics,
     pub events: Events,
+    /// Where the scheduler reports what it is doing (`workers list`).
+    pub worker_list: Workers,
 }
 
 /// Counters since the hub started, for `proving info`.
@@ -105,15 +108,24 @@ impl Proving {
         let mut proven: BTreeSet<ChainEpoch> = BTreeSet::new();
         let mut declared: BTreeSet<ChainEpoch> = BTreeSet::new();
         let mut last_error = String::new();
+        let worker = self
+            .cx
+            .worker_list
+            .start("window-post", "WindowPoSt scheduler");
+        worker.idle("the chain's proving deadline");
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            match self.tick(&mut proven, &mut declared).await {
-                Ok(()) => last_error.clear(),
+            match self.tick(&mut proven, &mut declared, &worker).await {
+                Ok(()) => {
+                    worker.succeeded();
+                    last_error.clear();
+                }
                 Err(e) => {
                     let e = format!("{e:#}");
+                    worker.retrying(&e, TICK, "the WindowPoSt scheduler's next tick");
                     if e != last_error {
                         tracing::warn!(error = %e, "WindowPoSt scheduler");
                         last_error = e;
@@ -127,6 +139,7 @@ impl Proving {
         &self,
         proven: &mut BTreeSet<ChainEpoch>,
         declared: &mut BTreeSet<ChainEpoch>,
+        worker: &Worker,
     ) -> anyhow::Result<()> {
         let cx = &self.cx;
         let current = cx
@@ -138,6 +151,10 @@ impl Proving {
         for ahead in 0..=1 {
             let dl = occurrence(&current, ahead);
             if head >= dl.challenge && head < dl.close && !proven.contains(&dl.open) {
+                worker.busy(format!(
+                    "deadline {}: proving (challenge at epoch {}, closes at epoch {})",
+                    dl.index, dl.challenge, dl.close
+                ));
                 self.prove_deadline(&dl).await?;
                 proven.insert(dl.open);
             }
@@ -145,10 +162,16 @@ impl Proving {
         for ahead in 1..=2 {
             let dl = occurrence(&current, ahead);
             if head + 1 < dl.fault_cutoff && !declared.contains(&dl.open) {
+                worker.busy(format!("deadline {}: declaring recoveries", dl.index));
                 self.declare_recoveries(&dl).await?;
                 declared.insert(dl.open);
             }
         }
+        let next = occurrence(&current, 1);
+        worker.idle(format!(
+            "deadline {} (challenge at epoch {})",
+            next.index, next.challenge
+        ));
         let horizon = head - 2 * current.wpost_proving_period;
         proven.retain(|open| *open > horizon);
         declared.retain(|open| *open > horizon);

@@ -51,6 +51,8 @@ pub struct PieceReads {
     max_queued: usize,
     /// `queued` as a metric.
     queued_gauge: prometheus::IntGauge,
+    /// Each unseal job reports here (`workers list`).
+    worker_list: nelumbo_service::Workers,
 }
 
 /// Unseal requests that may wait per unsealing slot.
@@ -98,7 +100,18 @@ impl PieceReads {
             max_queued,
             queued_gauge: prometheus::IntGauge::new("unseals_queued", "not exported")
                 .expect("a valid metric name"),
+            worker_list: nelumbo_service::Workers::default(),
         }
+    }
+
+    /// Lists each unseal job in `worker_list`.
+    pub fn with_workers(mut self, worker_list: &nelumbo_service::Workers) -> Self {
+        self.worker_list = worker_list.clone();
+        self
+    }
+
+    fn unseals_limit(&self) -> usize {
+        self.max_queued / MAX_QUEUED_UNSEALS
     }
 
     /// Reports the unseal backlog in `metrics` (`nelumbo_miner_unseals_queued`, `..._limit`).
@@ -231,7 +244,19 @@ impl PieceReads {
             "sector {sector} is {}: only proving sectors are unsealed",
             record.state
         );
-        let _permit = self.unseals.acquire().await?;
+        let worker = self
+            .worker_list
+            .start("unseal", format!("sector {sector} piece {cid}"));
+        let _permit = worker
+            .permit(
+                &self.unseals,
+                &format!(
+                    "an unseal slot: all {} in use ([sealing] max_unseal)",
+                    self.unseals_limit()
+                ),
+                "unsealing",
+            )
+            .await?;
         if self.source(cid)?.is_some() {
             return Ok(()); // another job did it while this one waited
         }

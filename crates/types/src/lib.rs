@@ -2,6 +2,7 @@
 
 mod ids;
 mod size;
+pub mod workers;
 
 pub use ids::{ActorId, Randomness, SectorNumber};
 pub use size::{PaddedPieceSize, SectorSize, SizeError, UnpaddedPieceSize};

@@ -32,7 +32,7 @@ use nelumbo_miner_api::methods::{
     ChainHead, MarketPublishDeals, SectorAddPieceToAny, SectorsStatus, StateMarketStorageDeal,
 };
 use nelumbo_miner_api::types::{PieceDealInfo, SectorState};
-use nelumbo_service::Backoff;
+use nelumbo_service::{Backoff, Worker, Workers};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +75,8 @@ pub struct DealsInner {
     /// With retrieval in this process: an active deal's staged data moves into the piece cache
     /// rather than being deleted.
     piece_cache: Option<Arc<crate::retrieval::cache::PieceCache>>,
+    /// Each running deal task reports here (`workers list`).
+    worker_list: Workers,
 }
 
 #[derive(Debug, Clone)]
@@ -88,16 +90,32 @@ enum Step {
     Park,
 }
 
+/// What the deals service is made of.
+#[derive(Debug)]
+pub struct DealsSetup {
+    pub store: AsyncStore,
+    pub hub: Hub,
+    pub config: DealsConfig,
+    /// Where transfers write deal data.
+    pub staging: PathBuf,
+    pub metrics: Metrics,
+    /// With retrieval in this process: where an active deal's staged data goes.
+    pub piece_cache: Option<Arc<crate::retrieval::cache::PieceCache>>,
+    /// Each running deal task reports here (`workers list`).
+    pub worker_list: Workers,
+}
+
 impl Deals {
-    pub fn new(
-        store: AsyncStore,
-        hub: Hub,
-        config: DealsConfig,
-        staging: PathBuf,
-        metrics: Metrics,
-        cancel: CancellationToken,
-        piece_cache: Option<Arc<crate::retrieval::cache::PieceCache>>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(setup: DealsSetup, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let DealsSetup {
+            store,
+            hub,
+            config,
+            staging,
+            metrics,
+            piece_cache,
+            worker_list,
+        } = setup;
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("create the staging directory {}", staging.display()))?;
         let guard = guard::Guard::new(
@@ -122,6 +140,7 @@ impl Deals {
             changes: Arc::new(Notify::new()),
             cancel,
             piece_cache,
+            worker_list,
         })))
     }
 
@@ -187,8 +206,9 @@ impl Deals {
         let deals = self.clone();
         let uuid = uuid.to_string();
         tokio::spawn(async move {
+            let worker = deals.0.worker_list.start("deal", uuid.clone());
             loop {
-                deals.drive(&uuid, &token).await;
+                deals.drive(&uuid, &token, &worker).await;
                 let Ok(mut running) = deals.0.running.lock() else {
                     return;
                 };
@@ -258,9 +278,10 @@ impl Deals {
 
     /// Drives a deal until it parks; a panic in a step (a bug) fails the deal with the
     /// panic's message rather than leaving it stuck.
-    async fn drive(&self, uuid: &str, cancel: &CancellationToken) {
+    async fn drive(&self, uuid: &str, cancel: &CancellationToken, worker: &Worker) {
         use futures::FutureExt;
-        let run = std::panic::AssertUnwindSafe(self.drive_steps(uuid, cancel)).catch_unwind();
+        let run =
+            std::panic::AssertUnwindSafe(self.drive_steps(uuid, cancel, worker)).catch_unwind();
         if let Err(panic) = run.await {
             let what = panic
                 .downcast_ref::<&str>()
@@ -278,7 +299,7 @@ impl Deals {
         }
     }
 
-    async fn drive_steps(&self, uuid: &str, cancel: &CancellationToken) {
+    async fn drive_steps(&self, uuid: &str, cancel: &CancellationToken, worker: &Worker) {
         loop {
             if cancel.is_cancelled() {
                 return;
@@ -291,17 +312,21 @@ impl Deals {
                     return;
                 }
             };
+            worker.busy(record.state.name());
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
-                result = self.step(&mut record, cancel) => result,
+                result = self.step(&mut record, cancel, worker) => result,
             };
             match result {
-                Ok(Step::Next) => continue,
+                Ok(Step::Next) => worker.succeeded(),
                 Ok(Step::Park) => return,
                 Err(e) => {
                     // Only the database can fail here: wait and read the record again.
-                    tracing::error!(deal = uuid, error = %format!("{e:#}"), "deal step failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let error = format!("{e:#}");
+                    let delay = Duration::from_secs(5);
+                    worker.retrying(&error, delay, record.state.name());
+                    tracing::error!(deal = uuid, %error, "deal step failed; retrying");
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -311,6 +336,7 @@ impl Deals {
         &self,
         record: &mut DealRecord,
         cancel: &CancellationToken,
+        worker: &Worker,
     ) -> anyhow::Result<Step> {
         if panic_failpoint() == Some(record.state.name()) {
             panic!("{PANIC_FAILPOINT} is set for {}", record.state);
@@ -318,29 +344,46 @@ impl Deals {
         match record.state {
             DealState::Accepted if record.is_offline => Ok(Step::Park),
             DealState::Accepted => {
-                let _permit = self.0.transfers.acquire().await?;
+                let _permit = self.transfer_permit(worker).await?;
                 record.transfer_started_at = Some(crate::now_secs());
                 self.advance(record, DealState::Transferring, "transfer started")
                     .await?;
-                self.transfer(record, cancel).await
+                self.transfer(record, cancel, worker).await
             }
             DealState::Transferring => {
-                let _permit = self.0.transfers.acquire().await?;
-                self.transfer(record, cancel).await
+                let _permit = self.transfer_permit(worker).await?;
+                self.transfer(record, cancel, worker).await
             }
             DealState::Verifying => self.verify(record).await,
-            DealState::Publishing => self.publish(record).await,
-            DealState::Uploading => self.upload(record).await,
-            DealState::AddingPiece => self.add_piece(record).await,
-            DealState::Sealing => self.follow_sealing(record).await,
+            DealState::Publishing => self.publish(record, worker).await,
+            DealState::Uploading => self.upload(record, worker).await,
+            DealState::AddingPiece => self.add_piece(record, worker).await,
+            DealState::Sealing => self.follow_sealing(record, worker).await,
             DealState::Active | DealState::Failed | DealState::Cancelled => Ok(Step::Park),
         }
+    }
+
+    async fn transfer_permit(
+        &self,
+        worker: &Worker,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        worker
+            .permit(
+                &self.0.transfers,
+                &format!(
+                    "a transfer slot: all {} in use ([deals] max_transfers)",
+                    self.0.config.max_transfers
+                ),
+                "Transferring",
+            )
+            .await
     }
 
     async fn transfer(
         &self,
         record: &mut DealRecord,
         cancel: &CancellationToken,
+        worker: &Worker,
     ) -> anyhow::Result<Step> {
         let Some(source) = record.source.clone() else {
             self.fail(record, "an online deal has no transfer URL".into())
@@ -437,6 +480,14 @@ impl Deals {
                     record.transfer_restarts += 1;
                     self.0.metrics.transfer_restarts.inc();
                     let delay = backoff.next_delay();
+                    worker.retrying(
+                        &why,
+                        delay,
+                        format!(
+                            "Transferring: resuming at byte {} of {}",
+                            record.bytes_received, record.transfer_size
+                        ),
+                    );
                     self.save(
                         record,
                         Some(&format!(
@@ -555,6 +606,7 @@ impl Deals {
     async fn with_hub<T, F, Fut>(
         &self,
         record: &mut DealRecord,
+        worker: &Worker,
         what: &str,
         call: F,
     ) -> anyhow::Result<Option<T>>
@@ -565,7 +617,10 @@ impl Deals {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             match call().await {
-                Ok(v) => return Ok(Some(v)),
+                Ok(v) => {
+                    worker.succeeded();
+                    return Ok(Some(v));
+                }
                 Err(HubError::Refused(why)) => {
                     self.fail(record, format!("{what}: {why}")).await?;
                     return Ok(None);
@@ -583,6 +638,11 @@ impl Deals {
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
+                    worker.retrying(
+                        &e.to_string(),
+                        delay,
+                        format!("{}: {what} (the hub is away or busy)", record.state),
+                    );
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
                         self.save(
                             record,
@@ -598,11 +658,11 @@ impl Deals {
         }
     }
 
-    async fn publish(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+    async fn publish(&self, record: &mut DealRecord, worker: &Worker) -> anyhow::Result<Step> {
         let proposal = base64::engine::general_purpose::STANDARD.decode(&record.proposal)?;
         let hub = self.0.hub.clone();
         let published = self
-            .with_hub(record, "publish the deal", || {
+            .with_hub(record, worker, "publish the deal", || {
                 let hub = hub.clone();
                 let proposal = proposal.clone();
                 async move { hub.call::<MarketPublishDeals>((Base64(proposal),)).await }
@@ -630,13 +690,13 @@ impl Deals {
         Ok(Step::Next)
     }
 
-    async fn upload(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+    async fn upload(&self, record: &mut DealRecord, worker: &Worker) -> anyhow::Result<Step> {
         let piece: Cid = record.piece_cid.parse()?;
         let path = self.staged_path(&record.uuid);
         let hub = self.0.hub.clone();
         let size = record.piece_size;
         let done = self
-            .with_hub(record, "upload the piece to the hub", || {
+            .with_hub(record, worker, "upload the piece to the hub", || {
                 let hub = hub.clone();
                 let path = path.clone();
                 async move { hub.upload_piece(&piece, size, &path).await }
@@ -654,7 +714,7 @@ impl Deals {
         Ok(Step::Next)
     }
 
-    async fn add_piece(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+    async fn add_piece(&self, record: &mut DealRecord, worker: &Worker) -> anyhow::Result<Step> {
         let info = PieceDealInfo {
             deal_uuid: record.uuid.clone(),
             deal_id: record
@@ -667,7 +727,7 @@ impl Deals {
         };
         let hub = self.0.hub.clone();
         let placed = self
-            .with_hub(record, "add the piece to a sector", || {
+            .with_hub(record, worker, "add the piece to a sector", || {
                 let hub = hub.clone();
                 let info = info.clone();
                 async move { hub.call::<SectorAddPieceToAny>((info,)).await }
@@ -687,7 +747,11 @@ impl Deals {
     }
 
     /// Follows the sector until the deal is active on chain; hub events wake it early.
-    async fn follow_sealing(&self, record: &mut DealRecord) -> anyhow::Result<Step> {
+    async fn follow_sealing(
+        &self,
+        record: &mut DealRecord,
+        worker: &Worker,
+    ) -> anyhow::Result<Step> {
         let deal_id = record.deal_id.context("a deal in Sealing has no deal ID")?;
         let sector = record.sector.context("a deal in Sealing has no sector")?;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -698,6 +762,11 @@ impl Deals {
             match (status, deal) {
                 (Ok(status), Ok(deal)) => {
                     backoff.reset();
+                    worker.succeeded();
+                    worker.idle(format!(
+                        "Sealing: sector {sector} is {} on the hub",
+                        status.state
+                    ));
                     let state = status.state.name().to_string();
                     if state != record.sealing_status {
                         record.sealing_status = state.clone();
@@ -757,6 +826,11 @@ impl Deals {
                         return Ok(Step::Park);
                     }
                     let delay = backoff.next_delay();
+                    worker.retrying(
+                        &e.to_string(),
+                        delay,
+                        format!("Sealing: following sector {sector}"),
+                    );
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
                         tracing::warn!(deal = %record.uuid, sector, error = %e, retry_in = ?delay, "cannot follow the deal's sector yet");
                     }

@@ -27,7 +27,7 @@ use cid::Cid;
 use libp2p::identity::Keypair;
 use nelumbo_markets_api::admin::{DealState, IndexerStatus, IndexingStatus, PieceAdInfo};
 use nelumbo_miner_api::methods::StateMarketStorageDeal;
-use nelumbo_service::Backoff;
+use nelumbo_service::{Backoff, Worker, Workers};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -187,35 +187,47 @@ impl Indexing {
     }
 
     /// The reconciler and one announcer per indexer, until cancelled.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(self, worker_list: Workers, cancel: CancellationToken) {
         let mut tasks = Vec::new();
         for indexer in self.0.config.indexers.clone() {
-            tasks.push(tokio::spawn(
-                self.clone().announce_loop(indexer, cancel.clone()),
-            ));
+            let worker = worker_list.start("announcer", indexer.clone());
+            tasks.push(tokio::spawn(self.clone().announce_loop(
+                indexer,
+                worker,
+                cancel.clone(),
+            )));
         }
-        self.reconcile_loop(cancel).await;
+        let worker = worker_list.start("indexing", "IPNI advertisement chain");
+        self.reconcile_loop(&worker, cancel).await;
         for task in tasks {
             let _ = task.await;
         }
     }
 
-    async fn reconcile_loop(&self, cancel: CancellationToken) {
+    async fn reconcile_loop(&self, worker: &Worker, cancel: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let wake = self.0.wake.notified();
+            worker.busy("bringing the advertisements in line with the deals");
             let delay = match self.reconcile(&cancel).await {
                 Ok(()) => {
                     backoff.reset();
                     self.progress().last_error.clear();
+                    worker.succeeded();
+                    worker.idle(format!(
+                        "a deal to change state (or the check every {} s)",
+                        self.0.config.check_secs
+                    ));
                     Duration::from_secs(self.0.config.check_secs)
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
+                    let delay = backoff.next_delay();
+                    worker.retrying(&error, delay, "bringing the advertisements up to date");
                     tracing::warn!(error = %error, "indexing: cannot bring the advertisements up to date; trying again");
                     self.0.metrics.errors.inc();
                     self.progress().last_error = error;
-                    backoff.next_delay()
+                    delay
                 }
             };
             tokio::select! {
@@ -388,7 +400,7 @@ impl Indexing {
         Ok(())
     }
 
-    async fn announce_loop(self, indexer: String, cancel: CancellationToken) {
+    async fn announce_loop(self, indexer: String, worker: Worker, cancel: CancellationToken) {
         let mut head = self.0.head.subscribe();
         let mut again = self.0.reannounce.subscribe();
         let mut accepted = self
@@ -415,8 +427,10 @@ impl Indexing {
             if let Some((seq, cid)) = current
                 && (seq > accepted || forced)
             {
+                worker.busy(format!("announcing head {seq} ({cid})"));
                 let delay = match self.announce(&indexer, &cid).await {
                     Ok(()) => {
+                        worker.succeeded();
                         forced = false;
                         backoff.reset();
                         accepted = accepted.max(seq);
@@ -451,6 +465,7 @@ impl Indexing {
                             .with_label_values(&[&indexer, "failed"])
                             .inc();
                         let delay = backoff.next_delay();
+                        worker.retrying(&error, delay, format!("announcing head {seq}"));
                         let mut progress = self.progress();
                         if let Some(status) = progress.indexers.get_mut(&indexer) {
                             status.last_error = error.clone();
@@ -474,6 +489,9 @@ impl Indexing {
                     continue;
                 }
             }
+            worker.idle(format!(
+                "a new advertisement (the indexer has accepted head {accepted})"
+            ));
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = head.changed() => if changed.is_err() { return },

@@ -32,6 +32,7 @@ use nelumbo_chain_api::methods::{StateGetNetworkParams, StateSectorPreCommitInfo
 use nelumbo_chain_api::types::{SignedMessage, TipSetKey};
 use nelumbo_miner_api::types::{HubEvent, SectorState};
 use nelumbo_proofs::{Commit1Output, ProofMode, Prover, Replica, SealedCommitments};
+use nelumbo_service::Worker;
 use nelumbo_types::{ActorId, Randomness, SectorNumber, SectorSize};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -69,6 +70,8 @@ pub struct SealingContext {
     pub prover: Prover,
     /// Runs the heavy proofs in children at a low priority ([`crate::proof_worker`]).
     pub workers: ProofWorkers,
+    /// Where each sector's task reports what it is doing (`workers list`).
+    pub worker_list: nelumbo_service::Workers,
     pub mode: ProofMode,
     pub actor: Address,
     pub worker: Address,
@@ -201,6 +204,7 @@ impl Sealing {
     /// Runs a sector's steps until it is proving, has failed for good, or the hub stops.
     async fn drive(&self, number: u64) {
         let cx = &self.inner.cx;
+        let worker = cx.worker_list.start("sealing", format!("sector {number}"));
         // Failures because the chain was away or slow, in a row: retried with their own
         // backoff and never counted against `max_retries` (a chain outage fails no sector).
         let mut transient_streak: u32 = 0;
@@ -218,9 +222,13 @@ impl Sealing {
             }
             let from = record.state;
             let started = Instant::now();
+            match waits_for(from) {
+                Some(what) => worker.idle(format!("{from}: waiting for {what}")),
+                None => worker.busy(from.name()),
+            }
             let result = tokio::select! {
                 _ = cx.cancel.cancelled() => return,
-                result = self.step(&mut record) => result,
+                result = self.step(&mut record, &worker) => result,
             };
             let delay = match result {
                 Err(e) if crate::chain::is_transient(&e) => {
@@ -228,8 +236,10 @@ impl Sealing {
                     let delay =
                         Duration::from_secs(5u64 << transient_streak.min(4).saturating_sub(1))
                             .min(Duration::from_secs(60));
+                    let error = format!("{e:#}");
+                    worker.retrying(&error, delay, format!("{from}: the chain is away or slow"));
                     if transient_streak == 1 || transient_streak.is_multiple_of(10) {
-                        tracing::warn!(sector = number, state = %record.state, retry_in = ?delay, error = %format!("{e:#}"), "the chain is away or slow; the sector waits");
+                        tracing::warn!(sector = number, state = %record.state, retry_in = ?delay, %error, "the chain is away or slow; the sector waits");
                     }
                     tokio::select! {
                         _ = cx.cancel.cancelled() => return,
@@ -239,6 +249,7 @@ impl Sealing {
                 }
                 Ok((next, message)) => {
                     transient_streak = 0;
+                    worker.succeeded();
                     tracing::info!(sector = number, from = %from, to = %next, took = ?started.elapsed(), "{message}");
                     record.retries = 0;
                     record.last_error = None;
@@ -287,6 +298,15 @@ impl Sealing {
                         None
                     } else {
                         let delay = retry_delay(record.retries);
+                        worker.retrying(
+                            &reason,
+                            delay,
+                            format!(
+                                "{from}: attempt {} of {} failed",
+                                record.retries,
+                                cx.config.max_retries + 1
+                            ),
+                        );
                         tracing::warn!(sector = number, state = %record.state, attempt = record.retries, retry_in = ?delay, error = %reason, "sealing step failed");
                         record.note(format!("attempt {} failed: {reason}", record.retries));
                         Some(delay)
@@ -314,18 +334,22 @@ impl Sealing {
 
     /// One step: the work of `record.state`. Returns the next state and what happened; may
     /// set fields of `record` for the next steps (saved with the new state).
-    async fn step(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+    async fn step(
+        &self,
+        record: &mut SectorRecord,
+        worker: &Worker,
+    ) -> anyhow::Result<(SectorState, String)> {
         match record.state {
             SectorState::WaitDeals => self.wait_deals(record).await,
             SectorState::Packing => self.pack(record).await,
             SectorState::GetTicket => self.get_ticket(record).await,
-            SectorState::PreCommit1 => self.pre_commit1(record).await,
-            SectorState::PreCommit2 => self.pre_commit2(record).await,
+            SectorState::PreCommit1 => self.pre_commit1(record, worker).await,
+            SectorState::PreCommit2 => self.pre_commit2(record, worker).await,
             SectorState::PreCommitting => self.pre_commit(record).await,
             SectorState::PreCommitWait => self.pre_commit_wait(record).await,
             SectorState::WaitSeed => self.wait_seed(record).await,
             SectorState::Commit1 => self.commit1(record).await,
-            SectorState::Commit2 => self.commit2(record).await,
+            SectorState::Commit2 => self.commit2(record, worker).await,
             SectorState::Committing => self.commit(record).await,
             SectorState::CommitWait => self.commit_wait(record).await,
             SectorState::FinalizeSector => self.finalize(record).await,
@@ -379,9 +403,16 @@ impl Sealing {
     async fn pre_commit1(
         &self,
         record: &mut SectorRecord,
+        worker: &Worker,
     ) -> anyhow::Result<(SectorState, String)> {
         let cx = &self.inner.cx;
-        let _permit = self.inner.pre_commit1.acquire().await?;
+        let _permit = worker
+            .permit(
+                &self.inner.pre_commit1,
+                &permit_wait("pre_commit_1", cx.config.max_pre_commit_1),
+                "PreCommit1",
+            )
+            .await?;
         let paths = cx.storage.sector_paths(&record.storage, record.number);
         // Start from clean files: a crash may have left half-written layers.
         let _ = std::fs::remove_dir_all(&paths.cache);
@@ -398,6 +429,7 @@ impl Sealing {
     async fn pre_commit2(
         &self,
         record: &mut SectorRecord,
+        worker: &Worker,
     ) -> anyhow::Result<(SectorState, String)> {
         let cx = &self.inner.cx;
         let Some(phase1) = record.pre_commit1.clone() else {
@@ -406,7 +438,13 @@ impl Sealing {
                 "no pre-commit 1 output recorded: redoing pre-commit 1".into(),
             ));
         };
-        let _permit = self.inner.pre_commit2.acquire().await?;
+        let _permit = worker
+            .permit(
+                &self.inner.pre_commit2,
+                &permit_wait("pre_commit_2", cx.config.max_pre_commit_2),
+                "PreCommit2",
+            )
+            .await?;
         let paths = cx.storage.sector_paths(&record.storage, record.number);
         let started = Instant::now();
         let sealed = cx.workers.pre_commit2(phase1, &paths).await?;
@@ -615,7 +653,11 @@ impl Sealing {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn commit2(&self, record: &mut SectorRecord) -> anyhow::Result<(SectorState, String)> {
+    async fn commit2(
+        &self,
+        record: &mut SectorRecord,
+        worker: &Worker,
+    ) -> anyhow::Result<(SectorState, String)> {
         let cx = &self.inner.cx;
         let replica = self.replica(record)?;
         let proof = match cx.mode {
@@ -631,7 +673,13 @@ impl Sealing {
                     // After a restart: commit 1 again (seconds) rather than keep its output.
                     None => self.run_commit1(record).await?,
                 };
-                let _permit = self.inner.commit2.acquire().await?;
+                let _permit = worker
+                    .permit(
+                        &self.inner.commit2,
+                        &permit_wait("commit_2", cx.config.max_commit_2),
+                        "Commit2",
+                    )
+                    .await?;
                 let started = Instant::now();
                 let proof = cx.workers.commit2(replica, phase1).await?;
                 cx.metrics.observe_proof("commit_2", started);
@@ -860,6 +908,25 @@ fn cid_of(message: &SignedMessage) -> String {
 }
 
 /// 5 s, 10 s, 20 s ... capped at 5 minutes.
+/// What a sector in `state` waits for, if the state is a wait rather than work.
+fn waits_for(state: SectorState) -> Option<&'static str> {
+    match state {
+        SectorState::WaitDeals => Some("deals (until full or its wait for deals ends)"),
+        SectorState::PreCommitWait => Some("the pre-commit message to execute"),
+        SectorState::WaitSeed => Some("the interactive seed epoch"),
+        SectorState::CommitWait => Some("the prove-commit message to execute"),
+        _ => None,
+    }
+}
+
+/// What a sector waiting for a heavy phase's permit shows in `workers list`.
+fn permit_wait(phase: &str, limit: usize) -> String {
+    format!(
+        "a {phase} permit: all {} in use ([sealing] max_{phase})",
+        limit.max(1)
+    )
+}
+
 fn retry_delay(attempt: u32) -> Duration {
     Duration::from_secs(5u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)))
         .min(Duration::from_secs(300))
