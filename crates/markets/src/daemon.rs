@@ -317,6 +317,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         services: services.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         public_addrs: public.iter().map(|a| a.to_string()).collect(),
+        deals: Default::default(),
     };
     let mut tasks = vec![
         tokio::spawn(crate::p2p::serve(swarm, protocols, cancel.clone())),
@@ -333,6 +334,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                 Vec::new()
             },
             asks.clone(),
+            services.iter().any(|s| s == "deals").then(|| deals.clone()),
             cancel.clone(),
         )),
         tokio::spawn(follow_events(hub.clone(), deals.clone(), cancel.clone())),
@@ -485,12 +487,17 @@ async fn heartbeat(
     peer: libp2p::PeerId,
     public: Vec<libp2p::Multiaddr>,
     asks: Arc<AskBook>,
+    deals: Option<Deals>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut peer_info_set = false;
     let mut ask_signed = false;
+    let mut hello = hello;
     loop {
+        if let Some(deals) = &deals {
+            hello.deals = deals.state_counts();
+        }
         let delay = match hub.call::<SpokeHeartbeat>((hello.clone(),)).await {
             Ok(ack) => {
                 backoff.reset();

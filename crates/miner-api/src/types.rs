@@ -1,5 +1,7 @@
 //! Types the hub's API exchanges, in Lotus JSON style (PascalCase fields, addresses as strings).
 
+use std::collections::BTreeMap;
+
 use cid::Cid;
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
@@ -315,6 +317,10 @@ pub struct SpokeHello {
     /// Where clients reach it.
     #[serde(with = "json::nullable_vec")]
     pub public_addrs: Vec<String>,
+    /// How many of its deals are in each state (a deals service's), for the hub's status
+    /// view. As the spoke says: shown, never acted on.
+    #[serde(default)]
+    pub deals: BTreeMap<String, u64>,
 }
 
 /// The hub's answer to a heartbeat.

@@ -186,6 +186,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     )
     .merge(pieces.clone().router())
     .merge(reads.router())
+    .merge(crate::status::router())
     .merge(ops_router(health.clone(), registry.clone()));
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

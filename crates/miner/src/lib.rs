@@ -27,4 +27,5 @@ pub mod reads;
 pub mod repo;
 pub mod sealing;
 pub mod spokes;
+pub mod status;
 pub mod storage;

@@ -74,6 +74,9 @@ enum Command {
     /// The spokes (markets processes) that report to this hub.
     #[command(subcommand)]
     Spokes(SpokesCommand),
+    /// A link to the hub's status view (a browser page on the API listener), with a new read
+    /// token in its fragment.
+    StatusUrl,
     /// The hub's background workers and what each is doing.
     #[command(subcommand)]
     Workers(WorkersCommand),
@@ -420,6 +423,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::StatusUrl => {
+            let secret = TokenSecret::load_or_create(&repo.token_secret())?;
+            let api = nelumbo_rpc::ApiInfo::parse(&running_api(&repo)?)?;
+            println!(
+                "{}/status#token={}",
+                api.base,
+                secret.create_token(Permission::Read)
+            );
+            Ok(())
+        }
         Command::Workers(WorkersCommand::List { json }) => {
             let workers = client(&repo)?.call::<WorkersList>(()).await?;
             if json {
@@ -454,6 +467,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     s.hello.version,
                     s.hello.public_addrs.join(" ")
                 );
+                if !s.hello.deals.is_empty() {
+                    let deals: Vec<String> = s
+                        .hello
+                        .deals
+                        .iter()
+                        .map(|(state, n)| format!("{state} {n}"))
+                        .collect();
+                    println!("    deals (as the spoke reports): {}", deals.join(", "));
+                }
             }
             Ok(())
         }

@@ -43,6 +43,7 @@ const MAX_SPOKES: usize = 1024;
 /// Limits on what a spoke says of itself and asks to put on chain.
 const MAX_ID_BYTES: usize = 128;
 const MAX_ADDRS: usize = 16;
+const MAX_DEAL_STATES: usize = 16;
 const MAX_ADDR_BYTES: usize = 256;
 const MAX_PEER_ID_BYTES: usize = 64;
 const MAX_CHAIN_ADDR_BYTES: usize = 128;
@@ -158,6 +159,11 @@ impl Spokes {
             return Err(ApiError::refused(
                 "a spoke names at most 8 services of at most 32 bytes",
             ));
+        }
+        if hello.deals.len() > MAX_DEAL_STATES || hello.deals.keys().any(|s| s.len() > 32) {
+            return Err(ApiError::refused(format!(
+                "a spoke reports at most {MAX_DEAL_STATES} deal states of at most 32 bytes"
+            )));
         }
         if hello.public_addrs.len() > MAX_ADDRS
             || hello.public_addrs.iter().any(|a| a.len() > MAX_ADDR_BYTES)

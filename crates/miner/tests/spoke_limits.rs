@@ -134,6 +134,7 @@ async fn a_spoke_token_reaches_only_what_spokes_need_and_cannot_spend() {
             services: vec!["deals".into()],
             version: "test".into(),
             public_addrs: vec![],
+            deals: Default::default(),
         },))
         .await
         .expect("heartbeat");

@@ -81,6 +81,7 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
         services: vec!["deals".into(), "retrieval".into()],
         version: "nelumbo-markets test".into(),
         public_addrs: vec!["/ip4/203.0.113.7/tcp/24001".into()],
+        deals: [("Active".to_string(), 2), ("Transferring".to_string(), 1)].into(),
     };
     for perm in ["read", "write"] {
         let error = hub
@@ -121,6 +122,14 @@ async fn events_follow_a_sector_and_spokes_register_with_heartbeats() {
         .await
         .expect_err("an empty id was accepted");
     assert!(error.to_string().contains("spoke id"), "{error}");
+    let error = spoke
+        .call::<SpokeHeartbeat>((SpokeHello {
+            deals: (0..17).map(|i| (format!("State{i}"), 1)).collect(),
+            ..hello.clone()
+        },))
+        .await
+        .expect_err("17 deal states were accepted");
+    assert!(error.to_string().contains("deal states"), "{error}");
 
     // The token is bound to the peer ID it first named: it cannot register another.
     let other = SpokeHello {

@@ -1,7 +1,8 @@
 //! `nelumbo-miner workers list`: what an operator sees of the hub's background work. A sector
 //! held back by the pre-commit 2 limit shows as waiting for that permit (not as busy, not as
 //! stuck), a sector whose step fails shows as retrying with its error and its next try, and
-//! the WindowPoSt scheduler and the publish batcher are always listed. Insecure testing proofs.
+//! the WindowPoSt scheduler and the publish batcher are always listed. Also the status view's
+//! page and its headers (the devnet test loads it in Chromium). Insecure testing proofs.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,24 @@ async fn workers_list_shows_a_sector_waiting_for_a_permit_and_a_failing_step_ret
     hub.run(&[("NELUMBO_MINER_STALL", "PreCommit2:60000")])
         .await;
     let reader = hub.client_with("read");
+
+    // The status view's page needs no token (it holds no data; its script calls the API with
+    // the operator's) and forbids everything but its own script, style and API.
+    let page = reqwest::get(format!("{}/status", hub.url))
+        .await
+        .expect("GET /status");
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("a policy")
+        .to_string();
+    assert!(
+        policy.contains("default-src 'none'")
+            && policy.contains("script-src 'self'")
+            && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+    assert!(page.text().await.expect("page").contains("/status.js"));
 
     let listed = reader.call::<WorkersList>(()).await.expect("workers");
     for always in ["WindowPoSt scheduler", "PublishStorageDeals batcher"] {

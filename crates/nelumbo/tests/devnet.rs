@@ -249,6 +249,9 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     }
     assert!(found, "the replica's CAR lacks the file");
 
+    // The hub's status view, as an operator's browser shows it.
+    check_status_view(&repo, &markets_repo);
+
     // The listener audit: every socket each process listens on, as the kernel reports it.
     audit_listeners(dir.path(), &postgres_port);
 
@@ -266,6 +269,137 @@ fn devnet_starts_a_chain_a_hub_and_markets_takes_a_deal_and_stops_them_on_ctrl_c
     );
     let log = std::fs::read_to_string(dir.path().join("miner.log")).expect("miner log");
     assert!(log.contains("nelumbo-miner stopped"), "{log}");
+}
+
+/// Loads the hub's status view (`nelumbo-miner status-url`) in headless Chromium and checks
+/// that it shows what the CLIs show: sectors by state, spokes, the deals their processes
+/// report, workers. Counts can move while it loads (a sector sealing), so each comparison is
+/// made when the CLI said the same before and after the page loaded. With
+/// `NELUMBO_STATUS_SCREENSHOT=FILE.png` it also saves a screenshot (docs/status-view.png).
+fn check_status_view(repo: &Path, markets_repo: &Path) {
+    let url = run(
+        "nelumbo-miner",
+        &["--repo", repo.to_str().expect("path"), "status-url"],
+        &[],
+    );
+    let url = url.trim();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/status#token="),
+        "{url}"
+    );
+    let browser_dir = tempfile::tempdir().expect("dir");
+    let chromium = |extra: &[&str]| -> Output {
+        Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--virtual-time-budget=10000",
+            ])
+            .arg(format!("--user-data-dir={}", browser_dir.path().display()))
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("run chromium (scripts/setup installs it)")
+    };
+    let cli = || {
+        let sectors = run(
+            "nelumbo-miner",
+            &["--repo", repo.to_str().expect("path"), "sectors", "list"],
+            &[],
+        );
+        let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in sectors.lines().skip(1) {
+            if let Some(state) = line.split_whitespace().nth(1) {
+                *by_state.entry(state.to_string()).or_default() += 1;
+            }
+        }
+        let spokes = run(
+            "nelumbo-miner",
+            &["--repo", repo.to_str().expect("path"), "spokes", "list"],
+            &[],
+        );
+        let spokes = spokes.lines().filter(|l| l.starts_with("12D3KooW")).count();
+        let deals = run(
+            "nelumbo-markets",
+            &[
+                "--repo",
+                markets_repo.to_str().expect("path"),
+                "deals",
+                "list",
+            ],
+            &[],
+        );
+        let active = deals
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Active"))
+            .count();
+        (by_state, spokes, active)
+    };
+    // The spokes' deal counts reach the hub with their next heartbeat (every 10 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = cli();
+        let output = chromium(&["--dump-dom"]);
+        let dom = String::from_utf8_lossy(&output.stdout).to_string();
+        let after = cli();
+        assert!(
+            dom.contains("data-loaded="),
+            "the status view did not load: {dom}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!dom.contains("data-error="), "the status view: {dom}");
+        let (by_state, spokes, active) = &before;
+        assert!(*spokes >= 2, "markets and the replica report to the hub");
+        let shown: std::collections::BTreeMap<String, u64> =
+            attribute_texts(&dom, "data-sectors-state")
+                .into_iter()
+                .map(|(state, n)| (state, n.parse().expect("a count")))
+                .collect();
+        let mut differences = Vec::new();
+        if &shown != by_state {
+            differences.push(format!("sectors {shown:?}, the CLI {by_state:?}"));
+        }
+        if !dom.contains(&format!("data-spokes=\"{spokes}\"")) {
+            differences.push(format!("not {spokes} spokes"));
+        }
+        if !dom.contains(&format!("data-deals-state=\"Active\">{active}<")) {
+            differences.push(format!("not {active} active deals"));
+        }
+        for worker in ["WindowPoSt scheduler", "PublishStorageDeals batcher"] {
+            if !dom.contains(&format!("data-worker=\"{worker}\"")) {
+                differences.push(format!("no {worker}"));
+            }
+        }
+        if differences.is_empty() && before == after {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status view differs from the CLI: {differences:?}\n{dom}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if let Ok(path) = std::env::var("NELUMBO_STATUS_SCREENSHOT") {
+        let output = chromium(&["--window-size=1300,1300", &format!("--screenshot={path}")]);
+        assert!(output.status.success(), "screenshot");
+    }
+}
+
+/// Every `ATTR="VALUE">TEXT<` in `dom`, as (VALUE, TEXT).
+fn attribute_texts(dom: &str, attr: &str) -> Vec<(String, String)> {
+    let marker = format!("{attr}=\"");
+    dom.split(&marker)
+        .skip(1)
+        .filter_map(|rest| {
+            let (value, rest) = rest.split_once('"')?;
+            let text = rest.strip_prefix('>')?.split('<').next()?;
+            Some((value.to_string(), text.to_string()))
+        })
+        .collect()
 }
 
 /// Lists every socket each devnet process listens on (TCP listeners and bound UDP sockets)

@@ -94,6 +94,15 @@ impl Deals {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// How many deals are in each state (states with none left out).
+    pub fn state_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for holding in self.holdings().values() {
+            *counts.entry(holding.state.name().to_string()).or_default() += 1;
+        }
+        counts
+    }
+
     pub(super) fn count_states(&self, holdings: &Holdings) {
         for state in DealState::ALL {
             let n = holdings.values().filter(|h| h.state == state).count();
