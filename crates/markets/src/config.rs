@@ -334,6 +334,17 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:24100";
 pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/24001";
 
 impl Config {
+    /// Every setting at its default (the largest sector size as the largest piece; `init`
+    /// sets the miner's).
+    pub fn defaults() -> Self {
+        Self::new(
+            vec![DEFAULT_P2P_LISTEN.into()],
+            Vec::new(),
+            DEFAULT_API_LISTEN.parse().expect("a valid default"),
+            64 << 30,
+        )
+    }
+
     pub fn new(
         listen: Vec<String>,
         announce: Vec<String>,
@@ -733,6 +744,15 @@ fn toml_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_render_every_key_and_read_back() {
+        let config = Config::defaults();
+        let text = config.render();
+        assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+        let missing = nelumbo_testkit::config::keys_missing_from_rendered(&config, &text);
+        assert!(missing.is_empty(), "{missing:?}");
+    }
 
     #[test]
     fn the_rendered_file_reads_back_the_same_and_typos_are_refused() {

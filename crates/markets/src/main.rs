@@ -84,6 +84,16 @@ enum Command {
     /// The running process's background workers and what each is doing.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// config.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print config.toml with every setting at its default, each explained (what `init`
+    /// writes before its flags are applied).
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +305,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .call::<DealsImportData>((uuid, file.display().to_string()))
                 .await?;
             println!("deal {} has its data and is {}", d.uuid, d.state);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Default) => {
+            println!(
+                "# nelumbo-markets {}: every setting at its default; `init` writes this file with its flags\n# applied.\n",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!("{}", nelumbo_markets::config::Config::defaults().render());
             Ok(())
         }
         Command::Workers(WorkersCommand::List { json }) => {

@@ -290,6 +290,31 @@ impl Config {
             .with_timeout(std::time::Duration::from_secs(self.chain.call_timeout_secs)))
     }
 
+    /// Every setting at its default: the API on loopback, sectors under `repo/storage`, no
+    /// chain yet (`[chain] api_info` or FULLNODE_API_INFO), real proofs. `init` starts here.
+    pub fn defaults(repo: &Path) -> Self {
+        Self {
+            api: ApiConfig {
+                listen: DEFAULT_LISTEN.parse().expect("a valid default"),
+            },
+            chain: ChainConfig {
+                api_info: String::new(),
+                call_timeout_secs: 30,
+                replace_after_epochs: 10,
+            },
+            storage: StorageConfig {
+                paths: vec![repo.join("storage")],
+            },
+            proofs: ProofsConfig {
+                mode: ProofMode::Real,
+            },
+            sealing: SealingConfig::default(),
+            mining: MiningConfig::default(),
+            deals: DealsConfig::default(),
+            spokes: SpokesConfig::default(),
+        }
+    }
+
     /// The file `init` writes: every setting, each explained.
     pub fn render(&self) -> String {
         let paths: Vec<String> = self
@@ -302,9 +327,10 @@ impl Config {
             r#"# nelumbo-miner configuration. Restart the hub after changing it.
 
 [api]
-# Where the hub API (JSON-RPC on /rpc/v0 and /rpc/v1, piece upload, /health, /metrics)
-# listens. Keep it on loopback or a private network: every call needs a token, but spokes
-# are the only processes that should face the internet.
+# Where the hub API (JSON-RPC on /rpc/v0 and /rpc/v1, piece upload and reads, /health,
+# /metrics, the /status page) listens. Keep it on loopback or a private network: every call
+# and piece transfer needs a token, but spokes are the only processes that should face the
+# internet.
 listen = {listen}
 
 [chain]
@@ -458,6 +484,16 @@ mod tests {
             missing.is_empty(),
             "config.toml does not document {missing:?}"
         );
+    }
+
+    #[test]
+    fn the_defaults_render_every_key_and_read_back() {
+        let config = Config::defaults(Path::new("/var/lib/nelumbo/miner"));
+        let text = config.render();
+        assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+        let missing = nelumbo_testkit::config::keys_missing_from_rendered(&config, &text);
+        assert!(missing.is_empty(), "{missing:?}");
+        assert!(text.contains("/var/lib/nelumbo/miner/storage"), "{text}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use nelumbo_types::SectorSize;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::ChainClient;
-use crate::config::{ApiConfig, ChainConfig, Config, DEFAULT_LISTEN, ProofsConfig, StorageConfig};
+use crate::config::Config;
 use crate::repo::{Repo, write_json};
 
 /// The power actor and its `CreateMiner` method.
@@ -77,36 +77,19 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
     let config = match Config::load(&repo.config()) {
         Ok(config) => config,
         Err(_) if !repo.config().exists() => {
-            let config = Config {
-                api: ApiConfig {
-                    listen: options
-                        .listen
-                        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-                },
-                chain: ChainConfig {
-                    call_timeout_secs: 30,
-                    replace_after_epochs: 10,
-                    api_info: options
-                        .chain_api_info
-                        .clone()
-                        .or_else(|| std::env::var(nelumbo_chain_api::FULLNODE_API_INFO).ok())
-                        .unwrap_or_default(),
-                },
-                storage: StorageConfig {
-                    paths: if options.storage.is_empty() {
-                        vec![repo.dir.join("storage")]
-                    } else {
-                        options.storage.clone()
-                    },
-                },
-                proofs: ProofsConfig {
-                    mode: options.proof_mode,
-                },
-                sealing: Default::default(),
-                mining: Default::default(),
-                deals: Default::default(),
-                spokes: Default::default(),
-            };
+            let mut config = Config::defaults(&repo.dir);
+            if let Some(listen) = options.listen {
+                config.api.listen = listen;
+            }
+            config.chain.api_info = options
+                .chain_api_info
+                .clone()
+                .or_else(|| std::env::var(nelumbo_chain_api::FULLNODE_API_INFO).ok())
+                .unwrap_or_default();
+            if !options.storage.is_empty() {
+                config.storage.paths = options.storage.clone();
+            }
+            config.proofs.mode = options.proof_mode;
             config.validate()?;
             nelumbo_service::write_atomic(&repo.config(), config.render().as_bytes())?;
             config

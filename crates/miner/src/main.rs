@@ -80,6 +80,9 @@ enum Command {
     /// The hub's background workers and what each is doing.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// config.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Internal: runs one proof job read on standard input (the hub starts these).
     #[command(hide = true)]
     ProofWorker {
@@ -90,6 +93,13 @@ enum Command {
         #[arg(long)]
         job: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print config.toml with every setting at its default, each explained (what `init`
+    /// writes before its flags are applied).
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -430,6 +440,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}/status#token={}",
                 api.base,
                 secret.create_token(Permission::Read)
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Default) => {
+            println!(
+                "# nelumbo-miner {}: every setting at its default; `init` writes this file with its flags\n# applied.\n",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!(
+                "{}",
+                nelumbo_miner::config::Config::defaults(&repo.dir).render()
             );
             Ok(())
         }

@@ -131,3 +131,50 @@ fn params_check_reports_missing_parameters_and_how_to_get_them() {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// `config default` of both daemons: a documented TOML file with every section, printed
+/// without a repo (an operator reads it before `init`).
+#[test]
+fn the_daemons_print_their_default_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (daemon, sections) in [
+        (
+            "nelumbo-miner",
+            &[
+                "api", "chain", "storage", "proofs", "sealing", "mining", "deals", "spokes",
+            ][..],
+        ),
+        (
+            "nelumbo-markets",
+            &[
+                "network",
+                "api",
+                "deals",
+                "ask",
+                "retrieval",
+                "indexing",
+                "database",
+            ][..],
+        ),
+    ] {
+        let output = Command::new(Path::new(env!("CARGO_BIN_EXE_nelumbo")).with_file_name(daemon))
+            .arg("--repo")
+            .arg(dir.path().join("none"))
+            .args(["config", "default"])
+            .output()
+            .unwrap_or_else(|e| panic!("run {daemon}: {e}"));
+        assert!(output.status.success(), "{daemon}: {}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.starts_with(&format!("# {daemon} ")), "{text}");
+        let parsed: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{daemon}: {e}\n{text}"));
+        for section in sections {
+            assert!(
+                parsed.contains_key(*section),
+                "{daemon} has no [{section}]:\n{text}"
+            );
+        }
+        assert!(!dir.path().join("none").exists(), "{daemon} made a repo");
+    }
+}
