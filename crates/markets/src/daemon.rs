@@ -287,7 +287,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         ApiInfo::format("", &local.ip().to_string(), local.port()).trim_start_matches(':'),
     )?;
     tracing::info!(
-        peer_id = %peer_id,
+        peer = %peer_id,
         miner = %miner,
         api = %format!("http://{local}/rpc/v1"),
         services = %services.join(","),

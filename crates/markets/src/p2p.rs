@@ -305,14 +305,14 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
     let source = match check_proposal(&params, &cx).await {
         Ok(source) => source,
         Err(r) => {
-            tracing::info!(deal = %uuid, %peer, reason = r.reason, message = %r.message, "deal rejected");
+            tracing::info!(deal_uuid = %uuid, %peer, reason = r.reason, detail = %r.message, "deal rejected");
             return rejected(p, r.reason, format!("failed validation: {}", r.message));
         }
     };
     if !deals.config.filter.is_empty()
         && let Err(r) = run_filter(&deals.config.filter, &params).await
     {
-        tracing::info!(deal = %uuid, %peer, message = %r.message, "deal rejected by the filter");
+        tracing::info!(deal_uuid = %uuid, %peer, detail = %r.message, "deal rejected by the filter");
         return rejected(p, r.reason, r.message);
     }
     let record = match DealRecord::new(&params, source) {
@@ -337,7 +337,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
     // Staging is held for the deal from here (checked and taken at once); released if the
     // deal is not stored after all.
     if let Err(why) = p.deals.hold_staging(&uuid, record.transfer_size) {
-        tracing::info!(deal = %uuid, %peer, message = %why, "deal rejected: staging");
+        tracing::info!(deal_uuid = %uuid, %peer, detail = %why, "deal rejected: staging");
         return rejected(p, "staging_space", why);
     }
     let inserted = deals.store.insert_new(&record, &message).await;
@@ -346,7 +346,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
     }
     match inserted {
         Ok(None) => {
-            tracing::info!(deal = %uuid, "{message}");
+            tracing::info!(deal_uuid = %uuid, "{message}");
             p.deals.track(&record);
             p.deals.spawn(&uuid);
             accepted()

@@ -166,7 +166,7 @@ impl ChainClient {
                 && let Err(e) = self.push(&entry.message).await
                 && !is_transient(&e)
             {
-                tracing::debug!(message = %entry.cid, error = %format!("{e:#}"), "pushing a recorded message again");
+                tracing::debug!(message_cid = %entry.cid, error = %format!("{e:#}"), "pushing a recorded message again");
             }
             return Ok(entry.message);
         }
@@ -211,7 +211,7 @@ impl ChainClient {
                 Err(e)
             }
             Err(e) => {
-                tracing::warn!(message = %entry.cid, %purpose, error = %format!("{e:#}"), "pushing a message failed; it is recorded and will be pushed again");
+                tracing::warn!(message_cid = %entry.cid, %purpose, error = %format!("{e:#}"), "pushing a message failed; it is recorded and will be pushed again");
                 Ok(signed)
             }
         }
@@ -307,7 +307,7 @@ impl ChainClient {
         if entry.state != state {
             entry.settle(state);
             if let Err(e) = db.put_message(&entry) {
-                tracing::warn!(message = %cid, error = %format!("{e:#}"), "cannot record how a message ended");
+                tracing::warn!(message_cid = %cid, error = %format!("{e:#}"), "cannot record how a message ended");
             }
         }
     }

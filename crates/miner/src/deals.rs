@@ -638,7 +638,7 @@ impl Batcher {
             }
             Err(e) => return not_now(e),
         };
-        tracing::info!(deals = batch.len(), message = %message.cid().map(|c| c.to_string()).unwrap_or_default(), "PublishStorageDeals sent");
+        tracing::info!(deals = batch.len(), message_cid = %message.cid().map(|c| c.to_string()).unwrap_or_default(), "PublishStorageDeals sent");
         let Some(outcome) = self.follow(&message, batch.len(), cancel).await else {
             return batch
                 .iter()
@@ -795,8 +795,12 @@ impl Batcher {
             return Err(ApiError::refused(format!("record the deal: {e:#}")));
         }
         match &result {
-            Ok((deal_id, _)) => tracing::info!(proposal = %proposal_cid, deal_id, "deal published"),
-            Err(reason) => tracing::warn!(proposal = %proposal_cid, %reason, "deal not published"),
+            Ok((deal_id, _)) => {
+                tracing::info!(proposal_cid = %proposal_cid, deal_id, "deal published")
+            }
+            Err(reason) => {
+                tracing::warn!(proposal_cid = %proposal_cid, %reason, "deal not published")
+            }
         }
         result.map_err(ApiError::Refused).and_then(|_| {
             record

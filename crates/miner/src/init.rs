@@ -222,7 +222,7 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
         }
     };
     let cid = chain.push(&signed).await.context("send CreateMiner")?;
-    tracing::info!(message = %cid, "CreateMiner sent; waiting for it to execute");
+    tracing::info!(message_cid = %cid, "CreateMiner sent; waiting for it to execute");
     let lookup = chain.wait(cid).await?;
     anyhow::ensure!(
         lookup.receipt.exit_code == 0,
@@ -282,7 +282,7 @@ async fn set_control(
         .push(&signed)
         .await
         .context("send ChangeWorkerAddress")?;
-    tracing::info!(message = %cid, %control, "naming the WindowPoSt control address");
+    tracing::info!(message_cid = %cid, %control, "naming the WindowPoSt control address");
     let lookup = chain.wait(cid).await?;
     anyhow::ensure!(
         lookup.receipt.exit_code == 0,
@@ -322,7 +322,7 @@ async fn fund(
         .push(&signed)
         .await
         .with_context(|| format!("fund the {role}"))?;
-    tracing::info!(message = %cid, amount = %format_fil(&amount), %role, address = %to, "funding");
+    tracing::info!(message_cid = %cid, amount = %format_fil(&amount), %role, address = %to, "funding");
     let lookup = chain.wait(cid).await?;
     anyhow::ensure!(
         lookup.receipt.exit_code == 0,

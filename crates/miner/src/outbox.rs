@@ -297,7 +297,7 @@ impl OutboxTask {
                         match self.chain.push(&entry.message).await {
                             Ok(_) => {}
                             Err(e) if crate::chain::is_refusal(&e) => {
-                                tracing::warn!(message = %entry.cid, purpose = %entry.purpose, error = %format!("{e:#}"), "outbox: the chain refused a recorded message");
+                                tracing::warn!(message_cid = %entry.cid, purpose = %entry.purpose, error = %format!("{e:#}"), "outbox: the chain refused a recorded message");
                                 entry.settle(OutboxState::Dropped {
                                     reason: format!("{e:#}"),
                                 });
@@ -357,7 +357,7 @@ impl OutboxTask {
         match self.chain.push(&signed).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                tracing::warn!(message = %entry.cid, error = %format!("{e:#}"), "outbox: pushing the replacement failed; trying again next time");
+                tracing::warn!(message_cid = %entry.cid, error = %format!("{e:#}"), "outbox: pushing the replacement failed; trying again next time");
                 Ok(())
             }
         }

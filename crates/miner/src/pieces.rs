@@ -228,7 +228,7 @@ impl PieceStore {
             if self.claimed()?.contains(&piece.piece_cid) {
                 continue;
             }
-            tracing::info!(piece = %piece.piece_cid, bytes = piece.payload_size, "deleting an uploaded piece no deal claimed");
+            tracing::info!(piece_cid = %piece.piece_cid, bytes = piece.payload_size, "deleting an uploaded piece no deal claimed");
             let _ = std::fs::remove_file(&piece.path);
             self.db.remove_piece(&piece.piece_cid)?;
             deleted += 1;
@@ -306,7 +306,7 @@ async fn upload(
     match admit {
         Ok(Ok(())) => {}
         Ok(Err((status, message))) => {
-            tracing::warn!(piece = %cid, %message, "piece upload refused");
+            tracing::warn!(piece_cid = %cid, detail = %message, "piece upload refused");
             return refuse(status, message);
         }
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -319,7 +319,7 @@ async fn upload(
     match result {
         Ok(piece) => (StatusCode::CREATED, piece.answer()).into_response(),
         Err((status, message)) => {
-            tracing::warn!(piece = %cid, %message, "piece upload refused");
+            tracing::warn!(piece_cid = %cid, detail = %message, "piece upload refused");
             refuse(status, message)
         }
     }
@@ -442,7 +442,7 @@ async fn receive(
         .db
         .put_piece(&piece)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    tracing::info!(piece = %key, payload, piece_size = size.bytes(), "piece received and verified");
+    tracing::info!(piece_cid = %key, payload, piece_size = size.bytes(), "piece received and verified");
     Ok(piece)
 }
 

@@ -281,7 +281,7 @@ impl PieceReads {
         let temp = target.with_extension(format!("unsealing-{nanos}"));
         let offset = piece.offset / 128 * 127;
         let len = unpadded(piece.size)?;
-        tracing::info!(sector, piece = %cid, "unsealing");
+        tracing::info!(sector, piece_cid = %cid, "unsealing");
         let started = std::time::Instant::now();
         // The temporary file goes with an unseal that fails or is stopped (SIGTERM kills the
         // worker); leftovers of a crash are removed at the next start.
@@ -301,7 +301,7 @@ impl PieceReads {
             "unsealing wrote {written} bytes, expected {len}"
         );
         tokio::fs::rename(&temp.0, &target).await?;
-        tracing::info!(sector, piece = %cid, took = ?started.elapsed(), "unsealed");
+        tracing::info!(sector, piece_cid = %cid, took = ?started.elapsed(), "unsealed");
         Ok(())
     }
 }

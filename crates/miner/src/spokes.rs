@@ -423,7 +423,7 @@ pub async fn set_peer_info(
             .map_err(|e| transient_or_refused(name, e))?
         {
             Some(Landed::Executed(lookup)) if lookup.receipt.exit_code == 0 => {
-                tracing::info!(message = name, peer = %peer_text, "the miner's peer info changed on chain");
+                tracing::info!(message_cid = name, peer = %peer_text, "the miner's peer info changed on chain");
             }
             other => {
                 return Err(ApiError::refused(format!(

@@ -94,17 +94,22 @@ fn the_systemd_units_verify_cleanly_and_are_hardened() {
 
 /// promtool from the PATH, else where scripts/setup unpacks it.
 fn promtool() -> PathBuf {
+    tool("promtool", ".cache/nelumbo/prometheus/promtool")
+}
+
+/// `name` from the PATH, else at `cached` under the home directory (where scripts/setup puts
+/// it).
+fn tool(name: &str, cached: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("promtool"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file());
     on_path.unwrap_or_else(|| {
-        let cached = Path::new(&std::env::var_os("HOME").expect("HOME"))
-            .join(".cache/nelumbo/prometheus/promtool");
+        let cached = Path::new(&std::env::var_os("HOME").expect("HOME")).join(cached);
         assert!(
             cached.is_file(),
-            "no promtool: run scripts/setup (it unpacks one into {})",
+            "no {name}: run scripts/setup (it installs one at {})",
             cached.display()
         );
         cached
@@ -251,3 +256,77 @@ fn the_dashboard_and_the_alerts_read_only_metrics_the_daemons_export() {
     let (ok, said) = promtool_says(&["check", "rules", path.to_str().expect("path")]);
     assert!(ok, "{said}");
 }
+
+/// The Kubernetes manifests validate strictly (an unknown or misspelt field fails) against the
+/// schemas of Kubernetes 1.30 and 1.37, with kubernetes-validate (offline: its schemas are
+/// bundled), and hold what the operator's guide promises of them.
+#[test]
+fn the_kubernetes_manifests_validate_against_the_schemas() {
+    let dir = repo_root().join("deploy/kubernetes");
+    let validator = tool(
+        "kubernetes-validate",
+        ".cache/nelumbo/venv/bin/kubernetes-validate",
+    );
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        // Kustomize's own file, not a Kubernetes object.
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .collect();
+    manifests.sort();
+    assert!(manifests.len() >= 5, "{manifests:?}");
+    let validate = |version: &str, files: &[PathBuf]| {
+        let output = Command::new(&validator)
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .args(files)
+            .output()
+            .expect("run kubernetes-validate");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    for version in ["1.30.0", "1.37.0"] {
+        let (ok, said) = validate(version, &manifests);
+        assert!(ok, "Kubernetes {version}: {said}");
+    }
+    // The validator really checks: a misspelt field fails.
+    let scratch = tempfile::tempdir().expect("dir");
+    let typo = scratch.path().join("typo.yaml");
+    let retrieval = std::fs::read_to_string(dir.join("retrieval.yaml")).expect("retrieval.yaml");
+    std::fs::write(&typo, retrieval.replace("  replicas: 2", "  replica: 2")).expect("write");
+    let (ok, said) = validate("1.37.0", &[typo]);
+    assert!(!ok && said.contains("replica"), "{said}");
+
+    // What docs/operations.md says of them.
+    for promised in [
+        "kind: Deployment",
+        "kind: PodDisruptionBudget",
+        "kind: HorizontalPodAutoscaler",
+        "path: /health/live",
+        "path: /health/ready",
+        "readOnlyRootFilesystem: true",
+        "--services=retrieval",
+        "NELUMBO_DATABASE_URL",
+    ] {
+        assert!(retrieval.contains(promised), "retrieval.yaml lacks {promised}");
+    }
+    let policies = std::fs::read_to_string(dir.join("networkpolicy.yaml")).expect("policies");
+    assert!(policies.contains("name: default-deny") && policies.contains("port: 2345"));
+    let kustomization =
+        std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization");
+    for manifest in &manifests {
+        let name = manifest.file_name().expect("name").to_string_lossy();
+        assert_eq!(
+            kustomization.contains(&format!("- {name}")),
+            !name.contains("example"),
+            "kustomization.yaml and {name}"
+        );
+    }
+}
+

@@ -160,7 +160,7 @@ fn publish_storage_deals(
         match validate_deal(call, state, provider, info.sector_size, deal, &mut reserved) {
             Ok((proposal, cid)) => accepted.push((index as u64, proposal, cid)),
             Err(why) => {
-                tracing::info!(deal = index, reason = %why, "deal proposal rejected");
+                tracing::info!(deal_id = index, reason = %why, "deal proposal rejected");
                 reasons.push(format!("deal {index}: {why}"));
             }
         }
@@ -425,7 +425,7 @@ pub fn terminate_deals(state: &mut State, deal_ids: &[u64], epoch: ChainEpoch) {
         state.market.slash(provider, &proposal.provider_collateral);
         let _ = state.transfer(MARKET, BURNT_FUNDS, &proposal.provider_collateral);
         tracing::info!(
-            deal = id,
+            deal_id = id,
             "deal terminated with its sector; provider collateral burnt"
         );
     }
@@ -458,7 +458,7 @@ pub fn cron(state: &mut State, epoch: ChainEpoch) {
         let cid = cbor_cid(&fvm_ipld_encoding::to_vec(&proposal).unwrap_or_default()).to_bytes();
         state.market.pending.remove(&cid);
         tracing::info!(
-            deal = id,
+            deal_id = id,
             "deal expired unactivated; provider collateral burnt"
         );
     }
@@ -487,6 +487,6 @@ pub fn cron(state: &mut State, epoch: ChainEpoch) {
         state.market.pay(client, provider, &price);
         state.market.unlock(client, &proposal.client_collateral);
         state.market.unlock(provider, &proposal.provider_collateral);
-        tracing::info!(deal = id, "deal completed and paid");
+        tracing::info!(deal_id = id, "deal completed and paid");
     }
 }

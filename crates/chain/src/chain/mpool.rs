@@ -270,13 +270,13 @@ impl Chain {
             self.store
                 .remove_from_mpool(std::slice::from_ref(old))
                 .map_err(|e| PushError(format!("store message: {e:#}")))?;
-            tracing::info!(%cid, replaced = %old, from = %m.from, nonce = m.sequence, "message replaced by fee");
+            tracing::info!(message_cid = %cid, replaced = %old, from = %m.from, nonce = m.sequence, "message replaced by fee");
         }
         let base_fee = TokenAmount::from_atto(self.genesis.policy.base_fee_atto);
         if m.gas_fee_cap < base_fee {
-            tracing::info!(%cid, from = %m.from, nonce = m.sequence, fee_cap = %m.gas_fee_cap.atto(), base_fee = %base_fee.atto(), "message pooled below the base fee: it waits until replaced");
+            tracing::info!(message_cid = %cid, from = %m.from, nonce = m.sequence, fee_cap = %m.gas_fee_cap.atto(), base_fee = %base_fee.atto(), "message pooled below the base fee: it waits until replaced");
         } else {
-            tracing::debug!(%cid, from = %m.from, nonce = m.sequence, method = m.method_num, "message pooled");
+            tracing::debug!(message_cid = %cid, from = %m.from, nonce = m.sequence, method = m.method_num, "message pooled");
         }
         if let Ok(mut inner) = self.inner.write() {
             if let Some(old) = &replaced_cid {

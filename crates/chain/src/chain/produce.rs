@@ -251,7 +251,7 @@ impl Chain {
         for message in &inner.head_messages {
             let receipt = apply_message(&env, &mut state, &message.message.0);
             if let Some(error) = &receipt.error {
-                tracing::info!(message = %message.message.cid(), exit_code = receipt.exit_code.value(), %error, "message failed");
+                tracing::info!(message_cid = %message.message.cid(), exit_code = receipt.exit_code.value(), %error, "message failed");
             }
             let cid = message.cid().unwrap_or_else(|_| message.message.cid());
             receipts.push((

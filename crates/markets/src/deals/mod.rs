@@ -156,7 +156,7 @@ impl Deals {
         }
         for deal in deals {
             if !deal.state.is_final() {
-                tracing::info!(deal = %deal.uuid, state = %deal.state, "resuming deal");
+                tracing::info!(deal_uuid = %deal.uuid, state = %deal.state, "resuming deal");
                 self.spawn(&deal.uuid);
             } else if deal.state == DealState::Active {
                 // A crash between recording Active and removing the staged copy.
@@ -246,7 +246,7 @@ impl Deals {
         self.track(record);
         self.0.changes.notify_waiters();
         if let Some(message) = message {
-            tracing::info!(deal = %record.uuid, state = %record.state, "{message}");
+            tracing::info!(deal_uuid = %record.uuid, state = %record.state, "{message}");
         }
         Ok(())
     }
@@ -263,7 +263,7 @@ impl Deals {
     }
 
     async fn fail(&self, record: &mut DealRecord, error: String) -> anyhow::Result<()> {
-        tracing::warn!(deal = %record.uuid, step = %record.state, error = %error, "deal failed");
+        tracing::warn!(deal_uuid = %record.uuid, step = %record.state, error = %error, "deal failed");
         record.failed_step = Some(record.state);
         record.error = error.clone();
         record.state = DealState::Failed;
@@ -288,7 +288,7 @@ impl Deals {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
-            tracing::error!(deal = uuid, panic = %what, "a deal step panicked (a bug): failing the deal");
+            tracing::error!(deal_uuid = uuid, panic = %what, "a deal step panicked (a bug): failing the deal");
             if let Ok(Some(mut record)) = self.0.store.deal(uuid).await
                 && !record.state.is_final()
             {
@@ -308,7 +308,7 @@ impl Deals {
                 Ok(Some(record)) => record,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!(deal = uuid, error = %format!("{e:#}"), "cannot read the deal");
+                    tracing::error!(deal_uuid = uuid, error = %format!("{e:#}"), "cannot read the deal");
                     return;
                 }
             };
@@ -325,7 +325,7 @@ impl Deals {
                     let error = format!("{e:#}");
                     let delay = Duration::from_secs(5);
                     worker.retrying(&error, delay, record.state.name());
-                    tracing::error!(deal = uuid, %error, "deal step failed; retrying");
+                    tracing::error!(deal_uuid = uuid, %error, "deal step failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -430,7 +430,7 @@ impl Deals {
                     if elapsed >= PROGRESS_LOG_INTERVAL {
                         let rate = have.saturating_sub(logged.1) as f64 / elapsed.as_secs_f64();
                         tracing::info!(
-                            deal = %uuid,
+                            deal_uuid = %uuid,
                             received = have,
                             total,
                             percent = have * 100 / total.max(1),
@@ -832,7 +832,7 @@ impl Deals {
                         format!("Sealing: following sector {sector}"),
                     );
                     if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(deal = %record.uuid, sector, error = %e, retry_in = ?delay, "cannot follow the deal's sector yet");
+                        tracing::warn!(deal_uuid = %record.uuid, sector, error = %e, retry_in = ?delay, "cannot follow the deal's sector yet");
                     }
                     tokio::time::sleep(delay).await;
                 }
@@ -851,10 +851,12 @@ impl Deals {
                 && path.exists()
             {
                 match cache.admit_file(&piece, piece_size, &path) {
-                    Ok(true) => tracing::info!(%piece, "the deal's data is now in the piece cache"),
+                    Ok(true) => {
+                        tracing::info!(piece_cid = %piece, "the deal's data is now in the piece cache")
+                    }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(%piece, error = %format!("{e:#}"), "cannot move the deal's data into the piece cache")
+                        tracing::warn!(piece_cid = %piece, error = %format!("{e:#}"), "cannot move the deal's data into the piece cache")
                     }
                 }
             }

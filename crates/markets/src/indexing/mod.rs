@@ -341,7 +341,7 @@ impl Indexing {
         self.0.metrics.entries.inc_by(record.entries);
         self.0.metrics.head_seq.set(record.seq as i64);
         tracing::info!(
-            piece = %piece,
+            piece_cid = %piece,
             ad = %record.cid,
             seq = record.seq,
             entries = record.entries,
@@ -388,7 +388,7 @@ impl Indexing {
             }
         }
         for uuid in &ended {
-            tracing::info!(deal = %uuid, "indexing: the deal was slashed or terminated on chain");
+            tracing::info!(deal_uuid = %uuid, "indexing: the deal was slashed or terminated on chain");
         }
         if !ended.is_empty() {
             self.0

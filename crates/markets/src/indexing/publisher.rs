@@ -103,7 +103,7 @@ async fn serve(State(p): State<Publisher>, Path(name): Path<String>) -> Response
             format!("{cid} is not published here"),
         ),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), %cid, "ipni publisher: cannot read the chain");
+            tracing::error!(error = %format!("{e:#}"), ad_cid = %cid, "ipni publisher: cannot read the chain");
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "cannot read the advertisement chain",

@@ -137,7 +137,7 @@ impl BlockSource {
                         } else {
                             "its bytes do not match the CID"
                         };
-                        tracing::error!(block = %cid, piece = %location.piece_cid, source = piece.source.label(), offset = location.offset, why, "a stored block is not served");
+                        tracing::error!(block = %cid, piece_cid = %location.piece_cid, source = piece.source.label(), offset = location.offset, why, "a stored block is not served");
                         last_error = Some(ReadError::Internal(format!(
                             "block {cid} cannot be served: {why}"
                         )));

@@ -202,7 +202,7 @@ impl PieceCache {
                     None => return,
                 }
             };
-            tracing::info!(piece = %victim, "evicting a piece from the cache (least recently used)");
+            tracing::info!(piece_cid = %victim, "evicting a piece from the cache (least recently used)");
             self.remove(&victim);
         }
     }
@@ -321,7 +321,7 @@ impl PieceCache {
 
     /// Drops an entry found corrupt and says why.
     fn corrupt(&self, meta: &Meta, why: &str) -> CacheReadError {
-        tracing::error!(piece = %meta.piece_cid, why, "the piece cache holds a corrupt copy; dropping it");
+        tracing::error!(piece_cid = %meta.piece_cid, why, "the piece cache holds a corrupt copy; dropping it");
         self.remove(&meta.piece_cid);
         CacheReadError::Corrupt {
             piece: meta.piece_cid.clone(),
@@ -404,7 +404,7 @@ impl PieceCache {
         }
         state.bytes += size;
         drop(state);
-        tracing::info!(piece = %piece, bytes = size, "piece cached");
+        tracing::info!(piece_cid = %piece, bytes = size, "piece cached");
         Ok(())
     }
 }

@@ -212,7 +212,7 @@ impl PieceReader {
             // What clients are told names nothing inside (the hub's address, its errors).
             Err(HubError::Unreachable(why)) => {
                 self.metrics.hub_errors.inc();
-                tracing::debug!(piece = %cid, why, "the hub cannot say where a piece is");
+                tracing::debug!(piece_cid = %cid, why, "the hub cannot say where a piece is");
                 return Err(ReadError::unavailable(
                     "the piece's storage is unavailable right now; try again shortly",
                     10,
@@ -220,7 +220,7 @@ impl PieceReader {
             }
             Err(e) => {
                 self.metrics.hub_errors.inc();
-                tracing::warn!(piece = %cid, error = %e, "the hub refused a piece lookup");
+                tracing::warn!(piece_cid = %cid, error = %e, "the hub refused a piece lookup");
                 return Err(ReadError::Internal(
                     "the piece's storage could not be asked where the piece is".into(),
                 ));
@@ -249,7 +249,7 @@ impl PieceReader {
         let done = Arc::new(Notify::new());
         let Ok(slot) = self.unseal_slots.clone().try_acquire_owned() else {
             // Every slot is busy: this request is told to come back; a later one starts it.
-            tracing::debug!(piece = %key, "an unseal is needed but every unseal slot is busy");
+            tracing::debug!(piece_cid = %key, "an unseal is needed but every unseal slot is busy");
             return done;
         };
         unseals.insert(key.clone(), done.clone());
@@ -259,7 +259,7 @@ impl PieceReader {
         self.metrics.unseals.inc();
         tokio::spawn(async move {
             let _slot = slot;
-            tracing::info!(piece = %cid, sector, "asking the hub to unseal a piece for retrieval");
+            tracing::info!(piece_cid = %cid, sector, "asking the hub to unseal a piece for retrieval");
             let started = Instant::now();
             match reader
                 .hub
@@ -267,11 +267,11 @@ impl PieceReader {
                 .await
             {
                 Ok(()) => {
-                    tracing::info!(piece = %cid, sector, took = ?started.elapsed(), "piece unsealed")
+                    tracing::info!(piece_cid = %cid, sector, took = ?started.elapsed(), "piece unsealed")
                 }
                 Err(e) => {
                     reader.metrics.hub_errors.inc();
-                    tracing::warn!(piece = %cid, sector, error = %e, "the hub could not unseal the piece")
+                    tracing::warn!(piece_cid = %cid, sector, error = %e, "the hub could not unseal the piece")
                 }
             }
             reader.forget(&cid.to_string());
@@ -355,7 +355,7 @@ impl PieceReader {
             Ok(response) => Ok(response),
             Err(e) => {
                 self.metrics.hub_errors.inc();
-                tracing::warn!(piece = %piece.cid, start, len, error = %e, "reading a piece from the hub failed");
+                tracing::warn!(piece_cid = %piece.cid, start, len, error = %e, "reading a piece from the hub failed");
                 Err(match e {
                     // The copy went away since the lookup (or needs an unseal now).
                     HubError::PieceMissing(_) => {
@@ -387,7 +387,7 @@ impl PieceReader {
     ) -> Result<Bytes, ReadError> {
         let end = offset.checked_add(len).filter(|&e| e <= piece.payload_size);
         if end.is_none() {
-            tracing::error!(piece = %piece.cid, offset, len, payload = piece.payload_size, "the piece directory places a block outside its piece");
+            tracing::error!(piece_cid = %piece.cid, offset, len, payload = piece.payload_size, "the piece directory places a block outside its piece");
             return Err(ReadError::Internal(
                 "a block's recorded place is wrong".into(),
             ));
@@ -409,11 +409,11 @@ impl PieceReader {
                 let response = self.read_hub(piece, offset, len).await?;
                 self.fill_later(piece);
                 let body = response.bytes().await.map_err(|e| {
-                    tracing::warn!(piece = %piece.cid, error = %e, "reading a block from the hub was cut short");
+                    tracing::warn!(piece_cid = %piece.cid, error = %e, "reading a block from the hub was cut short");
                     ReadError::unavailable("the piece's storage stopped answering; try again", 5)
                 })?;
                 if body.len() as u64 != len {
-                    tracing::warn!(piece = %piece.cid, got = body.len(), len, "the hub sent a short read");
+                    tracing::warn!(piece_cid = %piece.cid, got = body.len(), len, "the hub sent a short read");
                     return Err(ReadError::Internal(
                         "the piece's storage sent a short read".into(),
                     ));
@@ -442,7 +442,7 @@ impl PieceReader {
             match reader.fill(&piece).await {
                 Ok(()) => {
                     reader.metrics.cache_fills.with_label_values(&["ok"]).inc();
-                    tracing::info!(piece = %piece.cid, bytes = piece.payload_size, took = ?started.elapsed(), "piece copied into the cache");
+                    tracing::info!(piece_cid = %piece.cid, bytes = piece.payload_size, took = ?started.elapsed(), "piece copied into the cache");
                 }
                 Err(e) => {
                     reader
@@ -450,7 +450,7 @@ impl PieceReader {
                         .cache_fills
                         .with_label_values(&["failed"])
                         .inc();
-                    tracing::warn!(piece = %piece.cid, error = %format!("{e:#}"), "copying a piece into the cache failed");
+                    tracing::warn!(piece_cid = %piece.cid, error = %format!("{e:#}"), "copying a piece into the cache failed");
                 }
             }
         });

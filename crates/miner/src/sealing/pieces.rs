@@ -180,7 +180,7 @@ impl Sealing {
             .find(|p| p.deal_uuid == info.deal_uuid)
             .map(|p| p.offset)
             .unwrap_or(0);
-        tracing::info!(sector = record.number, offset, deal = info.deal_id, piece = %key, "deal piece assigned");
+        tracing::info!(sector = record.number, offset, deal_id = info.deal_id, piece_cid = %key, "deal piece assigned");
         Ok(SectorOffset {
             sector: record.number,
             offset,
