@@ -314,7 +314,10 @@ fn the_kubernetes_manifests_validate_against_the_schemas() {
         "--services=retrieval",
         "NELUMBO_DATABASE_URL",
     ] {
-        assert!(retrieval.contains(promised), "retrieval.yaml lacks {promised}");
+        assert!(
+            retrieval.contains(promised),
+            "retrieval.yaml lacks {promised}"
+        );
     }
     let policies = std::fs::read_to_string(dir.join("networkpolicy.yaml")).expect("policies");
     assert!(policies.contains("name: default-deny") && policies.contains("port: 2345"));
@@ -329,4 +332,3 @@ fn the_kubernetes_manifests_validate_against_the_schemas() {
         );
     }
 }
-
