@@ -106,27 +106,7 @@ async fn slow_deal(
 ) -> String {
     let file = devnet.dir.path().join(format!("file-{seed}.bin"));
     std::fs::write(&file, payload(700, seed)).expect("write");
-    let url = format!("{}/latest.car", server.base);
-    let output = client.run(&[
-        "deal",
-        "--provider",
-        &hub.actor.to_string(),
-        "--start-in",
-        "600",
-        "--duration",
-        "400",
-        "--url",
-        &url,
-        file.to_str().expect("path"),
-    ]);
-    let printed = text(&output);
-    assert!(output.status.success(), "client deal failed: {printed}");
-    printed
-        .split("deal ")
-        .filter_map(|rest| rest.split_whitespace().next())
-        .find(|word| word.len() == 36)
-        .unwrap_or_else(|| panic!("no deal UUID in {printed}"))
-        .to_string()
+    client.propose_from_url(&hub.actor, &format!("{}/latest.car", server.base), &file)
 }
 
 async fn publish_count(devnet: &Devnet) -> usize {

@@ -4,37 +4,18 @@
 
 use std::time::{Duration, Instant};
 
+use fvm_shared::address::Address;
 use nelumbo_markets_api::admin::{DealState, WorkersList};
 use nelumbo_testkit::hub::{insecure_hub, text};
 use nelumbo_testkit::markets::{DataServer, TestClient, TestMarkets};
 use nelumbo_types::workers::{WorkerState, WorkerStatus};
 
 /// Proposes a deal whose data comes from `server`; returns its UUID.
-fn propose(client: &TestClient, provider: &str, server: &DataServer, seed: u8) -> String {
+fn propose(client: &TestClient, provider: &Address, server: &DataServer, seed: u8) -> String {
     let file = client.repo.join(format!("file-{seed}.bin"));
     let data: Vec<u8> = (0..700u32).map(|i| (i as u8) ^ seed).collect();
     std::fs::write(&file, data).expect("write");
-    let url = format!("{}/latest.car", server.base);
-    let output = client.run(&[
-        "deal",
-        "--provider",
-        provider,
-        "--start-in",
-        "600",
-        "--duration",
-        "400",
-        "--url",
-        &url,
-        file.to_str().expect("path"),
-    ]);
-    let printed = text(&output);
-    assert!(output.status.success(), "client deal failed: {printed}");
-    printed
-        .split("deal ")
-        .filter_map(|rest| rest.split_whitespace().next())
-        .find(|word| word.len() == 36)
-        .unwrap_or_else(|| panic!("no deal UUID in {printed}"))
-        .to_string()
+    client.propose_from_url(provider, &format!("{}/latest.car", server.base), &file)
 }
 
 /// Waits until the worker named `name` is listed, in `state` if one is given.
@@ -79,7 +60,7 @@ async fn workers_list_shows_a_stalling_transfer_retrying_and_a_deal_waiting_for_
     client.funded_wallet(&devnet, 10).await;
     // 64 bytes, then a pause longer than the stall timeout: every attempt stalls.
     let server = DataServer::start(client.repo.join("cars"), Duration::from_secs(5)).await;
-    let provider = hub.actor.to_string();
+    let provider = hub.actor;
     let first = propose(&client, &provider, &server, 1);
     let retrying = wait_for_worker(&markets, &first, Some(WorkerState::Retrying)).await;
     assert_eq!(retrying.kind, "deal");

@@ -285,6 +285,36 @@ impl TestClient {
         }
     }
 
+    /// Proposes an online deal of `file` whose data the provider fetches from `url` (starting
+    /// 600 epochs out, for 400), without waiting for it; returns its UUID.
+    pub fn propose_from_url(
+        &self,
+        provider: &fvm_shared::address::Address,
+        url: &str,
+        file: &std::path::Path,
+    ) -> String {
+        let output = self.run(&[
+            "deal",
+            "--provider",
+            &provider.to_string(),
+            "--start-in",
+            "600",
+            "--duration",
+            "400",
+            "--url",
+            url,
+            file.to_str().expect("a UTF-8 path"),
+        ]);
+        let printed = text(&output);
+        assert!(output.status.success(), "client deal failed: {printed}");
+        printed
+            .split("deal ")
+            .filter_map(|rest| rest.split_whitespace().next())
+            .find(|word| word.len() == 36)
+            .unwrap_or_else(|| panic!("no deal UUID in {printed}"))
+            .to_string()
+    }
+
     /// A new funded secp256k1 key, with its address.
     pub async fn funded_wallet(&self, devnet: &Devnet, fil: u64) -> fvm_shared::address::Address {
         let output = self.run(&["wallet", "new"]);
