@@ -37,6 +37,11 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
 pub mod address {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "description": "A Filecoin address (`f`/`t` then the protocol digit: `f01234`, `t3...`)."})
+    }
+
     pub fn serialize<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&a.to_string())
     }
@@ -50,6 +55,11 @@ pub mod address {
 /// An address that may be undefined: `"<empty>"` (or `null` on input) when absent.
 pub mod opt_address_empty {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"], "description": "A Filecoin address, or `\"<empty>\"` when there is none."})
+    }
 
     pub fn serialize<S: Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
         match a {
@@ -71,6 +81,11 @@ pub mod opt_address_empty {
 pub mod opt_address {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"], "description": "A Filecoin address, or null."})
+    }
+
     pub fn serialize<S: Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
         match a {
             Some(a) => s.serialize_str(&a.to_string()),
@@ -85,6 +100,11 @@ pub mod opt_address {
 
 pub mod addresses {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["array", "null"], "items": {"type": "string"}, "description": "Filecoin addresses."})
+    }
 
     pub fn serialize<S: Serializer>(list: &[Address], s: S) -> Result<S::Ok, S::Error> {
         let texts: Vec<String> = list.iter().map(Address::to_string).collect();
@@ -104,6 +124,11 @@ pub mod addresses {
 pub mod token {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^-?[0-9]+$", "description": "An amount in attoFIL, as a decimal string."})
+    }
+
     pub fn serialize<S: Serializer>(t: &TokenAmount, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.atto().to_string())
     }
@@ -118,6 +143,11 @@ pub mod token {
 
 pub mod opt_token {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"], "pattern": "^-?[0-9]+$", "description": "An amount in attoFIL, as a decimal string, or null."})
+    }
 
     pub fn serialize<S: Serializer>(t: &Option<TokenAmount>, s: S) -> Result<S::Ok, S::Error> {
         match t {
@@ -140,6 +170,11 @@ pub mod opt_token {
 pub mod bigint {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^-?[0-9]+$", "description": "A big integer as a decimal string."})
+    }
+
     pub fn serialize<S: Serializer>(b: &BigInt, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&b.to_string())
     }
@@ -154,6 +189,11 @@ pub mod bigint {
 /// Bytes as padded standard base64; empty bytes print as `null`, `null` reads as empty.
 pub mod bytes {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"], "contentEncoding": "base64", "description": "Bytes in padded standard base64; null when empty."})
+    }
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if b.is_empty() {
@@ -176,6 +216,11 @@ pub mod bytes {
 /// Base64 strings in a list (multiaddrs), `null` when empty.
 pub mod bytes_list {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["array", "null"], "items": {"type": "string", "contentEncoding": "base64"}, "description": "Byte strings in padded standard base64; null when empty."})
+    }
 
     pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
         if list.is_empty() {
@@ -208,6 +253,11 @@ struct CidObject {
 pub mod cid_obj {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "object", "properties": {"/": {"type": "string"}}, "required": ["/"], "additionalProperties": false, "description": "A CID, as `{\"/\": \"bafy...\"}`."})
+    }
+
     pub fn serialize<S: Serializer>(c: &Cid, s: S) -> Result<S::Ok, S::Error> {
         CidObject { cid: c.to_string() }.serialize(s)
     }
@@ -221,6 +271,11 @@ pub mod cid_obj {
 
 pub mod opt_cid {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["object", "null"], "properties": {"/": {"type": "string"}}, "required": ["/"], "additionalProperties": false, "description": "A CID as `{\"/\": ...}`, or null."})
+    }
 
     pub fn serialize<S: Serializer>(c: &Option<Cid>, s: S) -> Result<S::Ok, S::Error> {
         match c {
@@ -242,6 +297,11 @@ pub mod opt_cid {
 /// A list of CIDs; `null` reads as empty. `always_array` decides how empty prints.
 pub mod cids {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["array", "null"], "items": {"type": "object", "properties": {"/": {"type": "string"}}, "required": ["/"], "additionalProperties": false}, "description": "CIDs, each as `{\"/\": ...}`; null reads as empty."})
+    }
 
     pub fn serialize<S: Serializer>(list: &[Cid], s: S) -> Result<S::Ok, S::Error> {
         let objects: Vec<CidObject> = list
@@ -267,6 +327,11 @@ pub mod cids {
 /// an unset run; the empty set is `[0]`.
 pub mod bitfield {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["array", "null"], "items": {"type": "integer", "minimum": 0}, "description": "A bitfield as go-bitfield's run lengths, alternating unset and set from an unset run; the empty set is [0]."})
+    }
 
     pub fn serialize<S: Serializer>(bf: &BitField, s: S) -> Result<S::Ok, S::Error> {
         to_runs(bf).serialize(s)
@@ -314,6 +379,11 @@ pub mod bitfield {
 pub mod opt_bitfield {
     use super::*;
 
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["array", "null"], "items": {"type": "integer", "minimum": 0}, "description": "A bitfield as run lengths (see bitfield), or null for no filter."})
+    }
+
     pub fn serialize<S: Serializer>(bf: &Option<BitField>, s: S) -> Result<S::Ok, S::Error> {
         match bf {
             Some(bf) => bitfield::to_runs(bf).serialize(s),
@@ -334,6 +404,11 @@ pub mod opt_bitfield {
 /// A libp2p peer id as its base58 text, `null` when empty or unparsable.
 pub mod peer_id {
     use super::*;
+
+    /// The JSON schema of this form, for the API's OpenRPC document.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"], "description": "A libp2p peer ID in base58, or null."})
+    }
 
     pub fn serialize<S: Serializer>(id: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if id.is_empty() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use fvm_shared::clock::ChainEpoch;
-use nelumbo_rpc::{RpcChannel, rpc_method};
+use nelumbo_rpc::rpc_method;
 
 use crate::types::*;
 use crate::wrappers::*;
@@ -15,10 +15,7 @@ rpc_method!(ChainHead, "Filecoin.ChainHead", Read, "The current head tipset.",
     [] () -> TipSet);
 rpc_method!(ChainNotify, "Filecoin.ChainNotify", Read,
     "A channel of head changes: first the current head, then each applied tipset (WebSocket only).",
-    [] () -> u64);
-impl RpcChannel for ChainNotify {
-    type Item = Vec<HeadChange>;
-}
+    [] () -> u64, channel of Vec<HeadChange>);
 rpc_method!(ChainGetTipSetByHeight, "Filecoin.ChainGetTipSetByHeight", Read,
     "The tipset at a height, or the last one before it if that height was a null round.",
     ["height", "tsk"] (ChainEpoch, TipSetKey) -> TipSet);

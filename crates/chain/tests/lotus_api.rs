@@ -277,6 +277,31 @@ async fn lotus_clients_get_lotus_json() {
         info["Worker"].as_str().map(|w| w.starts_with("t0")),
         Some(true)
     );
+
+    // The chain serves exactly the methods of its checked-in reference (docs/api/chain.openrpc.json),
+    // and every answer above fits the schema published there.
+    let discovered = devnet.raw_ok("rpc.discover", json!([])).await;
+    nelumbo_testkit::api::assert_serves_reference(&discovered, "chain");
+    for (method, answer) in [
+        ("Filecoin.ChainHead", &head),
+        ("Filecoin.WalletDefaultAddress", &json!(faucet)),
+        ("Filecoin.GasEstimateMessageGas", &estimated),
+        ("Filecoin.MpoolPushMessage", &signed),
+        ("Filecoin.StateWaitMsg", &lookup),
+        ("Filecoin.StateSearchMsg", &search),
+        ("Filecoin.ChainGetMessage", &got),
+        ("Filecoin.WalletBalance", &balance),
+        ("Filecoin.StateGetActor", &actor),
+        ("Filecoin.StateLookupID", &json!(id)),
+        ("Filecoin.StateNetworkVersion", &version),
+        ("Filecoin.ChainGetTipSetByHeight", &tipset),
+        ("Filecoin.WalletSign", &signature),
+        ("Filecoin.WalletVerify", &valid),
+        ("Filecoin.StateMinerProvingDeadline", &deadline),
+        ("Filecoin.StateMinerInfo", &info),
+    ] {
+        nelumbo_testkit::api::assert_answer_fits("chain", method, answer);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

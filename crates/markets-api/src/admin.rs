@@ -2,10 +2,13 @@
 //! The `nelumbo-markets` CLI is its client.
 
 use nelumbo_rpc::rpc_method;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A deal's step in the markets process. Each is persisted before it is acted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum DealState {
     /// Accepted; waiting for a transfer slot (online) or for `deals import-data` (offline).
     Accepted,
@@ -72,7 +75,7 @@ impl std::fmt::Display for DealState {
 }
 
 /// A deal as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DealInfo {
     #[serde(rename = "UUID")]
@@ -113,7 +116,7 @@ pub struct DealInfo {
 }
 
 /// One line of a deal's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DealLogEntry {
     /// Unix seconds.
@@ -123,7 +126,7 @@ pub struct DealLogEntry {
 }
 
 /// The storage ask: what this provider charges and which pieces it takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct AskSettings {
     /// attoFIL per GiB per epoch.
@@ -136,7 +139,7 @@ pub struct AskSettings {
 }
 
 /// The process as clients and operators see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct MarketsInfo {
     #[serde(rename = "PeerID")]
@@ -151,7 +154,7 @@ pub struct MarketsInfo {
 }
 
 /// One indexer's view, as `indexing status` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct IndexerStatus {
     pub url: String,
@@ -165,7 +168,7 @@ pub struct IndexerStatus {
 }
 
 /// The advertisement chain and the announcements (`indexing status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct IndexingStatus {
     /// The peer ID that signs (the miner's, on chain).
@@ -185,7 +188,7 @@ pub struct IndexingStatus {
 }
 
 /// A piece's latest advertisement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct PieceAdInfo {
     pub piece_cid: String,

@@ -29,7 +29,7 @@ fn failed(e: anyhow::Error) -> RpcError {
 }
 
 pub fn module(state: ApiState) -> RpcModule<ApiState> {
-    let mut module = RpcModule::new(state);
+    let mut module = RpcModule::new(nelumbo_markets_api::API_TITLE, state);
     module
         .register::<Info, _, _>(|s, ()| async move {
             let mut info = (*s.info).clone();

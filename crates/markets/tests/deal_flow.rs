@@ -13,6 +13,7 @@ use nelumbo_testkit::chain::Devnet;
 use nelumbo_testkit::hub::{TestHub, insecure_hub, text};
 use nelumbo_testkit::markets::{DataServer, TestClient, TestMarkets};
 use nelumbo_types::workers::{WorkerState, WorkerStatus};
+use serde_json::json;
 
 /// Market actor method 4: PublishStorageDeals.
 const PUBLISH_STORAGE_DEALS: u64 = 4;
@@ -97,6 +98,39 @@ async fn a_client_deal_becomes_active_on_chain() {
             .len(),
         1
     );
+
+    // The admin API serves exactly the methods of its checked-in reference
+    // (docs/api/markets.openrpc.json), and its answers about the deal fit the schemas there.
+    let token = std::fs::read_to_string(markets.repo.join("token")).expect("admin token");
+    let call = async |method: &str, params: serde_json::Value| {
+        nelumbo_testkit::api::raw_call(markets.client.url(), token.trim(), method, params).await
+    };
+    let discovered = call("rpc.discover", json!([])).await;
+    nelumbo_testkit::api::assert_serves_reference(&discovered, "markets");
+    let uuid = deals[0].uuid.clone();
+    // Logs: what the deal's task logs carries its UUID, and the sector's sealing its number.
+    assert!(
+        markets.log().contains(&format!("deal{{deal_uuid={uuid}}}")),
+        "no line in the deal's span:\n{}",
+        markets.log()
+    );
+    let sector = deals[0].sector.expect("the deal's sector");
+    assert!(
+        hub.log().contains(&format!("sector{{sector={sector}}}")),
+        "no line in sector {sector}'s span:\n{}",
+        hub.log()
+    );
+    for (method, params) in [
+        ("Markets.Info", json!([])),
+        ("Markets.DealsList", json!([])),
+        ("Markets.DealsShow", json!([uuid])),
+        ("Markets.DealsLogs", json!([uuid])),
+        ("Markets.WorkersList", json!([])),
+        ("Markets.AskGet", json!([])),
+    ] {
+        let answer = call(method, params).await;
+        nelumbo_testkit::api::assert_answer_fits("markets", method, &answer);
+    }
 }
 
 /// Makes a deal whose data comes slowly from `server`; returns its UUID.

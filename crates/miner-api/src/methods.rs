@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use nelumbo_chain_api::types::{MarketBalance, MarketDeal, TipSet};
 use nelumbo_chain_api::{Addr, Base64, Big, CidJson};
-use nelumbo_rpc::{RpcChannel, rpc_method};
+use nelumbo_rpc::rpc_method;
 
 use crate::types::{
     self, DeadlineSummary, HubEvent, HubMinerInfo, HubVersion, PieceDealInfo, PieceLocation,
@@ -47,10 +47,7 @@ rpc_method!(ProvingDeadlines, "Nelumbo.ProvingDeadlines", Read,
     [] () -> Vec<DeadlineSummary>);
 rpc_method!(SubscribeEvents, "Nelumbo.SubscribeEvents", Read | Spoke,
     "A channel of hub events: sector state changes and errors, faults, recoveries, WindowPoSts, won blocks (WebSocket only).",
-    [] () -> u64);
-impl RpcChannel for SubscribeEvents {
-    type Item = HubEvent;
-}
+    [] () -> u64, channel of HubEvent);
 rpc_method!(SpokeHeartbeat, "Nelumbo.SpokeHeartbeat", Spoke,
     "A spoke registers itself and says it is alive; send again within the returned interval. The first heartbeat (or peer-info change) of a spoke token binds the token to the peer ID it names; later ones must name the same.",
     ["hello"] (SpokeHello) -> SpokeAck);

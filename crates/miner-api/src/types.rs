@@ -6,10 +6,11 @@ use cid::Cid;
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use nelumbo_chain_api::json;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The hub's version and the chain it is attached to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct HubVersion {
     /// The `nelumbo-miner` build.
@@ -19,14 +20,17 @@ pub struct HubVersion {
 }
 
 /// The miner this hub operates, as recorded at `nelumbo-miner init`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct HubMinerInfo {
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     pub actor: Address,
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     pub owner: Address,
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     pub worker: Address,
     /// The control address WindowPoSt is sent from (its own nonces, so proving never waits
     /// behind the worker's messages); hubs made before it existed have none and prove from the
@@ -36,6 +40,7 @@ pub struct HubMinerInfo {
         with = "json::opt_address",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "json::opt_address::schema")]
     pub control: Option<Address>,
     /// Bytes.
     pub sector_size: u64,
@@ -45,7 +50,9 @@ pub struct HubMinerInfo {
 
 /// Where a sector is in the sealing pipeline. Names follow Lotus's sector states where one
 /// exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum SectorState {
     /// Accepting deal pieces until it is full or its wait runs out.
     WaitDeals,
@@ -131,7 +138,7 @@ impl std::fmt::Display for SectorState {
 }
 
 /// One line of a sector's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorLogEntry {
     /// Unix seconds.
@@ -141,10 +148,11 @@ pub struct SectorLogEntry {
 }
 
 /// A piece in a sector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorPieceInfo {
     #[serde(rename = "PieceCID", with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub piece_cid: Cid,
     /// Padded bytes.
     pub size: u64,
@@ -155,23 +163,28 @@ pub struct SectorPieceInfo {
 }
 
 /// `SectorsStatus`: everything the hub knows about a sector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorStatus {
     pub number: u64,
     pub state: SectorState,
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<SectorPieceInfo>>")]
     pub pieces: Vec<SectorPieceInfo>,
     pub ticket_epoch: Option<ChainEpoch>,
     #[serde(rename = "CommR", default, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     pub comm_r: Option<Cid>,
     #[serde(rename = "CommD", default, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     pub comm_d: Option<Cid>,
     #[serde(default, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     pub pre_commit_message: Option<Cid>,
     pub pre_commit_epoch: Option<ChainEpoch>,
     pub seed_epoch: Option<ChainEpoch>,
     #[serde(default, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     pub commit_message: Option<Cid>,
     /// The storage path that holds the sector's files.
     pub storage: String,
@@ -179,11 +192,12 @@ pub struct SectorStatus {
     pub last_error: Option<String>,
     pub retries: u32,
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<SectorLogEntry>>")]
     pub log: Vec<SectorLogEntry>,
 }
 
 /// `SectorsList`: one line per sector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorBrief {
     pub number: u64,
@@ -192,7 +206,7 @@ pub struct SectorBrief {
 }
 
 /// `ProvingInfo`: the miner's proving period as the hub sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProvingInfo {
     pub current_epoch: ChainEpoch,
@@ -213,7 +227,7 @@ pub struct ProvingInfo {
 }
 
 /// `ProvingDeadlines`: one deadline of the proving period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeadlineSummary {
     pub index: u64,
@@ -230,7 +244,7 @@ pub struct DeadlineSummary {
 /// What the hub reports on its event channel (`Nelumbo.SubscribeEvents`). Events are not
 /// stored: a subscriber that reconnects reads the current state with `SectorsStatus` and
 /// `ProvingInfo`, then follows the channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "Kind")]
 pub enum HubEvent {
     /// A sector moved to another state.
@@ -306,7 +320,7 @@ pub enum HubEvent {
 }
 
 /// What a spoke tells the hub with each heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SpokeHello {
     /// Stable across the spoke's restarts (for example its libp2p peer ID).
@@ -316,6 +330,7 @@ pub struct SpokeHello {
     pub version: String,
     /// Where clients reach it.
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<String>>")]
     pub public_addrs: Vec<String>,
     /// How many of its deals are in each state (a deals service's), for the hub's status
     /// view. As the spoke says: shown, never acted on.
@@ -324,7 +339,7 @@ pub struct SpokeHello {
 }
 
 /// The hub's answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SpokeAck {
     /// Send the next heartbeat within this many seconds; a spoke silent for three intervals is
@@ -333,7 +348,7 @@ pub struct SpokeAck {
 }
 
 /// `SpokesList`: a spoke the hub has heard from since it started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SpokeStatus {
     #[serde(flatten)]
@@ -348,22 +363,24 @@ pub struct SpokeStatus {
 }
 
 /// `MarketPublishDeals`: a deal on chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct PublishedDeal {
     #[serde(rename = "ProposalCID", with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub proposal_cid: Cid,
     #[serde(rename = "DealID")]
     pub deal_id: u64,
     /// The `PublishStorageDeals` message that published it (with others, perhaps).
     #[serde(with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub message: Cid,
     /// Where that message executed.
     pub epoch: ChainEpoch,
 }
 
 /// `SectorAddPieceToAny`: a published deal's piece, already uploaded with `PUT /pieces/{cid}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct PieceDealInfo {
     /// The spoke's deal UUID: the call is idempotent by it.
@@ -372,6 +389,7 @@ pub struct PieceDealInfo {
     #[serde(rename = "DealID")]
     pub deal_id: u64,
     #[serde(rename = "PieceCID", with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub piece_cid: Cid,
     /// Padded bytes.
     pub piece_size: u64,
@@ -381,7 +399,7 @@ pub struct PieceDealInfo {
 }
 
 /// Where a piece went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorOffset {
     pub sector: u64,
@@ -390,7 +408,7 @@ pub struct SectorOffset {
 }
 
 /// `PieceLocate`: a sector that holds a piece.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct PieceLocation {
     pub sector: u64,

@@ -123,7 +123,7 @@ async fn deadlines(s: &ApiState) -> Result<Vec<DeadlineSummary>, RpcError> {
 }
 
 pub fn module(state: ApiState) -> RpcModule<ApiState> {
-    let mut module = RpcModule::new(state);
+    let mut module = RpcModule::new(nelumbo_miner_api::API_TITLE, state);
     module
         .register::<Version, _, _>(|_, ()| async move {
             Ok(HubVersion {

@@ -542,7 +542,9 @@ impl Batcher {
         }
         for (message, deals) in sent {
             let (batcher, cancel) = (self.clone(), cancel.clone());
-            tokio::spawn(async move {
+            let message_cid = message.cid().map(|c| c.to_string()).unwrap_or_default();
+            let span = tracing::info_span!("publish_batch", message_cid);
+            let follow = async move {
                 tracing::info!(
                     deals = deals.len(),
                     "following a PublishStorageDeals batch sent before the restart"
@@ -563,7 +565,8 @@ impl Batcher {
                     });
                     let _ = batcher.settle(cid, Some(&message), result);
                 }
-            });
+            };
+            tokio::spawn(tracing::Instrument::instrument(follow, span));
         }
     }
 

@@ -230,7 +230,8 @@ impl PieceReads {
         }
         self.queued_gauge.inc();
         let _queued = Queued(self);
-        Ok(self.unseal_queued(sector, cid).await?)
+        let span = tracing::info_span!("unseal", sector, piece_cid = %cid);
+        Ok(tracing::Instrument::instrument(self.unseal_queued(sector, cid), span).await?)
     }
 
     async fn unseal_queued(&self, sector: u64, cid: &Cid) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod local;
 mod method;
+mod openrpc;
 mod permission;
 mod server;
 mod token;
@@ -19,11 +20,15 @@ pub use client::{ApiInfo, ClientError, DEFAULT_CALL_TIMEOUT, RpcClient};
 pub use error::RpcError;
 pub use local::{local_client, running_api};
 pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
+pub use openrpc::{METHODS, MethodDef, check_checked_in, definitions, openrpc_document};
 pub use permission::{Permission, Permissions};
 pub use server::{RpcModule, ServerConfig, rpc_router};
+// For `rpc_method!`'s expansion in other crates.
 pub use token::{TokenError, TokenSecret, claimed_permissions, read_private, read_private_bytes};
+#[doc(hidden)]
+pub use {linkme, schemars};
 
-/// Declares a method type:
+/// Declares a method type and lists it in [`METHODS`]:
 ///
 /// ```ignore
 /// rpc_method!(ChainHead, "Filecoin.ChainHead", Read, "The heaviest tipset.", [] () -> TipSet);
@@ -31,12 +36,42 @@ pub use token::{TokenError, TokenSecret, claimed_permissions, read_private, read
 ///     ["address"] (Address) -> TokenAmount);
 /// // Allowed to operators' read tokens and to spoke tokens:
 /// rpc_method!(ChainHead, "Nelumbo.ChainHead", Read | Spoke, "The head.", [] () -> TipSet);
+/// // A channel method (WebSocket only): answers a channel id, then sends `HeadChange` lists.
+/// rpc_method!(ChainNotify, "Filecoin.ChainNotify", Read, "Head changes.",
+///     [] () -> u64, channel of Vec<HeadChange>);
 /// ```
+///
+/// Every parameter, result and channel type implements `schemars::JsonSchema`: the API's
+/// OpenRPC document is built from them.
 #[macro_export]
 macro_rules! rpc_method {
     (
         $name:ident, $wire:literal, $perm:ident $(| $also:ident)*, $desc:literal,
         [$($param:literal),* $(,)?] ($($pty:ty),* $(,)?) -> $ok:ty
+    ) => {
+        $crate::rpc_method!(@define $name, $wire, $perm $(| $also)*, $desc,
+            [$($param),*] ($($pty),*) -> $ok, {});
+    };
+    (
+        $name:ident, $wire:literal, $perm:ident $(| $also:ident)*, $desc:literal,
+        [$($param:literal),* $(,)?] ($($pty:ty),* $(,)?) -> $ok:ty, channel of $item:ty
+    ) => {
+        $crate::rpc_method!(@define $name, $wire, $perm $(| $also)*, $desc,
+            [$($param),*] ($($pty),*) -> $ok, {
+                const CHANNEL: bool = true;
+                fn result_schema(
+                    generator: &mut $crate::schemars::SchemaGenerator,
+                ) -> $crate::schemars::Schema {
+                    generator.subschema_for::<$item>()
+                }
+            });
+        impl $crate::RpcChannel for $name {
+            type Item = $item;
+        }
+    };
+    (
+        @define $name:ident, $wire:literal, $perm:ident $(| $also:ident)*, $desc:literal,
+        [$($param:literal),*] ($($pty:ty),*) -> $ok:ty, { $($extra:tt)* }
     ) => {
         #[doc = $desc]
         #[derive(Debug, Clone, Copy)]
@@ -49,6 +84,18 @@ macro_rules! rpc_method {
             const DESCRIPTION: &'static str = $desc;
             type Params = ($($pty,)*);
             type Ok = $ok;
+            #[allow(unused_variables)]
+            fn param_schemas(
+                generator: &mut $crate::schemars::SchemaGenerator,
+            ) -> ::std::vec::Vec<$crate::schemars::Schema> {
+                ::std::vec![$(generator.subschema_for::<$pty>()),*]
+            }
+            $($extra)*
         }
+        const _: () = {
+            #[$crate::linkme::distributed_slice($crate::METHODS)]
+            #[linkme(crate = $crate::linkme)]
+            static DEFINITION: $crate::MethodDef = $crate::MethodDef::of::<$name>();
+        };
     };
 }

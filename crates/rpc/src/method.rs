@@ -2,6 +2,7 @@
 //! constants, with typed parameters and result. Servers, clients and the OpenRPC document are
 //! all built from these definitions, so they cannot drift apart.
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -20,13 +21,23 @@ pub trait RpcMethod: Send + Sync + 'static {
     /// Other permissions that allow the method too (`spoke` for the methods spokes call).
     const ALSO_ALLOWED: &'static [Permission] = &[];
     const DESCRIPTION: &'static str;
+    /// Whether the method answers with a channel (WebSocket only; see [`RpcChannel`]).
+    const CHANNEL: bool = false;
     type Params: Serialize + DeserializeOwned + Send + 'static;
-    type Ok: Serialize + DeserializeOwned + Send + 'static;
+    type Ok: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    /// The JSON schema of each parameter, in order (`rpc_method!` writes it from the types).
+    fn param_schemas(generator: &mut SchemaGenerator) -> Vec<Schema>;
+    /// The schema of what the method answers: its result, or for a channel method the values
+    /// the channel carries.
+    fn result_schema(generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<Self::Ok>()
+    }
 }
 
 /// A method that answers with a channel of values over a WebSocket (go-jsonrpc's `<-chan`).
+/// `rpc_method!(..., -> u64, channel of Item)` defines one.
 pub trait RpcChannel: RpcMethod {
-    type Item: Serialize + DeserializeOwned + Send + 'static;
+    type Item: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
 }
 
 /// Decodes positional parameters, checking their count first as go-jsonrpc does.

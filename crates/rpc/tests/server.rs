@@ -5,17 +5,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nelumbo_rpc::{
-    ClientError, Permission, RpcChannel, RpcClient, RpcError, RpcMethod, RpcModule, ServerConfig,
-    TokenSecret, rpc_method, rpc_router,
+    ClientError, Permission, RpcClient, RpcError, RpcMethod, RpcModule, ServerConfig, TokenSecret,
+    rpc_method, rpc_router,
 };
 
 rpc_method!(Add, "Test.Add", Read, "Adds two numbers.", ["a", "b"] (i64, i64) -> i64);
 rpc_method!(Shared, "Test.Shared", Write | Spoke, "Operators and spokes.", [] () -> String);
 rpc_method!(Secret, "Test.Secret", Sign, "Needs sign.", [] () -> String);
-rpc_method!(Ticks, "Test.Ticks", Read, "Counts up.", ["count"] (u32) -> ());
-impl RpcChannel for Ticks {
-    type Item = u32;
-}
+rpc_method!(Ticks, "Test.Ticks", Read, "Counts up.", ["count"] (u32) -> (), channel of u32);
 
 const LIMIT: usize = 64 * 1024;
 
@@ -24,7 +21,7 @@ async fn start(secret: TokenSecret) -> String {
 }
 
 async fn start_with(secret: TokenSecret, anonymous: Option<Permission>) -> String {
-    let mut module = RpcModule::new(());
+    let mut module = RpcModule::new("Test API", ());
     module.register_with_caller::<Shared, _, _>(|(), caller, ()| async move {
         Ok(caller.name().unwrap_or("(no name)").to_string())
     });

@@ -5,6 +5,7 @@
 //! the whole workspace first. To run one package's tests alone, build the binaries it starts,
 //! for example `cargo build -p nelumbo-chain`.
 
+pub mod api;
 pub mod chain;
 pub mod config;
 pub mod deals;

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Why a size was refused.
@@ -22,7 +23,9 @@ pub enum SizeError {
 }
 
 /// A sector size that Filecoin's proofs support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct SectorSize(u64);
 
@@ -155,7 +158,9 @@ impl FromStr for SectorSize {
 }
 
 /// The size of a piece after fr32 padding: a power of two, at least 128 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct PaddedPieceSize(u64);
 
@@ -217,7 +222,9 @@ impl fmt::Display for PaddedPieceSize {
 }
 
 /// The payload capacity of a piece: 127 times a power of two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct UnpaddedPieceSize(u64);
 

@@ -2,10 +2,11 @@
 //! status view. Each long-lived task (a sector's sealing, the publish batcher, an unseal job,
 //! the WindowPoSt scheduler, a deal, an announcer) reports one [`WorkerStatus`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A worker's state, in the words an operator checks at 3 a.m.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum WorkerState {
     /// Doing work now (`detail` says what).
     Busy,
@@ -29,7 +30,7 @@ impl WorkerState {
 }
 
 /// One worker's report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct WorkerStatus {
     /// Unique within the process's lifetime.

@@ -8,15 +8,20 @@ use fvm_shared::clock::ChainEpoch;
 use fvm_shared::crypto::signature::{Signature as FvmSignature, SignatureType};
 use fvm_shared::econ::TokenAmount;
 use num_bigint::BigInt;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cbor_cid;
 use crate::json;
 
 /// A tipset key: the CIDs of its blocks. `[]` (or `null`) means "the current head".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct TipSetKey(#[serde(with = "json::cids")] pub Vec<Cid>);
+pub struct TipSetKey(
+    #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
+    pub Vec<Cid>,
+);
 
 impl TipSetKey {
     pub fn head() -> Self {
@@ -28,10 +33,11 @@ impl TipSetKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct TipSet {
     #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
     pub cids: Vec<Cid>,
     pub blocks: Vec<BlockHeader>,
     pub height: ChainEpoch,
@@ -43,44 +49,49 @@ impl TipSet {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Ticket {
     #[serde(rename = "VRFProof", with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub vrf_proof: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ElectionProof {
     #[serde(rename = "WinCount")]
     pub win_count: i64,
     #[serde(rename = "VRFProof", with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub vrf_proof: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BeaconEntry {
     pub round: u64,
     #[serde(with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub data: Vec<u8>,
 }
 
 /// A PoSt proof as it goes on chain: the registered proof type and the bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PoStProof {
     #[serde(rename = "PoStProof")]
     pub post_proof: i64,
     #[serde(rename = "ProofBytes", with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub proof_bytes: Vec<u8>,
 }
 
 /// A signature: `Type` 1 is secp256k1, 2 is BLS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Signature {
     #[serde(rename = "Type")]
     pub sig_type: u8,
     #[serde(with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub data: Vec<u8>,
 }
 
@@ -115,27 +126,35 @@ impl Signature {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BlockHeader {
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     pub miner: Address,
     pub ticket: Option<Ticket>,
     pub election_proof: Option<ElectionProof>,
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<BeaconEntry>>")]
     pub beacon_entries: Vec<BeaconEntry>,
     #[serde(rename = "WinPoStProof", with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<PoStProof>>")]
     pub win_post_proof: Vec<PoStProof>,
     #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
     pub parents: Vec<Cid>,
     #[serde(with = "json::bigint")]
+    #[schemars(schema_with = "json::bigint::schema")]
     pub parent_weight: BigInt,
     pub height: ChainEpoch,
     #[serde(with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub parent_state_root: Cid,
     #[serde(with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub parent_message_receipts: Cid,
     #[serde(with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub messages: Cid,
     #[serde(rename = "BLSAggregate")]
     pub bls_aggregate: Option<Signature>,
@@ -143,6 +162,7 @@ pub struct BlockHeader {
     pub block_sig: Option<Signature>,
     pub fork_signaling: u64,
     #[serde(with = "json::token")]
+    #[schemars(schema_with = "json::token::schema")]
     pub parent_base_fee: TokenAmount,
 }
 
@@ -201,7 +221,7 @@ impl BlockHeader {
 }
 
 /// A head change, as `ChainNotify` sends them: `current`, then `apply` (or `revert`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HeadChange {
     #[serde(rename = "Type")]
     pub change: String,
@@ -210,18 +230,20 @@ pub struct HeadChange {
 }
 
 /// A block a miner submits with `SyncSubmitBlock`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BlockMsg {
     pub header: BlockHeader,
     #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
     pub bls_messages: Vec<Cid>,
     #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
     pub secpk_messages: Vec<Cid>,
 }
 
 /// `Filecoin.Version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Version {
     pub version: String,
@@ -235,27 +257,32 @@ pub struct Version {
 /// `Filecoin.ChainGetBlockMessages`: what a block includes. BLS-signed messages appear
 /// unsigned (their signatures are aggregated in the header), secp256k1 ones signed; `Cids`
 /// lists the BLS messages' CIDs, then the secp256k1 ones', as Lotus does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct BlockMessages {
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<super::Message>>")]
     pub bls_messages: Vec<super::Message>,
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<super::SignedMessage>>")]
     pub secpk_messages: Vec<super::SignedMessage>,
     #[serde(with = "json::cids")]
+    #[schemars(schema_with = "json::cids::schema")]
     pub cids: Vec<Cid>,
 }
 
 /// `Filecoin.StateGetNetworkParams` (Lotus's `ForkUpgradeParams` are left out: a devnet has no
 /// upgrades).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkParams {
     pub network_name: String,
     pub block_delay_secs: u64,
     #[serde(with = "json::bigint")]
+    #[schemars(schema_with = "json::bigint::schema")]
     pub consensus_miner_min_power: BigInt,
     #[serde(with = "json::nullable_vec")]
+    #[schemars(with = "Option<Vec<i64>>")]
     pub supported_proof_types: Vec<i64>,
     pub pre_commit_challenge_delay: ChainEpoch,
     #[serde(rename = "Eip155ChainID")]

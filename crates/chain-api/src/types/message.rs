@@ -1,10 +1,13 @@
 //! Messages, signed messages, receipts and lookups.
 
+use std::borrow::Cow;
+
 use cid::Cid;
 use fvm_ipld_encoding::RawBytes;
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use fvm_shared::econ::TokenAmount;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Signature, TipSetKey, cbor_cid};
@@ -48,31 +51,47 @@ impl Message {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 struct MessageJson {
     #[serde(default)]
     version: u64,
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     to: Address,
     #[serde(with = "json::address")]
+    #[schemars(schema_with = "json::address::schema")]
     from: Address,
     #[serde(default)]
     nonce: u64,
     #[serde(default, with = "json::token")]
+    #[schemars(schema_with = "json::token::schema")]
     value: TokenAmount,
     #[serde(default)]
     gas_limit: i64,
     #[serde(default, with = "json::token")]
+    #[schemars(schema_with = "json::token::schema")]
     gas_fee_cap: TokenAmount,
     #[serde(default, with = "json::token")]
+    #[schemars(schema_with = "json::token::schema")]
     gas_premium: TokenAmount,
     #[serde(default)]
     method: u64,
     #[serde(default, with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     params: Vec<u8>,
     #[serde(rename = "CID", default, skip_deserializing, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     cid: Option<Cid>,
+}
+
+impl JsonSchema for Message {
+    fn schema_name() -> Cow<'static, str> {
+        "Message".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        MessageJson::json_schema(generator)
+    }
 }
 
 impl Serialize for Message {
@@ -139,13 +158,23 @@ impl SignedMessage {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 struct SignedMessageJson {
     message: Message,
     signature: Signature,
     #[serde(rename = "CID", default, skip_deserializing, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     cid: Option<Cid>,
+}
+
+impl JsonSchema for SignedMessage {
+    fn schema_name() -> Cow<'static, str> {
+        "SignedMessage".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        SignedMessageJson::json_schema(generator)
+    }
 }
 
 impl Serialize for SignedMessage {
@@ -169,22 +198,25 @@ impl<'de> Deserialize<'de> for SignedMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct MessageReceipt {
     pub exit_code: u32,
     #[serde(with = "json::bytes")]
+    #[schemars(schema_with = "json::bytes::schema")]
     pub r#return: Vec<u8>,
     pub gas_used: u64,
     #[serde(default, with = "json::opt_cid")]
+    #[schemars(schema_with = "json::opt_cid::schema")]
     pub events_root: Option<Cid>,
 }
 
 /// Where a message was executed and its receipt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct MsgLookup {
     #[serde(with = "json::cid_obj")]
+    #[schemars(schema_with = "json::cid_obj::schema")]
     pub message: Cid,
     pub receipt: MessageReceipt,
     #[serde(default)]
@@ -196,10 +228,11 @@ pub struct MsgLookup {
 }
 
 /// Options of `MpoolPushMessage`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct MessageSendSpec {
     #[serde(default, with = "json::opt_token")]
+    #[schemars(schema_with = "json::opt_token::schema")]
     pub max_fee: Option<TokenAmount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg_uuid: Option<String>,

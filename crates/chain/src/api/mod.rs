@@ -60,7 +60,7 @@ fn miner_id(state: &State, address: &Address) -> Result<u64, RpcError> {
 }
 
 pub fn module(api: ApiState) -> RpcModule<ApiState> {
-    let mut m = RpcModule::new(api);
+    let mut m = RpcModule::new(nelumbo_chain_api::API_TITLE, api);
     m.register::<Version, _, _>(|api, ()| async move {
         Ok(nelumbo_chain_api::types::Version {
             version: format!(

@@ -205,7 +205,10 @@ impl Deals {
         };
         let deals = self.clone();
         let uuid = uuid.to_string();
-        tokio::spawn(async move {
+        // Every line the deal's task logs, down to the transfer and the hub's answers, carries
+        // its UUID (the span), whichever module logs it.
+        let span = tracing::info_span!("deal", deal_uuid = %uuid);
+        let task = async move {
             let worker = deals.0.worker_list.start("deal", uuid.clone());
             loop {
                 deals.drive(&uuid, &token, &worker).await;
@@ -220,7 +223,8 @@ impl Deals {
                     }
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
     fn is_running(&self, uuid: &str) -> bool {

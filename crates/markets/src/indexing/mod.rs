@@ -191,10 +191,10 @@ impl Indexing {
         let mut tasks = Vec::new();
         for indexer in self.0.config.indexers.clone() {
             let worker = worker_list.start("announcer", indexer.clone());
-            tasks.push(tokio::spawn(self.clone().announce_loop(
-                indexer,
-                worker,
-                cancel.clone(),
+            let span = tracing::info_span!("announcer", indexer = %indexer);
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(
+                self.clone().announce_loop(indexer, worker, cancel.clone()),
+                span,
             )));
         }
         let worker = worker_list.start("indexing", "IPNI advertisement chain");

@@ -387,7 +387,11 @@ impl BitswapServer {
             ledger.worker = true;
             let server = self.clone();
             let control = control.clone();
-            tokio::spawn(async move { server.work(peer, control).await });
+            let span = tracing::info_span!("bitswap", peer = %peer);
+            tokio::spawn(tracing::Instrument::instrument(
+                async move { server.work(peer, control).await },
+                span,
+            ));
         }
     }
 

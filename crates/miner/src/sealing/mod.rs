@@ -183,7 +183,12 @@ impl Sealing {
 
     fn spawn(&self, number: u64) {
         let sealing = self.clone();
-        tokio::spawn(async move { sealing.drive(number).await });
+        // Every line a sector's sealing logs carries its number (the span).
+        let span = tracing::info_span!("sector", sector = number);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { sealing.drive(number).await },
+            span,
+        ));
     }
 
     fn update_metrics(&self, records: &[SectorRecord]) {

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 
 use crate::error::RpcError;
 use crate::method::{RpcChannel, RpcMethod, decode_params};
-use crate::permission::{Permission, Permissions};
+use crate::openrpc::{MethodDef, openrpc_document};
+use crate::permission::Permissions;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type CallFn<S> = Arc<
@@ -33,16 +34,15 @@ enum Handler<S> {
 }
 
 struct Entry<S> {
-    permission: Permission,
-    also_allowed: &'static [Permission],
-    params: &'static [&'static str],
-    description: &'static str,
+    def: MethodDef,
     handler: Handler<S>,
 }
 
 /// The methods a server offers, each with its handler, over shared state `S`.
 pub struct RpcModule<S> {
     state: S,
+    /// The API's name in its OpenRPC document (`rpc.discover`).
+    title: &'static str,
     methods: BTreeMap<&'static str, Entry<S>>,
 }
 
@@ -80,9 +80,11 @@ pub(crate) enum Outcome {
 }
 
 impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
-    pub fn new(state: S) -> Self {
+    /// A module named `title` in its OpenRPC document.
+    pub fn new(title: &'static str, state: S) -> Self {
         Self {
             state,
+            title,
             methods: BTreeMap::new(),
         }
     }
@@ -114,6 +116,11 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
                 Ok(serde_json::to_value(ok)?)
             })
         });
+        assert!(
+            !M::CHANNEL,
+            "{} is a channel method: register_channel",
+            M::NAME
+        );
         self.insert::<M>(Handler::Call(call));
         self
     }
@@ -144,10 +151,7 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
         let previous = self.methods.insert(
             M::NAME,
             Entry {
-                permission: M::PERMISSION,
-                also_allowed: M::ALSO_ALLOWED,
-                params: M::PARAMS,
-                description: M::DESCRIPTION,
+                def: MethodDef::of::<M>(),
                 handler,
             },
         );
@@ -162,35 +166,16 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
     pub fn allowed_methods(&self, permissions: &Permissions) -> Vec<&'static str> {
         self.methods
             .iter()
-            .filter(|(_, e)| permissions.allows_any(e.permission, e.also_allowed))
+            .filter(|(_, e)| permissions.allows_any(e.def.permission, e.def.also_allowed))
             .map(|(name, _)| *name)
             .collect()
     }
 
-    /// An OpenRPC document of every method: name, positional parameter names, permission and
-    /// description.
-    pub fn openrpc(&self, title: &str, version: &str) -> Value {
-        let methods: Vec<Value> = self
-            .methods
-            .iter()
-            .map(|(name, entry)| {
-                serde_json::json!({
-                    "name": name,
-                    "summary": entry.description,
-                    "paramStructure": "by-position",
-                    "params": entry.params.iter().map(|p| serde_json::json!({"name": p, "schema": {}})).collect::<Vec<_>>(),
-                    "result": {"name": "result", "schema": {}},
-                    "x-permission": entry.permission,
-                    "x-also-allowed": entry.also_allowed,
-                    "x-channel": matches!(entry.handler, Handler::Channel(_)),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "openrpc": "1.2.6",
-            "info": {"title": title, "version": version},
-            "methods": methods,
-        })
+    /// The OpenRPC document of every method registered: names, parameters and results with
+    /// their schemas, permissions and descriptions.
+    pub fn openrpc(&self) -> Value {
+        let defs: Vec<MethodDef> = self.methods.values().map(|e| e.def).collect();
+        openrpc_document(self.title, &defs)
     }
 
     /// Answers one request for a caller holding `permissions`.
@@ -215,17 +200,17 @@ impl<S: Clone + Send + Sync + 'static> RpcModule<S> {
                     "missing permission to invoke 'rpc.discover' (need a token)",
                 )));
             }
-            return respond(Ok(self.openrpc("Nelumbo", env!("CARGO_PKG_VERSION"))));
+            return respond(Ok(self.openrpc()));
         }
         let Some(entry) = self.methods.get(request.method.as_str()) else {
             return respond(Err(RpcError::method_not_found(&request.method)));
         };
-        if !permissions.allows_any(entry.permission, entry.also_allowed) {
-            let also: Vec<&str> = entry.also_allowed.iter().map(|p| p.as_str()).collect();
+        if !permissions.allows_any(entry.def.permission, entry.def.also_allowed) {
+            let also: Vec<&str> = entry.def.also_allowed.iter().map(|p| p.as_str()).collect();
             let need = if also.is_empty() {
-                format!("'{}'", entry.permission)
+                format!("'{}'", entry.def.permission)
             } else {
-                format!("'{}' or '{}'", entry.permission, also.join("' or '"))
+                format!("'{}' or '{}'", entry.def.permission, also.join("' or '"))
             };
             return respond(Err(RpcError::failed(format!(
                 "missing permission to invoke '{}' (need {need})",
