@@ -21,23 +21,8 @@ pub const API_VERSION: u32 = (2 << 16) | (3 << 8);
 /// Environment variable holding a full node's connection string, as Lotus tools read it.
 pub const FULLNODE_API_INFO: &str = "FULLNODE_API_INFO";
 
-/// The namespace of this API's methods (every wire name starts with it).
-pub const API_NAMESPACE: &str = "Filecoin.";
-/// The API's title in its OpenRPC document.
-pub const API_TITLE: &str = "Nelumbo devnet chain API (nelumbo-chain, Lotus full-node methods)";
-
-/// The API's OpenRPC document, built from its method definitions: what `rpc.discover` answers
-/// and what `docs/api/chain.openrpc.json` holds (a test keeps that file current).
-pub fn openrpc() -> serde_json::Value {
-    nelumbo_rpc::openrpc_document(API_TITLE, &nelumbo_rpc::definitions(API_NAMESPACE))
-}
-
-#[cfg(test)]
-mod api_reference {
-    #[test]
-    fn the_checked_in_openrpc_document_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../docs/api/chain.openrpc.json");
-        nelumbo_rpc::check_checked_in(&path, &super::openrpc());
-    }
-}
+nelumbo_rpc::api_reference!(
+    "Filecoin.",
+    "Nelumbo devnet chain API (nelumbo-chain, Lotus full-node methods)",
+    "chain"
+);

@@ -99,3 +99,40 @@ macro_rules! rpc_method {
         };
     };
 }
+
+/// Declares an API crate's reference: its namespace (`API_NAMESPACE`) and title (`API_TITLE`),
+/// `openrpc()`, its OpenRPC document built from the namespace's method definitions (what
+/// `rpc.discover` answers), and the unit test that keeps `docs/api/FILE.openrpc.json` equal to
+/// it:
+///
+/// ```ignore
+/// nelumbo_rpc::api_reference!("Nelumbo.", "Nelumbo hub API (nelumbo-miner)", "hub");
+/// ```
+#[macro_export]
+macro_rules! api_reference {
+    ($namespace:literal, $title:literal, $file:literal) => {
+        /// The namespace of this API's methods (every wire name starts with it).
+        pub const API_NAMESPACE: &str = $namespace;
+        /// The API's title in its OpenRPC document.
+        pub const API_TITLE: &str = $title;
+
+        /// The API's OpenRPC document, built from its method definitions: what `rpc.discover`
+        /// answers, and what the checked-in file under `docs/api/` holds.
+        pub fn openrpc() -> ::serde_json::Value {
+            $crate::openrpc_document(API_TITLE, &$crate::definitions(API_NAMESPACE))
+        }
+
+        #[cfg(test)]
+        mod api_reference {
+            #[test]
+            fn the_checked_in_openrpc_document_is_current() {
+                let path = ::std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(concat!(
+                    "../../docs/api/",
+                    $file,
+                    ".openrpc.json"
+                ));
+                $crate::check_checked_in(&path, &super::openrpc());
+            }
+        }
+    };
+}
