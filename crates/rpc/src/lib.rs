@@ -23,8 +23,8 @@ pub use method::{RpcChannel, RpcMethod, decode_params, encode_params};
 pub use openrpc::{METHODS, MethodDef, check_checked_in, definitions, openrpc_document};
 pub use permission::{Permission, Permissions};
 pub use server::{RpcModule, ServerConfig, rpc_router};
-// For `rpc_method!`'s expansion in other crates.
 pub use token::{TokenError, TokenSecret, claimed_permissions, read_private, read_private_bytes};
+// For `rpc_method!`'s expansion in other crates.
 #[doc(hidden)]
 pub use {linkme, schemars};
 

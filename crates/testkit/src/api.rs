@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-/// Calls `method` at `url` with `token` and returns its result as the wire carries it (no Rust
-/// type in between); an error answer fails the test.
-pub async fn raw_call(url: &str, token: &str, method: &str, params: Value) -> Value {
-    let answer: Value = reqwest::Client::new()
+/// Sends one raw JSON-RPC request (a Lotus client's view) to `url` with `token` and returns
+/// the whole response object.
+pub async fn raw_response(url: &str, token: &str, method: &str, params: Value) -> Value {
+    reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
@@ -19,12 +19,18 @@ pub async fn raw_call(url: &str, token: &str, method: &str, params: Value) -> Va
         .unwrap_or_else(|e| panic!("{method}: {e}"))
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{method}: the answer is not JSON: {e}"));
+        .unwrap_or_else(|e| panic!("{method}: the answer is not JSON: {e}"))
+}
+
+/// Calls `method` at `url` with `token` and returns its result as the wire carries it (no Rust
+/// type in between); an error answer fails the test.
+pub async fn raw_call(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let mut answer = raw_response(url, token, method, params.clone()).await;
     assert!(
         answer.get("error").is_none(),
-        "{method}({params}): {answer}"
+        "{method}({params}) failed: {answer}"
     );
-    answer["result"].clone()
+    answer["result"].take()
 }
 
 /// The checked-in OpenRPC document of API `name` (`hub`, `markets` or `chain`).

@@ -187,28 +187,14 @@ impl Devnet {
     }
 
     /// Sends one raw JSON-RPC request (a Lotus client's view) with the admin token and returns
-    /// the HTTP status and the response body as JSON.
+    /// the response object.
     pub async fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        let request =
-            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let response = reqwest::Client::new()
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .json(&request)
-            .send()
-            .await
-            .expect("send");
-        response.json().await.expect("JSON response")
+        crate::api::raw_response(&self.url, &self.token, method, params).await
     }
 
     /// The result of a raw call; panics on a JSON-RPC error.
     pub async fn raw_ok(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        let mut response = self.raw(method, params.clone()).await;
-        assert!(
-            response.get("error").is_none(),
-            "{method}({params}) failed: {response}"
-        );
-        response["result"].take()
+        crate::api::raw_call(&self.url, &self.token, method, params).await
     }
 
     /// The genesis the chain runs.
