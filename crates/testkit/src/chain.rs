@@ -95,6 +95,12 @@ impl Devnet {
 
     /// Creates a genesis with `args` and starts the chain.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1", args).await
+    }
+
+    /// [`Devnet::start`] with the chain's API on address `ip` (a free port) instead of loopback,
+    /// for hosts in other network namespaces to reach.
+    pub async fn start_on(ip: &str, args: &[&str]) -> Self {
         nelumbo_chain_api::json::use_testnet_addresses();
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = dir.path().join("chain");
@@ -115,7 +121,7 @@ impl Devnet {
             client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
             url: String::new(),
             token: String::new(),
-            listen: "127.0.0.1:0".to_string(),
+            listen: format!("{ip}:0"),
         };
         devnet.run().await;
         devnet
@@ -169,7 +175,11 @@ impl Devnet {
                     self.url = client.url().to_string();
                     self.token = token.trim().to_string();
                     if let Some(port) = api.trim().split('/').nth(4) {
-                        self.listen = format!("127.0.0.1:{port}");
+                        let ip = self
+                            .listen
+                            .rsplit_once(':')
+                            .map_or("127.0.0.1", |(ip, _)| ip);
+                        self.listen = format!("{ip}:{port}");
                     }
                     self.client = client;
                     return;

@@ -75,6 +75,10 @@ pub struct TestHub {
     pub client: RpcClient,
     pub url: String,
     log: PathBuf,
+    /// The network namespace the hub runs in (`None`: the test's own). In another namespace,
+    /// `client` reaches the hub only from code run there ([`crate::netns::run_in`]); `cli`
+    /// runs there.
+    netns: Option<String>,
 }
 
 /// A devnet and a hub for deal tests that need no real proofs: insecure-testing proofs, 8 MiB
@@ -107,6 +111,21 @@ impl TestHub {
     /// `nelumbo-miner init` with `args` (after `--sector-size` etc.), funding the owner when
     /// init asks for it.
     pub async fn init(devnet: &Devnet, args: &[&str]) -> Self {
+        Self::init_placed(devnet, args, None, "127.0.0.1:0").await
+    }
+
+    /// [`TestHub::init`] for a hub that runs in network namespace `netns` with its API on
+    /// `listen`.
+    pub async fn init_in(devnet: &Devnet, args: &[&str], netns: &str, listen: &str) -> Self {
+        Self::init_placed(devnet, args, Some(netns), listen).await
+    }
+
+    async fn init_placed(
+        devnet: &Devnet,
+        args: &[&str],
+        netns: Option<&str>,
+        listen: &str,
+    ) -> Self {
         let repo = devnet.dir.path().join("miner");
         let chain_api = chain_api_info(devnet);
         let mut init_args = vec![
@@ -114,11 +133,11 @@ impl TestHub {
             "--chain-api",
             chain_api.as_str(),
             "--listen",
-            "127.0.0.1:0",
+            listen,
         ];
         init_args.extend_from_slice(args);
         let run_init = || {
-            Command::new(miner_binary())
+            crate::netns::command_in(netns, &miner_binary())
                 .arg("--repo")
                 .arg(&repo)
                 .args(&init_args)
@@ -162,6 +181,7 @@ impl TestHub {
             child: None,
             client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
             url: String::new(),
+            netns: netns.map(str::to_string),
         }
     }
 
@@ -181,9 +201,15 @@ impl TestHub {
             "info,storage_proofs_core=warn,filecoin_proofs=warn,storage_proofs_porep=warn",
         )];
         env.extend_from_slice(env_extra);
-        let (child, client) =
-            crate::start_daemon::<Version>(&miner_binary(), &self.repo, &["run"], &env, &self.log)
-                .await;
+        let (child, client) = crate::start_daemon::<Version>(
+            self.netns.as_deref(),
+            &miner_binary(),
+            &self.repo,
+            &["run"],
+            &env,
+            &self.log,
+        )
+        .await;
         self.child = Some(child);
         self.url = client.url().trim_end_matches("/rpc/v1").to_string();
         self.client = client;
@@ -219,7 +245,7 @@ impl TestHub {
 
     /// Runs the hub's CLI against this repo.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(miner_binary())
+        crate::netns::command_in(self.netns.as_deref(), &miner_binary())
             .arg("--repo")
             .arg(&self.repo)
             .args(args)

@@ -12,6 +12,7 @@ pub mod deals;
 pub mod hub;
 pub mod markets;
 pub mod metrics;
+pub mod netns;
 pub mod postgres;
 pub mod proxy;
 
@@ -55,8 +56,10 @@ pub fn stop_process(mut child: std::process::Child, kill: bool) {
 /// Starts `binary --repo REPO ARGS` with its log appended to `log`, and waits up to 60 s until
 /// the repo's `api` and `token` files give a client that answers `M` (a cheap read method).
 /// Panics with the log if the daemon exits or does not answer. The `api` file of an earlier run
-/// is removed first, so a stale one is never used.
+/// is removed first, so a stale one is never used. With `netns`, the daemon runs in that network
+/// namespace and is asked from there.
 pub async fn start_daemon<M>(
+    netns: Option<&str>,
     binary: &std::path::Path,
     repo: &std::path::Path,
     args: &[&str],
@@ -73,7 +76,7 @@ where
         .append(true)
         .open(log)
         .expect("log file");
-    let mut child = std::process::Command::new(binary)
+    let mut child = netns::command_in(netns, binary)
         .arg("--repo")
         .arg(repo)
         .args(args)
@@ -103,7 +106,18 @@ where
             let mut info = nelumbo_rpc::ApiInfo::parse(api.trim()).expect("api file");
             info.token = Some(token.trim().to_string());
             let client = nelumbo_rpc::RpcClient::from_api_info(&info);
-            if client.call::<M>(()).await.is_ok() {
+            let answers = match netns {
+                None => client.call::<M>(()).await.is_ok(),
+                // A client of its own on the namespace's thread: connections do not outlive
+                // the runtime they were made on.
+                Some(netns) => tokio::task::block_in_place(|| {
+                    netns::block_on_in(netns, async {
+                        let client = nelumbo_rpc::RpcClient::from_api_info(&info);
+                        client.call::<M>(()).await.is_ok()
+                    })
+                }),
+            };
+            if answers {
                 return (child, client);
             }
         }

@@ -35,6 +35,9 @@ pub struct TestMarkets {
     /// The retrieval listener's base URL (`http://127.0.0.1:PORT`), once running.
     pub retrieval_url: String,
     log: PathBuf,
+    /// The network namespace the process runs in (`None`: the test's own); `client` reaches
+    /// it only from code run there, `cli` runs there.
+    netns: Option<String>,
 }
 
 impl TestMarkets {
@@ -52,17 +55,54 @@ impl TestMarkets {
 
     /// [`TestMarkets::init_named`] with more `init` arguments (`--skip-peer-info`).
     pub fn init_with(devnet: &Devnet, hub: &TestHub, name: &str, args: &[&str]) -> Self {
+        let p2p_port = free_port();
+        Self::init_placed(devnet, hub, name, None, "127.0.0.1", p2p_port, 0, args)
+    }
+
+    /// [`TestMarkets::init`] for a process that runs in network namespace `netns`, with its
+    /// public listeners (libp2p, retrieval) on `ip` and the given ports; its admin API stays on
+    /// the namespace's loopback.
+    pub fn init_in(
+        devnet: &Devnet,
+        hub: &TestHub,
+        netns: &str,
+        ip: &str,
+        p2p_port: u16,
+        retrieval_port: u16,
+    ) -> Self {
+        Self::init_placed(
+            devnet,
+            hub,
+            "markets",
+            Some(netns),
+            ip,
+            p2p_port,
+            retrieval_port,
+            &[],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn init_placed(
+        devnet: &Devnet,
+        hub: &TestHub,
+        name: &str,
+        netns: Option<&str>,
+        ip: &str,
+        p2p_port: u16,
+        retrieval_port: u16,
+        args: &[&str],
+    ) -> Self {
         let repo = devnet.dir.path().join(name);
         let api = std::fs::read_to_string(hub.repo.join("api")).expect("the hub is running");
         let hub_api = format!("{}:{}", hub.token("spoke"), api.trim());
-        let p2p_port = free_port();
-        let output = Command::new(markets_binary())
+        let output = crate::netns::command_in(netns, &markets_binary())
             .arg("--repo")
             .arg(&repo)
             .args(["init", "--hub-api", &hub_api])
-            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+            .args(["--listen", &format!("/ip4/{ip}/tcp/{p2p_port}")])
             .args(["--api", "127.0.0.1:0"])
-            .args(["--retrieval-listen", "127.0.0.1:0"])
+            .args(["--retrieval-listen", &format!("{ip}:{retrieval_port}")])
             .args(args)
             .output()
             .expect("run nelumbo-markets init");
@@ -90,6 +130,7 @@ impl TestMarkets {
             client: RpcClient::new("http://127.0.0.1:1/rpc/v1", None),
             url: String::new(),
             retrieval_url: String::new(),
+            netns: netns.map(str::to_string),
         }
     }
 
@@ -115,6 +156,7 @@ impl TestMarkets {
         let mut vars = vec![("RUST_LOG", "info")];
         vars.extend_from_slice(env);
         let (child, client) = crate::start_daemon::<Info>(
+            self.netns.as_deref(),
             &markets_binary(),
             &self.repo,
             &["run", &format!("--services={services}")],
@@ -124,7 +166,22 @@ impl TestMarkets {
         .await;
         self.child = Some(child);
         self.url = client.url().trim_end_matches("/rpc/v1").to_string();
-        let info = client.call::<Info>(()).await.expect("info");
+        let info = match &self.netns {
+            None => client.call::<Info>(()).await,
+            // A client of its own on the namespace's thread (see `start_daemon`).
+            Some(netns) => {
+                let url = client.url().to_string();
+                let token = std::fs::read_to_string(self.repo.join("token"))
+                    .ok()
+                    .map(|t| t.trim().to_string());
+                tokio::task::block_in_place(|| {
+                    crate::netns::block_on_in(netns, async move {
+                        RpcClient::new(url, token).call::<Info>(()).await
+                    })
+                })
+            }
+        }
+        .expect("info");
         self.retrieval_url = info.retrieval_url.unwrap_or_default();
         self.client = client;
     }
@@ -149,7 +206,7 @@ impl TestMarkets {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(markets_binary())
+        crate::netns::command_in(self.netns.as_deref(), &markets_binary())
             .arg("--repo")
             .arg(&self.repo)
             .args(args)
