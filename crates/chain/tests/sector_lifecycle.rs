@@ -136,7 +136,7 @@ async fn a_sector_is_proven_faults_and_recovers_with_real_proofs() {
         .param_cache()
         .ensure(SIZE, &|e| eprintln!("{e:?}"))
         .expect("2 KiB parameters");
-    // 500 ms epochs, 8-epoch deadlines, 12 deadlines (a proving period is 48 s: the test waits
+    // 500 ms epochs, 8-epoch deadlines, 6 deadlines (a proving period is 24 s: the test waits
     // through about three); the challenge is drawn 6 epochs before a deadline opens, which
     // leaves 7 s to prove and land a WindowPoSt.
     let devnet = Devnet::start_with_policy(
@@ -152,7 +152,7 @@ async fn a_sector_is_proven_faults_and_recovers_with_real_proofs() {
             "--fault-cutoff",
             "8",
         ],
-        serde_json::json!({ "wpost_period_deadlines": 12 }),
+        serde_json::json!({ "wpost_period_deadlines": 6 }),
     )
     .await;
     let miner = create_miner(&devnet, SIZE.window_post_proof_number()).await;
