@@ -54,7 +54,7 @@ pub fn parse_services(text: &str) -> Result<Vec<String>, String> {
 
 pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     let _lock = nelumbo_service::lock_repo(&repo.dir, "nelumbo-markets")?;
-    let config = Config::load(&repo.config())?;
+    let settings = Config::load(&repo.config())?.settings()?;
     let key = repo.load_identity()?;
     let peer_id = key.public().to_peer_id();
     let miner_record = repo.miner_record()?;
@@ -75,7 +75,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     let metrics = Metrics::new(&registry)?;
     metrics
         .staging_max_bytes
-        .set(i64::try_from(config.deals.staging_max_bytes).unwrap_or(i64::MAX));
+        .set(i64::try_from(settings.deals.staging_max_bytes).unwrap_or(i64::MAX));
     let hub = Hub::new(
         &repo.hub_connection()?,
         health.clone(),
@@ -83,14 +83,14 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     )?;
     let store = Arc::new(Store::open(&repo.database())?);
     let directory = open_directory(
-        &config.database,
+        &settings.database,
         repo.piece_directory(),
         store.clone(),
         &health,
     )
     .await?;
     let store = AsyncStore::new(store, directory);
-    let staging = config
+    let staging = settings
         .deals
         .staging_dir
         .clone()
@@ -98,12 +98,12 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     check_staging(&staging, &health);
     let cancel = CancellationToken::new();
     let piece_cache = if retrieval_on {
-        let dir = config
+        let dir = settings
             .retrieval
             .cache_dir
             .clone()
             .unwrap_or_else(|| repo.dir.join("piece-cache"));
-        let max = config.retrieval.cache_max_bytes;
+        let max = settings.retrieval.cache_max_bytes;
         Some(Arc::new(
             tokio::task::spawn_blocking(move || {
                 crate::retrieval::cache::PieceCache::open(&dir, max)
@@ -118,7 +118,9 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         DealsSetup {
             store: store.clone(),
             hub: hub.clone(),
-            config: config.deals.clone(),
+            config: settings.deals.clone(),
+            transfer_allow: settings.transfer_allow.clone(),
+            max_provider_collateral: settings.max_provider_collateral.clone(),
             staging,
             metrics: metrics.clone(),
             piece_cache: piece_cache.clone(),
@@ -128,18 +130,13 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
     )?;
     let asks = Arc::new(AskBook::load(
         store.blocking(),
-        nelumbo_markets_api::admin::AskSettings {
-            price: config.ask.price.clone(),
-            verified_price: config.ask.verified_price.clone(),
-            min_piece_size: config.ask.min_piece_size,
-            max_piece_size: config.ask.max_piece_size,
-        },
+        settings.ask.clone(),
         miner,
     )?);
 
     // The public side.
     let signing_key = key.clone();
-    let limits = config.network.limits();
+    let limits = settings.network.limits.clone();
     let mut swarm = nelumbo_markets_api::p2p::build_swarm(
         key,
         &format!("nelumbo-markets/{}", env!("CARGO_PKG_VERSION")),
@@ -156,32 +153,29 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("start libp2p: {e}"))?;
-    for addr in &config.network.listen {
-        let addr: libp2p::Multiaddr = addr.parse()?;
+    for addr in &settings.network.listen {
         swarm
             .listen_on(addr.clone())
             .with_context(|| format!("listen on {addr} ([network] listen)"))?;
     }
-    let public = crate::init::public_addrs(&config.network.announce, &config.network.listen)?;
+    let public = crate::init::public_addrs(&settings.network.announce, &settings.network.listen);
 
     // Retrieval's public listener.
     let retrieval = match &piece_cache {
         Some(cache) => {
-            let listener = tokio::net::TcpListener::bind(config.retrieval.listen)
+            let listener = tokio::net::TcpListener::bind(settings.retrieval.listen)
                 .await
                 .with_context(|| {
-                    format!("listen on {} ([retrieval] listen)", config.retrieval.listen)
+                    format!(
+                        "listen on {} ([retrieval] listen)",
+                        settings.retrieval.listen
+                    )
                 })?;
             let local = listener.local_addr()?;
-            let url = if config.retrieval.public_url.is_empty() {
-                crate::retrieval::server::default_public_url(local)
-            } else {
-                config
-                    .retrieval
-                    .public_url
-                    .trim_end_matches('/')
-                    .to_string()
-            };
+            let url = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| crate::retrieval::server::default_public_url(local));
             Some((listener, url, cache.clone()))
         }
         None => None,
@@ -241,7 +235,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                     ]),
                     publisher_addrs: vec![http],
                 },
-                config.indexing.clone(),
+                settings.indexing.clone(),
                 crate::indexing::IndexingMetrics::new(&registry)?,
                 deals.0.changes.clone(),
             )?)
@@ -278,9 +272,9 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         },
     )
     .merge(ops_router(health.clone(), registry.clone()));
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
+    let listener = tokio::net::TcpListener::bind(settings.api_listen)
         .await
-        .with_context(|| format!("listen on {} ([api] listen)", config.api.listen))?;
+        .with_context(|| format!("listen on {} ([api] listen)", settings.api_listen))?;
     let local = listener.local_addr()?;
     std::fs::write(
         repo.api(),
@@ -341,7 +335,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
         tokio::spawn(deals.clone().run_janitor(cancel.clone())),
     ];
     if let Some((listener, url, cache)) = retrieval {
-        let r = &config.retrieval;
+        let r = &settings.retrieval;
         let retrieval_metrics = crate::retrieval::metrics::RetrievalMetrics::new(&registry)?;
         let reader = Arc::new(crate::retrieval::reader::PieceReader::new(
             cache.clone(),
@@ -376,7 +370,7 @@ pub async fn run(repo: Repo, services: Vec<String>) -> anyhow::Result<()> {
                 indexing.clone().run(worker_list.clone(), cancel.clone()),
             ));
             tracing::info!(
-                indexers = %config.indexing.indexers.join(","),
+                indexers = %settings.indexing.indexers.join(","),
                 "indexing: advertising live deals to IPNI, published at {url}/ipni/v1/ad/head"
             );
         }

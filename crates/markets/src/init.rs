@@ -65,8 +65,8 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<()> {
     let mut config = Config::new(options.listen, options.announce, options.api, sector_size);
     config.deals.staging_dir = options.staging;
     config.retrieval.listen = options.retrieval_listen;
-    config.validate()?;
-    let addrs = public_addrs(&config.network.announce, &config.network.listen)?;
+    let settings = config.settings()?;
+    let addrs = public_addrs(&settings.network.announce, &settings.network.listen);
     if config.network.announce.is_empty()
         && config
             .network
@@ -143,39 +143,30 @@ fn write_private_bytes(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<(
 /// The addresses to publish: the announce list, else the listen list with unspecified hosts
 /// (0.0.0.0, ::) replaced by loopback and port-0 entries left out.
 pub fn public_addrs(
-    announce: &[String],
-    listen: &[String],
-) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    announce: &[libp2p::Multiaddr],
+    listen: &[libp2p::Multiaddr],
+) -> Vec<libp2p::Multiaddr> {
     use libp2p::multiaddr::Protocol;
     if !announce.is_empty() {
-        return announce
-            .iter()
-            .map(|a| a.parse().with_context(|| format!("announce address {a:?}")))
-            .collect();
+        return announce.to_vec();
     }
-    let mut out = Vec::new();
-    for text in listen {
-        let addr: libp2p::Multiaddr = text
-            .parse()
-            .with_context(|| format!("listen address {text:?}"))?;
-        if addr.iter().any(|p| matches!(p, Protocol::Tcp(0))) {
-            continue;
-        }
-        let addr = addr
-            .into_iter()
-            .map(|p| match p {
-                Protocol::Ip4(ip) if ip.is_unspecified() => {
-                    Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST)
-                }
-                Protocol::Ip6(ip) if ip.is_unspecified() => {
-                    Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST)
-                }
-                p => p,
-            })
-            .collect();
-        out.push(addr);
-    }
-    Ok(out)
+    listen
+        .iter()
+        .filter(|addr| !addr.iter().any(|p| matches!(p, Protocol::Tcp(0))))
+        .map(|addr| {
+            addr.iter()
+                .map(|p| match p {
+                    Protocol::Ip4(ip) if ip.is_unspecified() => {
+                        Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST)
+                    }
+                    Protocol::Ip6(ip) if ip.is_unspecified() => {
+                        Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                    p => p,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Asks the hub to put the peer ID and addresses on chain (nothing is sent if they are there).

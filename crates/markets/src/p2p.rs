@@ -298,6 +298,7 @@ pub async fn propose(p: &Protocols, peer: PeerId, params: DealParams) -> DealRes
         sector_size: p.sector_size,
         ask: &ask,
         config: &deals.config,
+        max_provider_collateral: &deals.max_provider_collateral,
         hub: &deals.hub,
         http: &deals.http,
         guard: &deals.guard,

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use fvm_shared::econ::TokenAmount;
@@ -61,21 +62,6 @@ impl Default for DealsConfig {
             max_unclaimed_piece_bytes: 64 << 30,
             unclaimed_piece_ttl_secs: 6 * 3600,
         }
-    }
-}
-
-impl DealsConfig {
-    pub fn max_provider_collateral(&self) -> anyhow::Result<TokenAmount> {
-        parse_atto(
-            "[deals] max_provider_collateral",
-            &self.max_provider_collateral,
-        )
-    }
-    pub fn min_price(&self) -> anyhow::Result<TokenAmount> {
-        parse_atto("[deals] min_price", &self.min_price)
-    }
-    pub fn min_verified_price(&self) -> anyhow::Result<TokenAmount> {
-        parse_atto("[deals] min_verified_price", &self.min_verified_price)
     }
 }
 
@@ -214,6 +200,67 @@ pub struct ProofsConfig {
 /// Where the API listens unless configured otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2345";
 
+/// The settings the hub runs with: `config.toml` checked and parsed once at start, each value
+/// in the type it is used as (amounts as `TokenAmount`, the chain's connection string parsed,
+/// seconds as `Duration`). Made by [`Config::settings`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_listen: SocketAddr,
+    pub chain: ChainSettings,
+    pub storage_paths: Vec<PathBuf>,
+    pub proof_mode: ProofMode,
+    /// `[sealing]` and `[mining]` hold no text to parse: checked, they are used as they are.
+    pub sealing: SealingConfig,
+    pub mining: MiningConfig,
+    pub deals: DealSettings,
+    pub peer_info_min_interval: Duration,
+}
+
+/// `[chain]`, parsed.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    /// `None` when the file names no chain (`FULLNODE_API_INFO` must then).
+    pub api_info: Option<ApiInfo>,
+    pub call_timeout: Duration,
+    pub replace_after_epochs: i64,
+}
+
+impl ChainSettings {
+    /// The chain's client: `FULLNODE_API_INFO` if set, else `[chain] api_info`.
+    pub fn client(&self) -> anyhow::Result<RpcClient> {
+        let from_env = std::env::var(nelumbo_chain_api::FULLNODE_API_INFO)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|text| {
+                ApiInfo::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", nelumbo_chain_api::FULLNODE_API_INFO))
+            })
+            .transpose()?;
+        let info = from_env
+            .or_else(|| self.api_info.clone())
+            .with_context(|| {
+                format!(
+                    "no chain to talk to: set [chain] api_info in config.toml or {}",
+                    nelumbo_chain_api::FULLNODE_API_INFO
+                )
+            })?;
+        Ok(RpcClient::from_api_info(&info).with_timeout(self.call_timeout))
+    }
+}
+
+/// `[deals]`, parsed: the hub's own deal policy.
+#[derive(Debug, Clone)]
+pub struct DealSettings {
+    pub max_provider_collateral: TokenAmount,
+    pub min_price: TokenAmount,
+    pub min_verified_price: TokenAmount,
+    pub min_start_lead_epochs: i64,
+    pub min_duration_epochs: i64,
+    pub max_duration_epochs: i64,
+    pub max_unclaimed_piece_bytes: u64,
+    pub unclaimed_piece_ttl: Duration,
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -227,67 +274,130 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks every setting (the same as [`Config::settings`], keeping nothing).
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.settings().map(drop)
+    }
+
+    /// The settings the hub runs with, each checked and parsed once. Every field of the file
+    /// is named here (no `..`): a setting added to the file does not compile until it is
+    /// checked and carried into [`Settings`].
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let Config {
+            api: ApiConfig { listen },
+            chain:
+                ChainConfig {
+                    api_info,
+                    call_timeout_secs,
+                    replace_after_epochs,
+                },
+            storage: StorageConfig { paths },
+            proofs: ProofsConfig { mode },
+            sealing,
+            mining,
+            deals:
+                DealsConfig {
+                    max_provider_collateral,
+                    min_price,
+                    min_verified_price,
+                    min_start_lead_epochs,
+                    min_duration_epochs,
+                    max_duration_epochs,
+                    max_unclaimed_piece_bytes,
+                    unclaimed_piece_ttl_secs,
+                },
+            spokes: SpokesConfig {
+                peer_info_min_interval_secs,
+            },
+        } = self;
+        let SealingConfig {
+            max_sealing_sectors,
+            max_pre_commit_1,
+            max_pre_commit_2,
+            max_commit_2,
+            sector_lifetime_epochs,
+            max_retries: _,
+            wait_deals_secs: _,
+            keep_unsealed: _,
+            max_unseal,
+            worker_nice: sealing_nice,
+        } = sealing;
+        let MiningConfig {
+            enabled: _,
+            worker_nice: mining_nice,
+        } = mining;
+
         anyhow::ensure!(
-            !self.storage.paths.is_empty(),
+            !paths.is_empty(),
             "[storage] paths is empty: name at least one directory for sectors"
         );
         anyhow::ensure!(
-            self.sealing.max_sealing_sectors > 0
-                && self.sealing.max_pre_commit_1 > 0
-                && self.sealing.max_pre_commit_2 > 0
-                && self.sealing.max_commit_2 > 0,
+            [
+                max_sealing_sectors,
+                max_pre_commit_1,
+                max_pre_commit_2,
+                max_commit_2,
+                max_unseal
+            ]
+            .iter()
+            .all(|&&n| n > 0),
             "[sealing] limits must be at least 1"
         );
         anyhow::ensure!(
-            self.sealing.sector_lifetime_epochs > 0,
+            *sector_lifetime_epochs > 0,
             "[sealing] sector_lifetime_epochs must be positive"
         );
         anyhow::ensure!(
-            (0..=19).contains(&self.sealing.worker_nice)
-                && (0..=19).contains(&self.mining.worker_nice),
+            (0..=19).contains(sealing_nice) && (0..=19).contains(mining_nice),
             "worker_nice must be between 0 and 19 (a higher number is a lower priority)"
         );
-        self.deals.max_provider_collateral()?;
-        self.deals.min_price()?;
-        self.deals.min_verified_price()?;
         anyhow::ensure!(
-            self.deals.min_duration_epochs <= self.deals.max_duration_epochs,
+            min_duration_epochs <= max_duration_epochs,
             "[deals] min_duration_epochs is above max_duration_epochs"
         );
         anyhow::ensure!(
-            self.deals.min_start_lead_epochs >= 0,
+            *min_start_lead_epochs >= 0,
             "[deals] min_start_lead_epochs must not be negative"
         );
         anyhow::ensure!(
-            self.chain.call_timeout_secs > 0,
+            *call_timeout_secs > 0,
             "[chain] call_timeout_secs must be at least 1"
         );
         anyhow::ensure!(
-            self.chain.replace_after_epochs > 0,
+            *replace_after_epochs > 0,
             "[chain] replace_after_epochs must be at least 1"
         );
-        if !self.chain.api_info.is_empty() {
-            ApiInfo::parse(&self.chain.api_info)
-                .map_err(|e| anyhow::anyhow!("[chain] api_info: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The chain's client: `FULLNODE_API_INFO` if set, else `[chain] api_info`.
-    pub fn chain_client(&self) -> anyhow::Result<RpcClient> {
-        let info = std::env::var(nelumbo_chain_api::FULLNODE_API_INFO)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.chain.api_info.clone());
-        anyhow::ensure!(
-            !info.is_empty(),
-            "no chain to talk to: set [chain] api_info in config.toml or {}",
-            nelumbo_chain_api::FULLNODE_API_INFO
-        );
-        let info = ApiInfo::parse(&info).map_err(|e| anyhow::anyhow!("chain API info: {e}"))?;
-        Ok(RpcClient::from_api_info(&info)
-            .with_timeout(std::time::Duration::from_secs(self.chain.call_timeout_secs)))
+        let api_info = if api_info.is_empty() {
+            None
+        } else {
+            Some(ApiInfo::parse(api_info).map_err(|e| anyhow::anyhow!("[chain] api_info: {e}"))?)
+        };
+        Ok(Settings {
+            api_listen: *listen,
+            chain: ChainSettings {
+                api_info,
+                call_timeout: Duration::from_secs(*call_timeout_secs),
+                replace_after_epochs: *replace_after_epochs,
+            },
+            storage_paths: paths.clone(),
+            proof_mode: *mode,
+            sealing: sealing.clone(),
+            mining: mining.clone(),
+            deals: DealSettings {
+                max_provider_collateral: parse_atto(
+                    "[deals] max_provider_collateral",
+                    max_provider_collateral,
+                )?,
+                min_price: parse_atto("[deals] min_price", min_price)?,
+                min_verified_price: parse_atto("[deals] min_verified_price", min_verified_price)?,
+                min_start_lead_epochs: *min_start_lead_epochs,
+                min_duration_epochs: *min_duration_epochs,
+                max_duration_epochs: *max_duration_epochs,
+                max_unclaimed_piece_bytes: *max_unclaimed_piece_bytes,
+                unclaimed_piece_ttl: Duration::from_secs(*unclaimed_piece_ttl_secs),
+            },
+            peer_info_min_interval: Duration::from_secs(*peer_info_min_interval_secs),
+        })
     }
 
     /// Every setting at its default: the API on loopback, sectors under `repo/storage`, no
@@ -506,5 +616,60 @@ mod tests {
         let mut config = sample();
         config.storage.paths.clear();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn settings_parse_the_text_once_and_a_bad_value_is_named() {
+        let mut config = sample();
+        config.deals.max_provider_collateral = " 7000 ".into();
+        config.deals.unclaimed_piece_ttl_secs = 90;
+        let settings = config.settings().expect("settings");
+        assert_eq!(
+            settings.deals.max_provider_collateral,
+            TokenAmount::from_atto(7000)
+        );
+        assert_eq!(settings.deals.unclaimed_piece_ttl, Duration::from_secs(90));
+        assert_eq!(
+            settings.chain.api_info.map(|i| i.token),
+            Some(Some("abc.def".to_string()))
+        );
+        assert_eq!(settings.chain.call_timeout, Duration::from_secs(30));
+        type Edit = fn(&mut Config);
+        let cases: [(Edit, &str); 10] = [
+            (|c| c.storage.paths.clear(), "[storage] paths is empty"),
+            (|c| c.sealing.max_commit_2 = 0, "[sealing] limits"),
+            (|c| c.sealing.max_unseal = 0, "[sealing] limits"),
+            (
+                |c| c.sealing.sector_lifetime_epochs = 0,
+                "[sealing] sector_lifetime_epochs",
+            ),
+            (|c| c.mining.worker_nice = 20, "worker_nice"),
+            (
+                |c| c.deals.min_price = "free".into(),
+                "[deals] min_price \"free\"",
+            ),
+            (
+                |c| c.deals.min_duration_epochs = c.deals.max_duration_epochs + 1,
+                "[deals] min_duration_epochs",
+            ),
+            (
+                |c| c.chain.call_timeout_secs = 0,
+                "[chain] call_timeout_secs",
+            ),
+            (
+                |c| c.chain.replace_after_epochs = 0,
+                "[chain] replace_after_epochs",
+            ),
+            (|c| c.chain.api_info = "nonsense".into(), "[chain] api_info"),
+        ];
+        for (edit, named) in cases {
+            let mut config = sample();
+            edit(&mut config);
+            let error = config.settings().expect_err(named);
+            assert!(
+                format!("{error:#}").contains(named),
+                "{error:#} does not name {named}"
+            );
+        }
     }
 }

@@ -40,7 +40,7 @@ const CHAIN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 pub async fn run(repo: Repo) -> anyhow::Result<()> {
     let _lock = nelumbo_service::lock_repo(&repo.dir, "nelumbo-miner")?;
-    let config = Config::load(&repo.config())?;
+    let settings = Config::load(&repo.config())?.settings()?;
     let miner = repo.miner_info()?;
     let keystore = Keystore::open(&repo.keystore())?;
     for (role, address) in [("owner", miner.owner), ("worker", miner.worker)] {
@@ -54,12 +54,12 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
 
-    check_storage(&config, &health);
+    check_storage(&settings.storage_paths, &health);
     let sector_size = SectorSize::new(miner.sector_size)?;
-    let params_checked = check_parameters(config.proofs.mode, sector_size, &health);
+    let params_checked = check_parameters(settings.proof_mode, sector_size, &health);
 
     let db = Arc::new(Db::open(&repo.database())?);
-    let chain = ChainClient::new(config.chain_client()?, keystore).with_outbox(db.clone());
+    let chain = ChainClient::new(settings.chain.client()?, keystore).with_outbox(db.clone());
     let post_sender = match miner.control {
         Some(control) if chain.has_key(&control) => control,
         Some(control) => anyhow::bail!(
@@ -75,7 +75,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         }
     };
     let storage = Arc::new(SectorStorage::new(
-        config.storage.paths.clone(),
+        settings.storage_paths.clone(),
         miner
             .actor
             .id()
@@ -84,8 +84,8 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     )?);
     let prover = Prover::from_env().context("set up the proofs library")?;
     let workers = ProofWorkers::new(
-        config.sealing.worker_nice,
-        config.mining.worker_nice,
+        settings.sealing.worker_nice,
+        settings.mining.worker_nice,
         params_checked,
     )?;
     if let Ok(delay) = std::env::var("NELUMBO_PROOF_WORKER_DELAY") {
@@ -101,11 +101,11 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         prover: prover.clone(),
         workers: workers.clone(),
         worker_list: worker_list.clone(),
-        mode: config.proofs.mode,
+        mode: settings.proof_mode,
         actor: miner.actor,
         worker: miner.worker,
         sector_size,
-        config: config.sealing.clone(),
+        config: settings.sealing.clone(),
         metrics: metrics.clone(),
         events: events.clone(),
         cancel: cancel.clone(),
@@ -115,7 +115,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         storage: storage.clone(),
         chain: chain.clone(),
         prover: prover.clone(),
-        mode: config.proofs.mode,
+        mode: settings.proof_mode,
         actor: miner.actor,
         post_sender,
         sector_size,
@@ -134,7 +134,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             miner.actor.id()?,
             sector_size,
             secret.clone(),
-            config.sealing.max_unseal,
+            settings.sealing.max_unseal,
         )
         .with_metrics(&metrics)
         .with_workers(&worker_list),
@@ -144,12 +144,12 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         db.clone(),
         secret.clone(),
         sector_size,
-        &config.deals,
+        &settings.deals,
     )?);
-    let policy = DealPolicy::from_config(&config.deals)?;
+    let policy = DealPolicy::from_settings(&settings.deals);
     let ask_floors = Arc::new((
-        config.deals.min_price()?,
-        config.deals.min_verified_price()?,
+        settings.deals.min_price.clone(),
+        settings.deals.min_verified_price.clone(),
     ));
     let router = rpc_router(
         module(ApiState {
@@ -174,7 +174,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             ),
             reads: reads.clone(),
             ask_floors,
-            peer_info_min_interval_secs: config.spokes.peer_info_min_interval_secs,
+            peer_info_min_interval_secs: settings.peer_info_min_interval.as_secs(),
             workers: worker_list.clone(),
         }),
         ServerConfig {
@@ -188,9 +188,9 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
     .merge(reads.router())
     .merge(crate::status::router())
     .merge(ops_router(health.clone(), registry.clone()));
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
+    let listener = tokio::net::TcpListener::bind(settings.api_listen)
         .await
-        .with_context(|| format!("listen on {} ([api] listen)", config.api.listen))?;
+        .with_context(|| format!("listen on {} ([api] listen)", settings.api_listen))?;
     let local = listener.local_addr()?;
     std::fs::write(
         repo.api(),
@@ -200,7 +200,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
         api = %format!("http://{local}/rpc/v1"),
         miner = %miner.actor,
         sector_size = %sector_size,
-        proof_mode = %config.proofs.mode,
+        proof_mode = %settings.proof_mode,
         "nelumbo-miner is running"
     );
 
@@ -229,7 +229,7 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
                     .flatten()
                     .filter(|a| chain.has_key(a))
                     .collect(),
-                replace_after_epochs: config.chain.replace_after_epochs,
+                replace_after_epochs: settings.chain.replace_after_epochs,
                 metrics: OutboxMetrics {
                     pending: metrics.messages_pending.clone(),
                     replaced: metrics.messages_replaced.clone(),
@@ -238,14 +238,14 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
             .run(cancel.clone()),
         ),
     ];
-    if config.mining.enabled {
+    if settings.mining.enabled {
         let mining = Mining {
             db,
             storage,
             chain: chain.clone(),
             prover,
             workers,
-            mode: config.proofs.mode,
+            mode: settings.proof_mode,
             actor: miner.actor,
             worker: miner.worker,
             sector_size,
@@ -287,8 +287,8 @@ pub async fn run(repo: Repo) -> anyhow::Result<()> {
 }
 
 /// Every storage path must exist and be writable.
-fn check_storage(config: &Config, health: &Health) {
-    for path in &config.storage.paths {
+fn check_storage(paths: &[std::path::PathBuf], health: &Health) {
+    for path in paths {
         if let Err(e) = nelumbo_service::check_writable(path) {
             tracing::error!(path = %path.display(), error = %e, "storage path is not writable");
             health.not_ready(

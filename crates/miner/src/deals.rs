@@ -2,7 +2,7 @@
 //! (invariant 4), batches them into `PublishStorageDeals` messages signed by the worker, and
 //! answers with the deal ID once the message has executed.
 //!
-//! The policy ([`crate::config::DealsConfig`] and the last ask the hub signed), whatever the
+//! The policy ([`crate::config::DealSettings`] and the last ask the hub signed), whatever the
 //! spoke says: a piece the hub holds (uploaded and verified: no collateral is ever locked for
 //! data the hub does not have), price at least the ask, piece size within the ask, provider
 //! collateral within the chain's bounds and under the hub's cap, a start epoch far enough
@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::{ChainClient, Landed, Outgoing, is_refusal, is_transient};
-use crate::config::DealsConfig;
+use crate::config::DealSettings;
 use crate::db::Db;
 use crate::spokes::SignedAsk;
 
@@ -138,13 +138,13 @@ pub struct DealPolicy {
 }
 
 impl DealPolicy {
-    pub fn from_config(config: &DealsConfig) -> anyhow::Result<Self> {
-        Ok(Self {
-            max_provider_collateral: config.max_provider_collateral()?,
-            min_start_lead_epochs: config.min_start_lead_epochs,
-            min_duration_epochs: config.min_duration_epochs,
-            max_duration_epochs: config.max_duration_epochs,
-        })
+    pub fn from_settings(deals: &DealSettings) -> Self {
+        Self {
+            max_provider_collateral: deals.max_provider_collateral.clone(),
+            min_start_lead_epochs: deals.min_start_lead_epochs,
+            min_duration_epochs: deals.min_duration_epochs,
+            max_duration_epochs: deals.max_duration_epochs,
+        }
     }
 }
 

@@ -125,7 +125,7 @@ pub async fn init(repo: &Repo, options: InitOptions) -> anyhow::Result<HubMinerI
         .context("wallet.json has no control address")?;
     tracing::info!(owner = %wallet.owner, worker = %wallet.worker, control = %control, "keys");
 
-    let chain = ChainClient::new(config.chain_client()?, keystore);
+    let chain = ChainClient::new(config.settings()?.chain.client()?, keystore);
     let version = chain.rpc.call::<Version>(()).await.with_context(|| {
         format!(
             "cannot reach the chain at {}: is it running, and is the token right?",

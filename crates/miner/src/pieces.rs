@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 
 use std::collections::HashSet;
 
-use crate::config::DealsConfig;
+use crate::config::DealSettings;
 use crate::db::Db;
 use crate::storage::SectorStorage;
 
@@ -97,7 +97,7 @@ impl PieceStore {
         db: Arc<Db>,
         secret: TokenSecret,
         sector_size: SectorSize,
-        config: &DealsConfig,
+        deals: &DealSettings,
     ) -> anyhow::Result<Self> {
         let root = storage
             .paths()
@@ -125,8 +125,8 @@ impl PieceStore {
             sector_size,
             uploads: Semaphore::new(MAX_UPLOADS),
             storage,
-            max_unclaimed_bytes: config.max_unclaimed_piece_bytes,
-            unclaimed_ttl_secs: config.unclaimed_piece_ttl_secs,
+            max_unclaimed_bytes: deals.max_unclaimed_piece_bytes,
+            unclaimed_ttl_secs: deals.unclaimed_piece_ttl.as_secs(),
         })
     }
 

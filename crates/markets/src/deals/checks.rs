@@ -42,6 +42,8 @@ pub struct CheckContext<'a> {
     pub sector_size: u64,
     pub ask: &'a Ask,
     pub config: &'a DealsConfig,
+    /// `[deals] max_provider_collateral`.
+    pub max_provider_collateral: &'a TokenAmount,
     pub hub: &'a Hub,
     pub http: &'a reqwest::Client,
     /// Where transfers may reach.
@@ -167,19 +169,13 @@ pub async fn check_proposal(
     {
         return Err(reject("collateral", "collateral cannot be negative"));
     }
-    let max_collateral: num_bigint::BigInt = cx
-        .config
-        .max_provider_collateral
-        .trim()
-        .parse()
-        .unwrap_or_default();
-    if p.provider_collateral.atto() > &max_collateral {
+    if &p.provider_collateral > cx.max_provider_collateral {
         return Err(reject(
             "collateral",
             format!(
                 "proposed provider collateral {} above maximum {} attoFIL",
                 p.provider_collateral.atto(),
-                max_collateral
+                cx.max_provider_collateral.atto()
             ),
         ));
     }

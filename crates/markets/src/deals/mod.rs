@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use cid::Cid;
+use fvm_shared::econ::TokenAmount;
 use nelumbo_chain_api::Base64;
 use nelumbo_markets_api::admin::DealState;
 use nelumbo_miner_api::methods::{
@@ -52,6 +53,8 @@ pub struct DealsInner {
     pub store: AsyncStore,
     pub hub: Hub,
     pub config: DealsConfig,
+    /// `[deals] max_provider_collateral`, parsed.
+    pub max_provider_collateral: TokenAmount,
     pub staging: PathBuf,
     pub metrics: Metrics,
     /// Fetches deal data: every connection passes the guard (public addresses only).
@@ -96,6 +99,9 @@ pub struct DealsSetup {
     pub store: AsyncStore,
     pub hub: Hub,
     pub config: DealsConfig,
+    /// `[deals] transfer_allow` and `max_provider_collateral`, parsed.
+    pub transfer_allow: guard::AllowList,
+    pub max_provider_collateral: TokenAmount,
     /// Where transfers write deal data.
     pub staging: PathBuf,
     pub metrics: Metrics,
@@ -111,6 +117,8 @@ impl Deals {
             store,
             hub,
             config,
+            transfer_allow,
+            max_provider_collateral,
             staging,
             metrics,
             piece_cache,
@@ -118,15 +126,14 @@ impl Deals {
         } = setup;
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("create the staging directory {}", staging.display()))?;
-        let guard = guard::Guard::new(
-            guard::AllowList::parse(&config.transfer_allow).map_err(anyhow::Error::msg)?,
-        );
+        let guard = guard::Guard::new(transfer_allow);
         let http = guard.http_client()?;
         let transfers = Semaphore::new(config.max_transfers);
         Ok(Self(Arc::new(DealsInner {
             store,
             hub,
             config,
+            max_provider_collateral,
             staging,
             metrics,
             http,
