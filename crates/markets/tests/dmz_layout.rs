@@ -18,8 +18,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nelumbo_testkit::chain::Devnet;
-use nelumbo_testkit::hub::{TestHub, text};
+use nelumbo_testkit::hub::text;
 use nelumbo_testkit::markets::{TestClient, TestMarkets};
 use nelumbo_testkit::netns::{DMZ, INTERNET, Lab, PRIVATE};
 
@@ -103,29 +102,11 @@ async fn deals_and_retrievals_across_the_firewall(lab: &Lab, guide: &str) {
     let hub_api = SocketAddr::new(PRIVATE.address.into(), HUB_API_PORT);
 
     // The chain on the internet; the hub on the private host.
-    let devnet = Devnet::start_on(
+    let (devnet, mut hub) = nelumbo_testkit::hub::insecure_deal_devnet_at(
         &internet,
-        &[
-            "--proof-mode",
-            "insecure-testing",
-            "--sector-size",
-            "8MiB",
-            "--epoch-ms",
-            "250",
-            "--pre-commit-delay",
-            "4",
-        ],
+        Some((&lab.netns(PRIVATE), &hub_api.to_string())),
     )
     .await;
-    let mut hub = TestHub::init_in(
-        &devnet,
-        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
-        &lab.netns(PRIVATE),
-        &hub_api.to_string(),
-    )
-    .await;
-    hub.edit_config("enabled = true", "enabled = false");
-    hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
     hub.run(&[]).await;
     assert!(
         connects(hub_api).await,
@@ -195,30 +176,11 @@ async fn deals_and_retrievals_across_the_firewall(lab: &Lab, guide: &str) {
         .collect();
     let file = devnet.dir.path().join("across.bin");
     std::fs::write(&file, &payload).expect("write");
-    let output = client.run(&[
-        "deal",
-        "--provider",
-        &hub.actor.to_string(),
-        "--serve",
-        &format!("{internet}:0"),
-        "--start-in",
-        "600",
-        "--duration",
-        "400",
-        "--wait-active",
-        file.to_str().expect("path"),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}\n{}\n{}",
-        text(&output),
-        markets.log(),
-        hub.log()
-    );
-    let root = text(&output)
-        .lines()
-        .find_map(|l| l.strip_prefix("data root: ").map(|r| r.trim().to_string()))
-        .expect("the client printed the data root");
+    let serve = format!("{internet}:0");
+    let printed = client.deal_active(&hub.actor, &file, &["--serve", &serve], || {
+        format!("{}\n{}", markets.log(), hub.log())
+    });
+    let root = TestClient::data_root(&printed);
     for (how, extra) in [("http", None), ("bitswap", Some("--bitswap"))] {
         let out = devnet.dir.path().join(format!("out-{how}"));
         let mut args = vec!["retrieve", "--provider"];

@@ -60,24 +60,8 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
     let file = devnet.dir.path().join("notes.txt");
     let payload: Vec<u8> = (0..1200u32).map(|i| b"nelumbo "[i as usize % 8]).collect();
     std::fs::write(&file, &payload).expect("write");
-    let output = client.run(&[
-        "deal",
-        "--provider",
-        &hub.actor.to_string(),
-        "--start-in",
-        "600",
-        "--duration",
-        "400",
-        "--wait-active",
-        file.to_str().expect("path"),
-    ]);
-    let printed = text(&output);
+    let printed = client.deal_active(&hub.actor, &file, &[], || markets.log());
     eprintln!("{printed}");
-    assert!(
-        output.status.success(),
-        "client deal failed: {printed}\n{}",
-        markets.log()
-    );
 
     // The status protocol reported the deal's checkpoints in order as the client followed it.
     let mut at = 0;
@@ -126,12 +110,7 @@ async fn a_deal_made_with_the_client_is_sealed_with_real_proofs_and_active_on_ch
         text(&output)
     );
 
-    let root = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("data root: "))
-        .expect("the client printed the data root")
-        .trim()
-        .to_string();
+    let root = TestClient::data_root(&printed);
     let actor = hub.actor.to_string();
     let retrieve = |out: &std::path::Path, cid: &str, wait: &str| {
         client.run(&[

@@ -538,27 +538,10 @@ async fn stored_deals_are_served_as_the_trustless_gateway_spec_says() {
         .collect();
     let file = s.devnet.dir.path().join("three.bin");
     std::fs::write(&file, &payload).expect("write");
-    let output = s.client.run(&[
-        "deal",
-        "--provider",
-        &s.hub.actor.to_string(),
-        "--start-in",
-        "600",
-        "--duration",
-        "400",
-        "--wait-active",
-        file.to_str().expect("path"),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        text(&output),
-        s.markets.log()
-    );
-    let root = text(&output)
-        .lines()
-        .find_map(|l| l.strip_prefix("data root: ").map(|r| r.trim().to_string()))
-        .expect("the client printed the data root");
+    let printed = s
+        .client
+        .deal_active(&s.hub.actor, &file, &[], || s.markets.log());
+    let root = TestClient::data_root(&printed);
     let out = s.devnet.dir.path().join("bitswap-out");
     let output = s.client.run(&[
         "retrieve",

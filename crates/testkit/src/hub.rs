@@ -86,22 +86,34 @@ pub struct TestHub {
 /// pledging of its own, a sector sealed 5 s after its first deal). The hub is not started, so
 /// its config can still be changed.
 pub async fn insecure_deal_devnet() -> (Devnet, TestHub) {
-    let devnet = Devnet::start(&[
-        "--proof-mode",
-        "insecure-testing",
-        "--sector-size",
-        "8MiB",
-        "--epoch-ms",
-        "250",
-        "--pre-commit-delay",
-        "4",
-    ])
-    .await;
-    let hub = TestHub::init(
-        &devnet,
-        &["--sector-size", "8MiB", "--proof-mode", "insecure-testing"],
+    insecure_deal_devnet_at("127.0.0.1", None).await
+}
+
+/// [`insecure_deal_devnet`] with the chain's API on `chain_ip`, and the hub, with `hub_in`
+/// (a network namespace and the API's listen address), on another host.
+pub async fn insecure_deal_devnet_at(
+    chain_ip: &str,
+    hub_in: Option<(&str, &str)>,
+) -> (Devnet, TestHub) {
+    let devnet = Devnet::start_on(
+        chain_ip,
+        &[
+            "--proof-mode",
+            "insecure-testing",
+            "--sector-size",
+            "8MiB",
+            "--epoch-ms",
+            "250",
+            "--pre-commit-delay",
+            "4",
+        ],
     )
     .await;
+    let args = ["--sector-size", "8MiB", "--proof-mode", "insecure-testing"];
+    let hub = match hub_in {
+        None => TestHub::init(&devnet, &args).await,
+        Some((netns, listen)) => TestHub::init_in(&devnet, &args, netns, listen).await,
+    };
     hub.edit_config("enabled = true", "enabled = false");
     hub.edit_config("wait_deals_secs = 3600", "wait_deals_secs = 5");
     (devnet, hub)

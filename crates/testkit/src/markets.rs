@@ -372,6 +372,49 @@ impl TestClient {
             .to_string()
     }
 
+    /// `deal FILE` (starting 600 epochs out, for 400) with `extra` arguments and
+    /// `--wait-active`: returns what the client printed once the deal is active; a failed deal
+    /// fails the test with the client's output and `logs` (the provider's side).
+    pub fn deal_active(
+        &self,
+        provider: &fvm_shared::address::Address,
+        file: &std::path::Path,
+        extra: &[&str],
+        logs: impl Fn() -> String,
+    ) -> String {
+        let provider = provider.to_string();
+        let mut args = vec![
+            "deal",
+            "--provider",
+            &provider,
+            "--start-in",
+            "600",
+            "--duration",
+            "400",
+            "--wait-active",
+        ];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().expect("a UTF-8 path"));
+        let output = self.run(&args);
+        let printed = text(&output);
+        assert!(
+            output.status.success(),
+            "client deal failed: {printed}\n{}",
+            logs()
+        );
+        printed
+    }
+
+    /// The data root a `deal` printed (`data root: CID`).
+    pub fn data_root(printed: &str) -> String {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix("data root: "))
+            .expect("the client printed the data root")
+            .trim()
+            .to_string()
+    }
+
     /// A new funded secp256k1 key, with its address.
     pub async fn funded_wallet(&self, devnet: &Devnet, fil: u64) -> fvm_shared::address::Address {
         let output = self.run(&["wallet", "new"]);
