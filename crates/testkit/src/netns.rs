@@ -1,8 +1,8 @@
 //! Network namespaces for layout tests: three hosts (the internet, a DMZ host and a private
 //! host) joined by a router, with the addresses `docs/operations.md` draws in its DMZ layout,
-//! all inside namespaces the test creates (with the guide's script) and deletes. Processes run on a host through
-//! `ip netns exec`; test code runs there on a thread moved into the namespace (`setns`), and
-//! every thread and process that thread starts is there too.
+//! all inside namespaces the test creates (with the guide's script) and deletes. Processes run
+//! on a host through `ip netns exec`; test code runs there on a thread moved into the namespace
+//! (`setns`), and every thread and process that thread starts is there too.
 //!
 //! Needs root (namespaces, links, nftables), `ip` (iproute2) and `nft` (nftables):
 //! [`Lab::unavailable`] says what is missing.
