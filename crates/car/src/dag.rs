@@ -284,7 +284,7 @@ pub fn hamt_index(hash: &[u8; 8], depth: usize, fanout: u64) -> Option<usize> {
     }
     let bits = fanout.trailing_zeros() as usize;
     let start = depth.checked_mul(bits)?;
-    if start + bits > 64 {
+    if start > 64 - bits {
         return None;
     }
     let all = u64::from_be_bytes(*hash);
@@ -387,6 +387,11 @@ mod tests {
         assert_eq!(hamt_index(&hash, 0, 100), None);
         assert_eq!(hamt_prefix_len(256), 2);
         assert_eq!(hamt_prefix_len(16), 1);
+        // Found by the dag_block fuzz target: a depth whose bit offset is near usize::MAX
+        // overflowed the bounds check.
+        assert_eq!(hamt_index(&hash, usize::MAX, 2), None);
+        assert_eq!(hamt_index(&hash, usize::MAX / 8, 256), None);
+        assert_eq!(hamt_index(&hash, 63, 2), Some(1));
     }
 
     #[test]
