@@ -47,6 +47,38 @@ pub fn router(indexing: Indexing) -> axum::Router {
         })
 }
 
+/// What a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    Head,
+    /// An advertisement or entry chunk: DAG-JSON over SHA-256, as this publisher makes them.
+    Block(Cid),
+}
+
+/// Reads the `{name}` of `/ipni/v1/ad/{name}`: the head, or a CID this publisher could have
+/// made; anything else is refused with the status and message to answer.
+pub fn requested(name: &str) -> Result<Requested, (StatusCode, String)> {
+    if name == "head" {
+        return Ok(Requested::Head);
+    }
+    let Ok(cid) = Cid::try_from(name) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{:?} is not a CID",
+                name.chars().take(100).collect::<String>()
+            ),
+        ));
+    };
+    if cid.codec() != ipni::DAG_JSON || cid.hash().code() != ipni::SHA2_256 {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("{cid} is not published here"),
+        ));
+    }
+    Ok(Requested::Block(cid))
+}
+
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
     let mut response = (status, format!("{}\n", message.into())).into_response();
     response
@@ -66,24 +98,11 @@ async fn serve(State(p): State<Publisher>, Path(name): Path<String>) -> Response
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    if name == "head" {
-        return head(&p).await;
-    }
-    let Ok(cid) = Cid::try_from(name.as_str()) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{:?} is not a CID",
-                name.chars().take(100).collect::<String>()
-            ),
-        );
+    let cid = match requested(&name) {
+        Ok(Requested::Head) => return head(&p).await,
+        Ok(Requested::Block(cid)) => cid,
+        Err((status, message)) => return text(status, message),
     };
-    if cid.codec() != ipni::DAG_JSON || cid.hash().code() != ipni::SHA2_256 {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("{cid} is not published here"),
-        );
-    }
     match p.indexing.0.store.run(move |s| chain::block(s, &cid)).await {
         Ok(Some(bytes)) => {
             let mut response = bytes.into_response();

@@ -123,19 +123,161 @@ impl BitswapMetrics {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Want {
-    kind: WantType,
-    send_dont_have: bool,
-    priority: i32,
+/// One want: what the peer asked for, and how urgently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub kind: WantType,
+    /// Answer DONT_HAVE if the block is not here (1.2.0 only).
+    pub send_dont_have: bool,
+    pub priority: i32,
+}
+
+/// What one peer wants, in the order it asked. Bookkeeping only, no IO: the server keeps one
+/// per peer, and the `bitswap_wantlist` fuzz target drives it with decoded messages.
+#[derive(Debug, Default)]
+pub struct Wants {
+    wants: HashMap<Cid, Want>,
+    /// Arrival order. A cancelled want's place stays until it is dropped in passing (see
+    /// [`Self::drop_stale_places`]), so a cancel costs nothing.
+    order: VecDeque<Cid>,
+}
+
+/// What one wantlist did to a peer's wants.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Every entry is one of these four: a cancel, a want of either kind, or invalid.
+    pub cancels: u64,
+    pub blocks: u64,
+    pub haves: u64,
+    /// Not a CID, or a CID longer than [`bitswap::MAX_CID_BYTES`].
+    pub invalid: u64,
+    /// New wants (counted in `blocks` or `haves`) refused: the peer holds the most it may.
+    pub over_limit: u64,
+}
+
+impl Applied {
+    /// Entries refused, for whatever reason.
+    pub fn dropped(&self) -> u64 {
+        self.invalid + self.over_limit
+    }
+}
+
+impl Wants {
+    /// Wants waiting to be answered.
+    pub fn len(&self) -> usize {
+        self.wants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wants.is_empty()
+    }
+
+    /// Places held in the arrival order: live wants and cancelled ones not yet dropped.
+    /// Never more than `2 * len() + 64` once a wantlist is applied.
+    pub fn places(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.wants.clear();
+        self.order.clear();
+    }
+
+    /// Applies a peer's wantlist: a full list replaces the wants, entries add, update or cancel
+    /// one. At most `max_wants` wants are held; `presences` says whether the peer's protocol
+    /// carries DONT_HAVE (1.2.0).
+    pub fn apply(
+        &mut self,
+        wantlist: bitswap::Wantlist,
+        presences: bool,
+        max_wants: usize,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        if wantlist.full {
+            self.clear();
+        }
+        for entry in wantlist.entries {
+            if entry.block.len() > bitswap::MAX_CID_BYTES {
+                applied.invalid += 1;
+                continue;
+            }
+            let Ok(cid) = Cid::try_from(entry.block.as_slice()) else {
+                applied.invalid += 1;
+                continue;
+            };
+            if entry.cancel {
+                applied.cancels += 1;
+                self.wants.remove(&cid);
+                continue;
+            }
+            let kind = WantType::try_from(entry.want_type).unwrap_or(WantType::Block);
+            match kind {
+                WantType::Block => applied.blocks += 1,
+                WantType::Have => applied.haves += 1,
+            }
+            let want = Want {
+                kind,
+                send_dont_have: entry.send_dont_have && presences,
+                priority: entry.priority,
+            };
+            let full = self.wants.len() >= max_wants;
+            match self.wants.get_mut(&cid) {
+                Some(existing) => {
+                    // A want-block supersedes a want-have, never the other way round.
+                    if want.kind == WantType::Block {
+                        existing.kind = WantType::Block;
+                    }
+                    existing.send_dont_have |= want.send_dont_have;
+                    existing.priority = want.priority;
+                }
+                None if full => applied.over_limit += 1,
+                None => {
+                    self.wants.insert(cid, want);
+                    self.order.push_back(cid);
+                }
+            }
+        }
+        // A peer that wants and cancels without end must not grow the order.
+        if self.order.len() > 2 * self.wants.len() + 64 {
+            self.drop_stale_places();
+        }
+        applied
+    }
+
+    /// Keeps one place per live want, its latest: a want cancelled and asked for again is
+    /// placed where it was asked again, and its earlier places go (else a peer wanting and
+    /// cancelling one CID over and over would grow the order while the CID stays wanted).
+    fn drop_stale_places(&mut self) {
+        let mut seen = HashSet::with_capacity(self.wants.len());
+        let mut kept: Vec<Cid> = self
+            .order
+            .iter()
+            .rev()
+            .filter(|cid| self.wants.contains_key(*cid) && seen.insert(**cid))
+            .copied()
+            .collect();
+        kept.reverse();
+        self.order = kept.into();
+    }
+
+    /// The next want to answer: the highest priority, the oldest first among equals.
+    pub fn take_next(&mut self) -> Option<(Cid, Want)> {
+        self.drop_stale_places();
+        let (index, _) = self
+            .order
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, cid)| (self.wants[*cid].priority, std::cmp::Reverse(*i)))?;
+        let cid = self.order.remove(index)?;
+        let want = self.wants.remove(&cid)?;
+        Some((cid, want))
+    }
 }
 
 /// What one peer wants, and how it speaks.
 #[derive(Debug)]
 struct Ledger {
-    wants: HashMap<Cid, Want>,
-    /// Arrival order (entries whose want was cancelled are skipped when met).
-    order: VecDeque<Cid>,
+    wants: Wants,
     protocol: StreamProtocol,
     /// A worker answers this peer (from its first want until its last answer is written).
     worker: bool,
@@ -147,35 +289,12 @@ struct Ledger {
 impl Ledger {
     fn new(protocol: StreamProtocol) -> Self {
         Self {
-            wants: HashMap::new(),
-            order: VecDeque::new(),
+            wants: Wants::default(),
             protocol,
             worker: false,
             wanted: Arc::new(tokio::sync::Notify::new()),
             streams: 0,
         }
-    }
-
-    /// Forgets the places of cancelled wants once they outnumber the live ones, so a peer that
-    /// wants and cancels without end does not grow the ledger.
-    fn compact(&mut self) {
-        if self.order.len() > 2 * self.wants.len() + 64 {
-            let Ledger { order, wants, .. } = self;
-            order.retain(|cid| wants.contains_key(cid));
-        }
-    }
-
-    /// The next want to answer: the highest priority, the oldest first among equals.
-    fn next(&mut self) -> Option<(Cid, Want)> {
-        self.order.retain(|cid| self.wants.contains_key(cid));
-        let (index, _) = self
-            .order
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, cid)| (self.wants[*cid].priority, std::cmp::Reverse(*i)))?;
-        let cid = self.order.remove(index)?;
-        let want = self.wants.remove(&cid)?;
-        Some((cid, want))
     }
 }
 
@@ -318,59 +437,20 @@ impl BitswapServer {
             .entry(peer)
             .or_insert_with(|| Ledger::new(protocol.clone()));
         let before = ledger.wants.len() as i64;
-        if wantlist.full {
-            ledger.wants.clear();
-            ledger.order.clear();
-        }
-        let mut dropped = 0u64;
-        for entry in wantlist.entries {
-            let Ok(cid) = Cid::try_from(entry.block.as_slice()) else {
-                dropped += 1;
-                continue;
-            };
-            if entry.block.len() > bitswap::MAX_CID_BYTES {
-                dropped += 1;
-                continue;
-            }
-            if entry.cancel {
-                self.metrics.wants.with_label_values(&["cancel"]).inc();
-                ledger.wants.remove(&cid);
-                continue;
-            }
-            let kind = WantType::try_from(entry.want_type).unwrap_or(WantType::Block);
-            self.metrics
-                .wants
-                .with_label_values(&[match kind {
-                    WantType::Block => "block",
-                    WantType::Have => "have",
-                }])
-                .inc();
-            let want = Want {
-                kind,
-                // Only 1.2.0 has presences.
-                send_dont_have: entry.send_dont_have && *protocol == bitswap::PROTOCOL_1_2_0,
-                priority: entry.priority,
-            };
-            let full = ledger.wants.len() >= self.limits.max_wants_per_peer;
-            match ledger.wants.get_mut(&cid) {
-                Some(existing) => {
-                    // A want-block supersedes a want-have, never the other way round.
-                    if want.kind == WantType::Block {
-                        existing.kind = WantType::Block;
-                    }
-                    existing.send_dont_have |= want.send_dont_have;
-                    existing.priority = want.priority;
-                }
-                None if full => dropped += 1,
-                None => {
-                    ledger.wants.insert(cid, want);
-                    ledger.order.push_back(cid);
-                }
+        let presences = *protocol == bitswap::PROTOCOL_1_2_0;
+        let applied = ledger
+            .wants
+            .apply(wantlist, presences, self.limits.max_wants_per_peer);
+        for (kind, count) in [
+            ("cancel", applied.cancels),
+            ("block", applied.blocks),
+            ("have", applied.haves),
+        ] {
+            if count > 0 {
+                self.metrics.wants.with_label_values(&[kind]).inc_by(count);
             }
         }
-        // Cancelled wants leave their place in the arrival order behind; a peer that wants and
-        // cancels without end must not grow it.
-        ledger.compact();
+        let dropped = applied.dropped();
         if dropped > 0 {
             self.metrics
                 .refused
@@ -497,7 +577,7 @@ impl BitswapServer {
     fn next_want(&self, peer: &PeerId) -> Option<(Cid, Want, StreamProtocol)> {
         let mut ledgers = self.ledgers();
         let ledger = ledgers.get_mut(peer)?;
-        let (cid, want) = ledger.next()?;
+        let (cid, want) = ledger.wants.take_next()?;
         self.metrics.queued_wants.dec();
         Some((cid, want, ledger.protocol.clone()))
     }
@@ -625,7 +705,6 @@ impl BitswapServer {
         if let Some(ledger) = ledgers.get_mut(peer) {
             self.metrics.queued_wants.sub(ledger.wants.len() as i64);
             ledger.wants.clear();
-            ledger.order.clear();
             ledger.worker = false;
             if ledger.streams == 0 {
                 ledgers.remove(peer);
@@ -765,40 +844,95 @@ mod tests {
         }
     }
 
-    fn ledger_with(wants: &[(u32, i32)]) -> Ledger {
-        let mut ledger = Ledger::new(bitswap::PROTOCOL_1_2_0);
-        for &(n, priority) in wants {
-            ledger
-                .wants
-                .insert(cid(n), want(WantType::Block, true, priority));
-            ledger.order.push_back(cid(n));
+    fn entry(n: u32, priority: i32, cancel: bool) -> bitswap::Entry {
+        bitswap::Entry {
+            block: cid(n).to_bytes(),
+            priority,
+            cancel,
+            want_type: WantType::Block as i32,
+            send_dont_have: true,
         }
-        ledger
+    }
+
+    fn wantlist(entries: Vec<bitswap::Entry>) -> bitswap::Wantlist {
+        bitswap::Wantlist {
+            entries,
+            full: false,
+        }
+    }
+
+    fn wants_with(wants: &[(u32, i32)]) -> Wants {
+        let mut out = Wants::default();
+        let entries = wants.iter().map(|&(n, p)| entry(n, p, false)).collect();
+        out.apply(wantlist(entries), true, 1024);
+        out
     }
 
     #[test]
     fn wants_are_answered_highest_priority_first_then_oldest_first() {
-        let mut ledger = ledger_with(&[(1, 1), (2, 5), (3, 1), (4, 5)]);
-        ledger.wants.remove(&cid(4)); // cancelled
-        let order: Vec<Cid> = std::iter::from_fn(|| ledger.next().map(|(c, _)| c)).collect();
+        let mut wants = wants_with(&[(1, 1), (2, 5), (3, 1), (4, 5)]);
+        let applied = wants.apply(wantlist(vec![entry(4, 5, true)]), true, 1024);
+        assert_eq!(applied.cancels, 1);
+        let order: Vec<Cid> = std::iter::from_fn(|| wants.take_next().map(|(c, _)| c)).collect();
         assert_eq!(order, vec![cid(2), cid(1), cid(3)]);
-        assert!(ledger.order.is_empty() && ledger.wants.is_empty());
+        assert!(wants.is_empty() && wants.places() == 0);
     }
 
     #[test]
     fn cancelled_wants_do_not_grow_the_ledger() {
-        let mut ledger = ledger_with(&[(0, 1)]);
-        for n in 1..100_000 {
+        let mut wants = wants_with(&[(0, 1)]);
+        for n in 1..20_000 {
             // Want, then cancel, as a hostile peer might without end.
-            ledger.order.push_back(cid(n));
-            ledger.compact();
+            wants.apply(
+                wantlist(vec![entry(n, 1, false), entry(n, 1, true)]),
+                true,
+                1024,
+            );
+            assert!(wants.places() <= 2 * wants.len() + 64, "{}", wants.places());
         }
-        assert!(
-            ledger.order.len() <= 2 * ledger.wants.len() + 65,
-            "{}",
-            ledger.order.len()
+        assert_eq!(wants.take_next().map(|(c, _)| c), Some(cid(0)));
+    }
+
+    #[test]
+    fn a_want_cancelled_and_asked_again_holds_one_place() {
+        // The same CID wanted and cancelled over and over while it stays wanted at the end of
+        // each message: its earlier places must go, or the order grows without bound.
+        let mut wants = wants_with(&[(0, 1)]);
+        for _ in 0..1_000 {
+            let entries = vec![entry(1, 1, true), entry(1, 1, false)];
+            wants.apply(wantlist(entries), true, 1024);
+            assert!(wants.places() <= 2 * wants.len() + 64, "{}", wants.places());
+        }
+        // The re-asked want is placed where it was last asked: after 0.
+        assert_eq!(wants.take_next().map(|(c, _)| c), Some(cid(0)));
+        assert_eq!(wants.take_next().map(|(c, _)| c), Some(cid(1)));
+        assert_eq!(wants.take_next(), None);
+    }
+
+    #[test]
+    fn the_per_peer_limit_and_bad_entries_are_counted_as_dropped() {
+        let mut wants = wants_with(&[(0, 1), (1, 1)]);
+        let mut entries = vec![entry(2, 1, false), entry(1, 9, false)];
+        entries.push(bitswap::Entry {
+            block: vec![0xff; 8],
+            ..entry(3, 1, false)
+        });
+        entries.push(bitswap::Entry {
+            block: vec![0x01; bitswap::MAX_CID_BYTES + 1],
+            ..entry(3, 1, false)
+        });
+        let applied = wants.apply(wantlist(entries), false, 2);
+        // 2 is over the limit of 2 wants; 1 is an update (its priority rises), not a new want.
+        assert_eq!(
+            (applied.blocks, applied.invalid, applied.over_limit),
+            (2, 2, 1)
         );
-        assert_eq!(ledger.next().map(|(c, _)| c), Some(cid(0)));
+        assert_eq!(wants.len(), 2);
+        let (first, want) = wants.take_next().expect("a want");
+        assert_eq!(
+            (first, want.priority, want.send_dont_have),
+            (cid(1), 9, true)
+        );
     }
 
     fn v0(n: u32) -> Cid {
