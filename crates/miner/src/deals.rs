@@ -118,6 +118,11 @@ struct Request {
     proposal_cid: Cid,
     deal: ClientDealProposal,
     reply: oneshot::Sender<Result<PublishedDeal, ApiError>>,
+    /// Held until the batcher has settled the deal, not only while the caller waits: a spoke
+    /// that hangs up (it was killed, or its call timed out) and calls again must wait for
+    /// this request's outcome, not queue the deal a second time (which put it in the same
+    /// batch twice, or in two batches, and failed a deal that was in fact published).
+    _claim: Claim,
 }
 
 impl std::fmt::Debug for Request {
@@ -241,7 +246,7 @@ impl Publisher {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let _claim = Claim {
+        let claim = Claim {
             inflight: self.inflight.clone(),
             cid: proposal_cid,
         };
@@ -260,6 +265,7 @@ impl Publisher {
                 proposal_cid,
                 deal,
                 reply,
+                _claim: claim,
             })
             .await
             .map_err(|_| stopping())?;
@@ -788,6 +794,14 @@ impl Batcher {
             },
         };
         let record = match self.db.deal(&proposal_cid) {
+            // A published deal stays published: no later outcome (a second batch that named
+            // it, refused by the market as a duplicate) may fail it.
+            Ok(Some(record)) if result.is_err() && record.published().is_some() => {
+                tracing::error!(proposal_cid = %proposal_cid, reason = ?result.as_ref().err(), "a second outcome for a published deal is ignored: a bug");
+                return record
+                    .published()
+                    .ok_or_else(|| ApiError::refused("inconsistent deal record"));
+            }
             Ok(Some(mut record)) => {
                 record.state = state;
                 record

@@ -172,3 +172,57 @@ async fn a_batch_in_the_pool_survives_the_hub_and_chain_dying_hub_back_first() {
 async fn a_batch_in_the_pool_survives_the_hub_and_chain_dying_chain_back_first() {
     scenario(false).await;
 }
+
+/// Found by the chaos run (`markets/tests/chaos.rs`): a spoke killed while its deal waited for
+/// a batch, and restarted at once, called again and the hub queued the deal a second time, so
+/// one `PublishStorageDeals` carried it twice; the market refused the copy and the hub
+/// recorded the published deal as failed. The hub now holds a deal's claim until the batch
+/// settles, so the second call waits for the first's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_that_hangs_up_and_calls_again_gets_its_deal_published_once() {
+    let (devnet, mut hub) = insecure_hub(500, &[]).await;
+    hub.run(&[]).await;
+    let (token, spoke) = hub.spoke();
+    hub.sign_ask(&spoke, 0, 0).await;
+    let client = funded_client(&devnet, 10, 1).await;
+    let spec = DealSpec {
+        provider_collateral: TokenAmount::from_atto(100),
+        ..DealSpec::small(7, devnet.head().await + 300)
+    };
+    let deal = signed_deal(&client, hub.actor, &spec);
+    assert!(
+        hub.upload_piece(&token, &spec.data, spec.piece_size)
+            .await
+            .is_success()
+    );
+
+    // The first call hangs up while its batch is still gathering deals (the hub waits 2 s for
+    // more); the second comes straight after, as a restarted spoke's does.
+    let first = tokio::time::timeout(
+        Duration::from_millis(500),
+        spoke.call::<MarketPublishDeals>((Base64(deal.clone()),)),
+    )
+    .await;
+    assert!(
+        first.is_err(),
+        "the first call was meant to hang up: {first:?}"
+    );
+    let spoke = hub.client_with_token(&token);
+    let published = spoke
+        .call::<MarketPublishDeals>((Base64(deal.clone()),))
+        .await
+        .unwrap_or_else(|e| panic!("the second call: {e}\n{}", hub.log()));
+
+    let counts = devnet.published_proposals().await;
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![1],
+        "the deal went into publish messages more than once: {counts:?}"
+    );
+    assert_eq!(
+        devnet
+            .messages_to(Address::new_id(MARKET), PUBLISH_STORAGE_DEALS)
+            .await,
+        vec![published.message]
+    );
+}

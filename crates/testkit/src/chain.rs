@@ -329,6 +329,15 @@ impl Devnet {
     /// The miner's deadline `index`: its next occurrence not yet closed.
     /// The CIDs of every message to `to` calling `method`, over the whole chain.
     pub async fn messages_to(&self, to: Address, method: u64) -> Vec<Cid> {
+        self.messages_with_params(to, method)
+            .await
+            .into_iter()
+            .map(|(cid, _)| cid)
+            .collect()
+    }
+
+    /// Every message to `to` calling `method` over the whole chain, with its parameters.
+    pub async fn messages_with_params(&self, to: Address, method: u64) -> Vec<(Cid, Vec<u8>)> {
         let head = self.head().await;
         let mut found = Vec::new();
         for height in 1..=head {
@@ -353,12 +362,68 @@ impl Devnet {
                     .chain(messages.secpk_messages.iter().map(|s| s.message.clone()));
                 for (message, cid) in all.zip(messages.cids.iter()) {
                     if message.0.to == to && message.0.method_num == method {
-                        found.push(*cid);
+                        found.push((*cid, message.0.params.to_vec()));
                     }
                 }
             }
         }
         found
+    }
+
+    /// How many times each deal proposal (by its signed proposal CID, as markets and Boost
+    /// name it) was sent in a `PublishStorageDeals` message, over the whole chain.
+    pub async fn published_proposals(&self) -> std::collections::BTreeMap<Cid, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (cid, params) in self
+            .messages_with_params(Address::new_id(5), PUBLISH_STORAGE_DEALS)
+            .await
+        {
+            let params: fil_actor_market_state::v18::PublishStorageDealsParams =
+                fvm_ipld_encoding::from_slice(&params)
+                    .unwrap_or_else(|e| panic!("publish message {cid}: {e}"));
+            for deal in &params.deals {
+                let proposal = nelumbo_markets_api::wire::signed_proposal_cid(deal)
+                    .expect("encode a proposal");
+                *counts.entry(proposal).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many pre-commits and prove-commits named each sector of `miner`, over the whole
+    /// chain (batched messages counted per sector).
+    pub async fn sector_commits(
+        &self,
+        miner: Address,
+    ) -> (
+        std::collections::BTreeMap<u64, usize>,
+        std::collections::BTreeMap<u64, usize>,
+    ) {
+        let mut pre = std::collections::BTreeMap::new();
+        for (cid, params) in self
+            .messages_with_params(miner, PRE_COMMIT_SECTOR_BATCH2)
+            .await
+        {
+            let params: fil_actor_miner_state::v18::PreCommitSectorBatchParams2 =
+                fvm_ipld_encoding::from_slice(&params)
+                    .unwrap_or_else(|e| panic!("pre-commit message {cid}: {e}"));
+            for sector in &params.sectors {
+                *pre.entry(sector.sector_number).or_insert(0) += 1;
+            }
+        }
+        let mut prove = std::collections::BTreeMap::new();
+        for (cid, params) in self
+            .messages_with_params(miner, PROVE_COMMIT_SECTORS3)
+            .await
+        {
+            let params: fil_actor_miner_state::v18::ProveCommitSectors3Params =
+                fvm_ipld_encoding::from_slice(&params)
+                    .unwrap_or_else(|e| panic!("prove-commit message {cid}: {e}"));
+            for sector in &params.sector_activations {
+                *prove.entry(sector.sector_number).or_insert(0) += 1;
+            }
+        }
+        (pre, prove)
     }
 
     pub async fn next_deadline(&self, miner: Address, index: u64) -> DeadlineInfo {
@@ -386,6 +451,9 @@ impl Drop for Devnet {
         self.stop(true);
     }
 }
+
+/// Market actor method 4.
+pub const PUBLISH_STORAGE_DEALS: u64 = 4;
 
 /// An fvm message with nonce and gas left at zero.
 pub fn plain_message(
