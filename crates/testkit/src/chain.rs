@@ -326,7 +326,6 @@ impl Devnet {
         lookup
     }
 
-    /// The miner's deadline `index`: its next occurrence not yet closed.
     /// The CIDs of every message to `to` calling `method`, over the whole chain.
     pub async fn messages_to(&self, to: Address, method: u64) -> Vec<Cid> {
         self.messages_with_params(to, method)
@@ -392,40 +391,52 @@ impl Devnet {
 
     /// How many pre-commits and prove-commits named each sector of `miner`, over the whole
     /// chain (batched messages counted per sector).
-    pub async fn sector_commits(
-        &self,
-        miner: Address,
-    ) -> (
-        std::collections::BTreeMap<u64, usize>,
-        std::collections::BTreeMap<u64, usize>,
-    ) {
-        let mut pre = std::collections::BTreeMap::new();
-        for (cid, params) in self
-            .messages_with_params(miner, PRE_COMMIT_SECTOR_BATCH2)
-            .await
-        {
-            let params: fil_actor_miner_state::v18::PreCommitSectorBatchParams2 =
-                fvm_ipld_encoding::from_slice(&params)
-                    .unwrap_or_else(|e| panic!("pre-commit message {cid}: {e}"));
-            for sector in &params.sectors {
-                *pre.entry(sector.sector_number).or_insert(0) += 1;
-            }
-        }
-        let mut prove = std::collections::BTreeMap::new();
-        for (cid, params) in self
-            .messages_with_params(miner, PROVE_COMMIT_SECTORS3)
-            .await
-        {
-            let params: fil_actor_miner_state::v18::ProveCommitSectors3Params =
-                fvm_ipld_encoding::from_slice(&params)
-                    .unwrap_or_else(|e| panic!("prove-commit message {cid}: {e}"));
-            for sector in &params.sector_activations {
-                *prove.entry(sector.sector_number).or_insert(0) += 1;
-            }
-        }
+    pub async fn sector_commits(&self, miner: Address) -> (SectorCounts, SectorCounts) {
+        use fil_actor_miner_state::v18::{PreCommitSectorBatchParams2, ProveCommitSectors3Params};
+        let pre = self
+            .count_sectors(
+                miner,
+                PRE_COMMIT_SECTOR_BATCH2,
+                |p: PreCommitSectorBatchParams2| {
+                    p.sectors.iter().map(|s| s.sector_number).collect()
+                },
+            )
+            .await;
+        let prove = self
+            .count_sectors(
+                miner,
+                PROVE_COMMIT_SECTORS3,
+                |p: ProveCommitSectors3Params| {
+                    p.sector_activations
+                        .iter()
+                        .map(|s| s.sector_number)
+                        .collect()
+                },
+            )
+            .await;
         (pre, prove)
     }
 
+    /// How many messages to `miner` calling `method` named each sector, as `sectors` reads
+    /// them from the decoded parameters.
+    async fn count_sectors<P: serde::de::DeserializeOwned>(
+        &self,
+        miner: Address,
+        method: u64,
+        sectors: impl Fn(P) -> Vec<u64>,
+    ) -> SectorCounts {
+        let mut counts = SectorCounts::new();
+        for (cid, params) in self.messages_with_params(miner, method).await {
+            let params: P = fvm_ipld_encoding::from_slice(&params)
+                .unwrap_or_else(|e| panic!("message {cid} (method {method}): {e}"));
+            for sector in sectors(params) {
+                *counts.entry(sector).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// The miner's deadline `index`: its next occurrence not yet closed.
     pub async fn next_deadline(&self, miner: Address, index: u64) -> DeadlineInfo {
         let current = self
             .client
@@ -454,6 +465,9 @@ impl Drop for Devnet {
 
 /// Market actor method 4.
 pub const PUBLISH_STORAGE_DEALS: u64 = 4;
+
+/// Per sector number, how many messages named it.
+pub type SectorCounts = std::collections::BTreeMap<u64, usize>;
 
 /// An fvm message with nonce and gas left at zero.
 pub fn plain_message(

@@ -53,6 +53,19 @@ pub fn stop_process(mut child: std::process::Child, kill: bool) {
     let _ = child.wait();
 }
 
+/// Pauses process `pid` for `time` (SIGSTOP, then SIGCONT): a process the kernel does not run
+/// for a while, as a host swapping or a debugger would leave it. Its sockets stay open.
+pub async fn pause_process(pid: u32, time: Duration) {
+    let signal = |name: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status();
+    };
+    signal("-STOP");
+    tokio::time::sleep(time).await;
+    signal("-CONT");
+}
+
 /// Starts `binary --repo REPO ARGS` with its log appended to `log`, and waits up to 60 s until
 /// the repo's `api` and `token` files give a client that answers `M` (a cheap read method).
 /// Panics with the log if the daemon exits or does not answer. The `api` file of an earlier run
