@@ -1,7 +1,8 @@
 //! The chaos run: a chain, a hub and a markets process running every service; a client making
 //! deals whose data a web server hands out slowly; and a fault injector that, at moments drawn
-//! from a seed it prints, SIGKILLs markets, the hub or the chain, or pauses markets or the hub
-//! for seconds (SIGSTOP), then starts again what it killed. Afterwards it checks what an SP
+//! from a seed it prints, SIGKILLs markets, the hub or the chain, pauses markets or the hub for
+//! seconds (SIGSTOP), or cuts or slows the network link between markets and the hub (a TCP link
+//! in the test), then starts again what it killed. Afterwards it checks what an SP
 //! would: every deal the provider accepted ends active (none stuck, lost or failed); each was
 //! published exactly once and each sector pre-committed and prove-committed exactly once,
 //! counted over every block; no sector was ever faulty (no WindowPoSt missed); and every
@@ -23,6 +24,7 @@ use nelumbo_chain_api::types::TipSetKey;
 use nelumbo_markets_api::admin::{DealInfo, DealState, DealsList};
 use nelumbo_testkit::chain::SUBMIT_WINDOWED_POST;
 use nelumbo_testkit::hub::{insecure_deal_devnet, text};
+use nelumbo_testkit::link::TcpLink;
 use nelumbo_testkit::markets::{DataServer, TestClient, TestMarkets, free_port};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +45,8 @@ enum Fault {
     KillHub,
     PauseHub,
     KillChain,
+    CutHubLink,
+    SlowHubLink,
 }
 
 impl Fault {
@@ -53,17 +57,21 @@ impl Fault {
             Self::KillHub => "SIGKILL hub",
             Self::PauseHub => "pause hub",
             Self::KillChain => "SIGKILL chain",
+            Self::CutHubLink => "cut markets-hub link",
+            Self::SlowHubLink => "slow markets-hub link",
         }
     }
 
     /// Spokes fail most in the field, so most faults hit markets.
     fn draw(rng: &mut ChaCha8Rng) -> Self {
-        match rng.gen_range(0..10) {
-            0..=3 => Self::KillMarkets,
-            4..=5 => Self::PauseMarkets,
-            6..=7 => Self::KillHub,
-            8 => Self::PauseHub,
-            _ => Self::KillChain,
+        match rng.gen_range(0..30) {
+            0..=7 => Self::KillMarkets,
+            8..=11 => Self::PauseMarkets,
+            12..=17 => Self::KillHub,
+            18..=20 => Self::PauseHub,
+            21..=23 => Self::KillChain,
+            24..=27 => Self::CutHubLink,
+            _ => Self::SlowHubLink,
         }
     }
 }
@@ -116,6 +124,17 @@ async fn chaos_faults_lose_no_deal() {
     );
     hub.run(&[]).await;
     let mut markets = TestMarkets::init(&devnet, &hub);
+    // Markets reaches the hub through a link the faults can cut or slow.
+    let link = TcpLink::start(format!("127.0.0.1:{hub_port}")).await;
+    let info = markets.repo.join("hub-api-info");
+    let through_link = std::fs::read_to_string(&info)
+        .expect("markets' hub connection")
+        .replace(
+            &format!("/tcp/{hub_port}/"),
+            &format!("/tcp/{}/", link.port),
+        );
+    assert!(through_link.contains(&format!("/tcp/{}/", link.port)));
+    std::fs::write(&info, through_link).expect("point markets at the link");
     markets.run_services(SERVICES).await;
     let client = TestClient::new(&devnet);
     client.funded_wallet(&devnet, 100).await;
@@ -274,6 +293,16 @@ async fn chaos_faults_lose_no_deal() {
                     devnet.stop(true);
                     tokio::time::sleep(down).await;
                     devnet.run().await;
+                }
+                Fault::CutHubLink => {
+                    link.cut(true);
+                    tokio::time::sleep(pause * 2).await;
+                    link.cut(false);
+                }
+                Fault::SlowHubLink => {
+                    link.slow(Duration::from_millis(rng.gen_range(100..500)));
+                    tokio::time::sleep(pause * 2).await;
+                    link.slow(Duration::ZERO);
                 }
             }
             faults.push((fault, hit));

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod config;
 pub mod deals;
 pub mod hub;
+pub mod link;
 pub mod markets;
 pub mod metrics;
 pub mod netns;
