@@ -8,7 +8,7 @@
 use futures::executor::block_on;
 use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;
-use nelumbo_markets::retrieval::bitswap::Wants;
+use nelumbo_markets::retrieval::wants::Wants;
 use nelumbo_markets_api::bitswap::{self, MAX_MESSAGE_BYTES};
 
 /// A small limit, so inputs reach it.

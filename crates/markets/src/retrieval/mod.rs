@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod piece;
 pub mod reader;
 pub mod server;
+pub mod wants;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
